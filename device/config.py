@@ -1,0 +1,446 @@
+"""The branch configuration: one TOML file, checked whole at start-up.
+
+A door controller that starts with half a configuration is worse than one that does
+not start, so every problem in the file is collected and reported together, each
+naming the file, the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+import zoneinfo
+from dataclasses import dataclass, field
+from datetime import date, time, timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from device.cards import UID_FORMATS
+
+DEFAULT_PATH = "/etc/omaovi/omaovi.toml"
+
+DOOR_KINDS = ("entrance", "booth")
+READER_TYPES = ("mfrc522", "serial", "evdev", "stdin")
+SERIAL_FRAMINGS = ("line", "rdm6300")
+STAFFED_ENTRANCE = ("card", "unlocked")
+#: BCM GPIO numbers on the 40-pin header of every Raspberry Pi since the B+.
+GPIO_PINS = range(0, 28)
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_DURATION = re.compile(r"^(\d+)\s*([mhd])$")
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    type: str
+    #: serial: a port (/dev/ttyUSB0) or a pyserial URL (loop://); evdev: an input device path.
+    device: str | None = None
+    framing: str = "line"
+    baudrate: int = 9600
+    spi_bus: int = 0
+    spi_device: int = 0
+    #: BCM pin wired to the RC522's RST. Given explicitly because the mfrc522 package
+    #: otherwise picks GPIO15 (the UART RX) once gpiozero has set BCM numbering.
+    reset_pin: int = 25
+    poll_interval: float = 0.15
+    dedupe_seconds: float = 3.0
+
+
+@dataclass(frozen=True)
+class DoorConfig:
+    id: str
+    kind: str
+    lock_pin: int
+    name: str = ""
+    resource: str | None = None
+    lock_active_high: bool = True
+    unlock_seconds: float = 5.0
+    held_open_seconds: float = 60.0
+    contact_pin: int | None = None
+    exit_button_pin: int | None = None
+    led_pin: int | None = None
+    buzzer_pin: int | None = None
+    reader: ReaderConfig | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    staffed_entrance: str = "card"
+    booth_early_minutes: int = 10
+    max_offline_age: timedelta = timedelta(hours=72)
+    event_retention_days: int = 90
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    branch: str
+    timezone: str
+    database: Path
+    consortium_key_file: Path
+    doors: tuple[DoorConfig, ...]
+    uid_format: str = "hex"
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+
+    def door(self, door_id: str) -> DoorConfig:
+        for door in self.doors:
+            if door.id == door_id:
+                return door
+        raise KeyError(door_id)
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str
+    value: Any
+    allowed: str
+
+    def __str__(self) -> str:
+        shown = "(missing)" if self.value is _MISSING else _show(self.value)
+        return f"{self.key} = {shown}: {self.allowed}"
+
+
+class ConfigError(Exception):
+    """Raised with every problem found in one configuration file."""
+
+    def __init__(self, path: Path | str, problems: list[Problem]):
+        self.path = Path(path)
+        self.problems = problems
+        lines = [f"{self.path}: {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+_MISSING = object()
+
+
+def _show(value: Any) -> str:
+    """The value as it would be written in TOML, on one line."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{…}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, (date, time)):  # datetime is a date
+        return value.isoformat()
+    return repr(value)
+
+
+class _Section:
+    """Reads typed values out of one TOML table and records what is wrong with them."""
+
+    def __init__(self, table: dict, prefix: str, problems: list[Problem]):
+        self.table = table
+        self.prefix = prefix
+        self.problems = problems
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def fail(self, name: str, value: Any, allowed: str) -> None:
+        self.problems.append(Problem(self.key(name), value, allowed))
+
+    def get(self, name: str, check: Callable[[Any], Any], allowed: str, default: Any = _MISSING) -> Any:
+        """Return the checked value, the default, or None after recording a problem."""
+        self.seen.add(name)
+        if name not in self.table:
+            if default is _MISSING:
+                self.fail(name, _MISSING, f"required; {allowed}")
+                return None
+            return default
+        value = self.table[name]
+        try:
+            return check(value)
+        except (TypeError, ValueError):
+            self.fail(name, value, allowed)
+            return None
+
+    def choice(self, name: str, choices: tuple[str, ...], default: Any = _MISSING) -> Any:
+        return self.get(name, lambda v: _one_of(v, choices), "must be one of " + ", ".join(choices), default)
+
+    def integer(self, name: str, low: int, high: int, default: Any = _MISSING) -> Any:
+        return self.get(name, lambda v: _int_in(v, low, high), f"must be a whole number from {low} to {high}", default)
+
+    def number(self, name: str, low: float, high: float, default: Any = _MISSING) -> Any:
+        return self.get(name, lambda v: _number_in(v, low, high), f"must be a number from {low:g} to {high:g}", default)
+
+    def boolean(self, name: str, default: Any = _MISSING) -> Any:
+        return self.get(name, _bool, "must be true or false", default)
+
+    def text(self, name: str, default: Any = _MISSING) -> Any:
+        return self.get(name, _text, "must be a non-empty string", default)
+
+    def identifier(self, name: str, default: Any = _MISSING) -> Any:
+        return self.get(
+            name, _identifier, "must be 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit", default
+        )
+
+    def pin(self, name: str, default: Any = _MISSING) -> Any:
+        return self.integer(name, GPIO_PINS.start, GPIO_PINS.stop - 1, default)
+
+    def finish(self) -> None:
+        """Unknown keys are errors: a misspelt key silently ignored is a door set up wrong."""
+        for name in self.table:
+            if name not in self.seen:
+                allowed = ", ".join(sorted(self.seen))
+                self.fail(name, self.table[name], f"unknown key; allowed keys here: {allowed}")
+
+
+def _one_of(value: Any, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError
+    return value
+
+
+def _int_in(value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError
+    return value
+
+
+def _number_in(value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ValueError
+    return float(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError
+    return value
+
+
+def _identifier(value: Any) -> str:
+    if not isinstance(value, str) or not _ID.match(value):
+        raise ValueError
+    return value
+
+
+def _timezone(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        # OSError: a name such as "Europe" is a directory in the time zone database.
+        raise ValueError from exc
+    return value
+
+
+def parse_duration(value: Any) -> timedelta:
+    """'30m', '72h' or '7d'."""
+    match = _DURATION.match(value.strip()) if isinstance(value, str) else None
+    if not match:
+        raise ValueError(value)
+    amount, unit = int(match.group(1)), match.group(2)
+    try:
+        return timedelta(minutes=amount) if unit == "m" else timedelta(hours=amount) if unit == "h" else timedelta(days=amount)
+    except OverflowError:  # "99999999999d" is no more a duration than "soon"
+        raise ValueError(value) from None
+
+
+def _offline_age(value: Any) -> timedelta:
+    age = parse_duration(value)
+    if not timedelta(minutes=5) <= age <= timedelta(days=90):
+        raise ValueError(value)
+    return age
+
+
+def _table(section: _Section, name: str, required: bool) -> dict | None:
+    value = section.table.get(name, _MISSING)
+    section.seen.add(name)
+    if value is _MISSING:
+        if required:
+            section.fail(name, _MISSING, "required table")
+        return None
+    if not isinstance(value, dict):
+        section.fail(name, value, "must be a table")
+        return None
+    return value
+
+
+def _reader(table: dict, prefix: str, problems: list[Problem]) -> ReaderConfig | None:
+    s = _Section(table, prefix, problems)
+    kind = s.choice("type", READER_TYPES)
+    values: dict[str, Any] = {"type": kind}
+    if kind in ("serial", "evdev"):
+        values["device"] = s.text("device")
+    if kind == "serial":
+        values["framing"] = s.choice("framing", SERIAL_FRAMINGS, "line")
+        values["baudrate"] = s.get(
+            "baudrate", lambda v: _one_of_int(v, (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)),
+            "must be one of 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200", 9600,
+        )
+    if kind == "mfrc522":
+        values["spi_bus"] = s.integer("spi_bus", 0, 6, 0)
+        values["spi_device"] = s.integer("spi_device", 0, 2, 0)
+        values["reset_pin"] = s.pin("reset_pin", 25)
+        values["poll_interval"] = s.number("poll_interval", 0.1, 0.2, 0.15)
+    values["dedupe_seconds"] = s.number("dedupe_seconds", 0, 60, 3.0)
+    s.finish()
+    if any(v is None for k, v in values.items() if k != "device") or (kind in ("serial", "evdev") and values["device"] is None):
+        return None
+    return ReaderConfig(**values)
+
+
+def _one_of_int(value: Any, choices: tuple[int, ...]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in choices:
+        raise ValueError
+    return value
+
+
+_PIN_KEYS = ("lock_pin", "contact_pin", "exit_button_pin", "led_pin", "buzzer_pin")
+
+
+def _door(table: Any, index: int, problems: list[Problem]) -> DoorConfig | None:
+    prefix = f"doors[{index}]."
+    if not isinstance(table, dict):
+        problems.append(Problem(f"doors[{index}]", table, "must be a table ([[doors]])"))
+        return None
+    s = _Section(table, prefix, problems)
+    values: dict[str, Any] = {
+        "id": s.identifier("id"),
+        "name": s.get("name", lambda v: v if isinstance(v, str) else _raise(), "must be a string", ""),
+        "kind": s.choice("kind", DOOR_KINDS),
+        "lock_pin": s.pin("lock_pin"),
+        "lock_active_high": s.boolean("lock_active_high", True),
+        "unlock_seconds": s.number("unlock_seconds", 1, 60, 5.0),
+        "held_open_seconds": s.number("held_open_seconds", 5, 3600, 60.0),
+    }
+    for optional in _PIN_KEYS[1:]:
+        values[optional] = s.pin(optional, None)
+    if values["kind"] == "booth":
+        values["resource"] = s.text("resource")
+    elif "resource" in table:
+        s.seen.add("resource")
+        s.fail("resource", table["resource"], "only a booth has a resource; remove it or set kind = \"booth\"")
+    reader_table = _table(s, "reader", required=False)
+    reader = _reader(reader_table, f"{prefix}reader.", problems) if reader_table is not None else None
+    s.finish()
+    if reader_table is not None and reader is None:
+        return None
+    if any(values[k] is None for k in ("id", "kind", "lock_pin", "lock_active_high", "unlock_seconds", "held_open_seconds")):
+        return None
+    if values["kind"] == "booth" and values["resource"] is None:
+        return None
+    return DoorConfig(reader=reader, **values)
+
+
+def _raise() -> Any:
+    raise ValueError
+
+
+def parse(data: dict, path: Path | str = "<config>") -> Config:
+    """Build a Config from parsed TOML, or raise ConfigError listing every problem."""
+    path = Path(path)
+    problems: list[Problem] = []
+    s = _Section(data, "", problems)
+    base = path.parent
+
+    def a_path(value: Any) -> Path:
+        return (base / _text(value)).resolve()
+
+    branch = s.identifier("branch")
+    timezone = s.get("timezone", _timezone, "must be an IANA time zone name such as Europe/Helsinki", "Europe/Helsinki")
+    database = s.get("database", a_path, "must be a file path (relative paths are relative to this file)")
+    key_file = s.get("consortium_key_file", a_path, "must be a file path (relative paths are relative to this file)")
+
+    cards = _Section(_table(s, "cards", required=False) or {}, "cards.", problems)
+    uid_format = cards.choice("uid_format", UID_FORMATS, "hex")
+    cards.finish()
+
+    p = _Section(_table(s, "policy", required=False) or {}, "policy.", problems)
+    policy = PolicyConfig(
+        staffed_entrance=p.choice("staffed_entrance", STAFFED_ENTRANCE, "card"),
+        booth_early_minutes=p.integer("booth_early_minutes", 0, 60, 10),
+        max_offline_age=p.get("max_offline_age", _offline_age, 'must be a duration from "5m" to "90d", such as "72h"', timedelta(hours=72)),
+        event_retention_days=p.integer("event_retention_days", 1, 3650, 90),
+    )
+    p.finish()
+
+    s.seen.add("doors")
+    raw_doors = data.get("doors", _MISSING)
+    doors: list[DoorConfig] = []
+    if raw_doors is _MISSING:
+        problems.append(Problem("doors", _MISSING, "at least one [[doors]] table is required"))
+    elif not isinstance(raw_doors, list) or not raw_doors:
+        problems.append(Problem("doors", raw_doors, "must be one or more [[doors]] tables"))
+    else:
+        doors = [d for i, t in enumerate(raw_doors) if (d := _door(t, i, problems)) is not None]
+    s.finish()
+    _check_doors_together(doors, problems)
+
+    if problems:
+        raise ConfigError(path, problems)
+    return Config(
+        path=path, branch=branch, timezone=timezone, database=database, consortium_key_file=key_file,
+        doors=tuple(doors), uid_format=uid_format, policy=policy,
+    )
+
+
+def _check_doors_together(doors: list[DoorConfig], problems: list[Problem]) -> None:
+    """What no single door can get wrong on its own: shared ids, pins and readers."""
+    ids: dict[str, int] = {}
+    pins: dict[int, str] = {}
+    devices: dict[str, str] = {}
+    for index, door in enumerate(doors):
+        if door.id in ids:
+            problems.append(Problem(f"doors[{index}].id", door.id, f"must be unique; doors[{ids[door.id]}] has the same id"))
+        ids.setdefault(door.id, index)
+        used = [(k, getattr(door, k)) for k in _PIN_KEYS if getattr(door, k) is not None]
+        if door.reader and door.reader.type == "mfrc522":
+            used.append(("reader.reset_pin", door.reader.reset_pin))
+        for key, pin in used:
+            owner = f"doors[{index}].{key}"
+            if pin in pins:
+                problems.append(Problem(owner, pin, f"GPIO{pin} is already used by {pins[pin]}"))
+            else:
+                pins[pin] = owner
+        if door.reader and door.reader.type == "stdin":
+            devices_key = "stdin"
+        elif door.reader and door.reader.type == "mfrc522":
+            devices_key = f"spi{door.reader.spi_bus}.{door.reader.spi_device}"
+        elif door.reader:
+            devices_key = door.reader.device or ""
+        else:
+            continue
+        if devices_key in devices:
+            problems.append(Problem(f"doors[{index}].reader", devices_key, f"already the reader of {devices[devices_key]}; each door needs its own reader"))
+        devices.setdefault(devices_key, f"doors[{index}]")
+
+
+def load(path: str | Path = DEFAULT_PATH) -> Config:
+    """Read and check a config file; raise ConfigError naming the file for any problem."""
+    path = Path(path)
+    try:
+        # A byte order mark (Windows editors add one) is not TOML; drop it rather
+        # than report an invisible "invalid statement" at line 1, column 1.
+        text = path.read_bytes().decode("utf-8").removeprefix("\ufeff")
+    except FileNotFoundError:
+        raise ConfigError(path, [Problem("(file)", str(path), "file not found")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, [Problem("(file)", f"byte {exc.start}", "the file must be UTF-8 text")]) from None
+    except OSError as exc:
+        raise ConfigError(path, [Problem("(file)", str(path), f"cannot be read: {exc.strerror}")]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [Problem("(syntax)", str(exc), "the file must be valid TOML")]) from None
+    return parse(data, path)

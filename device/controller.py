@@ -1,0 +1,315 @@
+"""The device's main loop: taps in, decisions out, doors driven, everything logged.
+
+One thread owns the doors and the database connection. Readers and gpiozero post
+work onto its queue; the loop also runs the door timers, picks up staff commands
+and follows the schedule. A decision is committed to the database *before* the
+relay is energised, so a power cut can lose an unlock but never an unlocked door's
+record. If the database cannot be written, only staff are let in and the events
+wait in memory until it can.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from device import events
+from device.cards import CardNumberError, card_key, load_consortium_key
+from device.config import Config, DoorConfig
+from device.door import Door
+from device.events import Event
+from device.policy import Decision, DoorState, Reason, decide
+from device.store import Store
+
+log = logging.getLogger("omaovi.device")
+
+TICK_SECONDS = 0.1
+COMMAND_POLL_SECONDS = 0.25
+HOURS_POLL_SECONDS = 2.0
+RETENTION_SECONDS = 3600.0
+#: Events that could not be written are kept in memory up to this many.
+MAX_PENDING_EVENTS = 10_000
+
+
+@dataclass(frozen=True)
+class TapResult:
+    door: DoorConfig
+    decision: Decision
+    event: Event
+
+
+class Controller:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        consortium_key: bytes | None = None,
+        pin_factory=None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        on_tap: Callable[[TapResult], None] | None = None,
+        start_readers: bool = True,
+    ):
+        self.config = config
+        self.store = store
+        self.key = consortium_key if consortium_key is not None else load_consortium_key(config.consortium_key_file)
+        self.clock = clock
+        self.wall = wall
+        self.on_tap = on_tap
+        self._queue: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._pending: list[Event] = []
+        self._hours_revision = -1
+        self.schedule = store.schedule(config.tz)
+        self.doors: dict[str, Door] = {}
+        for door_cfg in config.doors:
+            self.doors[door_cfg.id] = Door(
+                door_cfg,
+                emit=self._emitter(door_cfg),
+                post=self._queue.put,
+                clock=clock,
+                wall=wall,
+                pin_factory=pin_factory,
+            )
+        self._door_status: dict[str, dict] = {}
+        self._readers = []
+        if start_readers:
+            self._start_readers()
+        self.stopped = threading.Event()
+
+    # -- input from other threads ---------------------------------------------
+    def submit_tap(self, door_id: str, number: str) -> None:
+        """Thread-safe: a reader saw ``number`` at ``door_id``."""
+        self._queue.put(lambda: self.tap(door_id, number))
+
+    def call(self, work: Callable[[], object], timeout: float = 5.0):
+        """Run ``work`` on the controller thread and wait for its result (for the demo console)."""
+        done = threading.Event()
+        box: dict = {}
+
+        def run():
+            try:
+                box["value"] = work()
+            finally:
+                done.set()
+
+        self._queue.put(run)
+        if not done.wait(timeout):
+            raise TimeoutError("the device loop did not answer")
+        return box.get("value")
+
+    # -- the loop -------------------------------------------------------------
+    def run(self, stop: threading.Event | None = None, on_tick: Callable[[], None] | None = None) -> None:
+        stop = stop or self.stopped
+        last = {"commands": -1e9, "hours": -1e9, "retention": -1e9}
+        self._follow_schedule()
+        while not stop.is_set():
+            deadline = self.clock() + TICK_SECONDS
+            while True:
+                remaining = deadline - self.clock()
+                try:
+                    work = self._queue.get(timeout=max(0.0, remaining))
+                except queue.Empty:
+                    break
+                self._run_safely(work)
+                if self.clock() >= deadline:
+                    break
+            now = self.clock()
+            self._run_safely(self._tick)
+            if now - last["commands"] >= COMMAND_POLL_SECONDS:
+                last["commands"] = now
+                self._run_safely(self._run_commands)
+            if now - last["hours"] >= HOURS_POLL_SECONDS:
+                last["hours"] = now
+                self._run_safely(self._reload_hours)
+            if now - last["retention"] >= RETENTION_SECONDS:
+                last["retention"] = now
+                self._run_safely(self._apply_retention)
+            if on_tick is not None:
+                on_tick()
+
+    def close(self) -> None:
+        for reader in self._readers:
+            reader.stop()
+        for door in self.doors.values():
+            door.close()
+
+    # -- one tap --------------------------------------------------------------
+    def tap(self, door_id: str, number: str) -> TapResult | None:
+        """Decide, record, then act. The raw number lives only in this call."""
+        door_cfg = self.config.door(door_id)
+        door = self.doors[door_id]
+        try:
+            key = card_key(self.key, number)
+        except CardNumberError as exc:
+            log.warning("door %s: ignored a read that is not a card number (%s)", door_id, exc.__class__.__name__)
+            return None
+        now = self.wall()
+        today = now.astimezone(self.config.tz).date()
+        patron = self.store.patron(key, today)
+        reservations = self.store.reservations_for(key, door_cfg.resource, now) if door_cfg.kind == "booth" else []
+        decision = decide(
+            key, door_cfg, now, self.schedule, patron, reservations, self.config.policy, DoorState(lockdown=door.lockdown)
+        )
+        event = self._event(door_cfg, events.TAP, now, decision, key)
+        if not self._record(event) and decision.granted and decision.reason is not Reason.STAFF:
+            # No record, no entry: only staff pass while the database cannot be written.
+            decision = Decision(False, Reason.UNAVAILABLE, decision.mode)
+            event = self._event(door_cfg, events.TAP, now, decision, key, uuid=event.uuid)
+            self._pending[-1] = event
+        if decision.granted:
+            door.grant()
+        else:
+            door.deny()
+        log.info(
+            "tap door=%s granted=%s reason=%s mode=%s event=%s",
+            door_id, decision.granted, decision.reason.value, decision.mode, event.uuid,
+        )
+        result = TapResult(door_cfg, decision, event)
+        if self.on_tap is not None:
+            self.on_tap(result)
+        self._publish_door(door_id)
+        return result
+
+    def _event(self, door_cfg: DoorConfig, type_: str, now: datetime, decision: Decision, key: str, **extra) -> Event:
+        detail = {}
+        if decision.reservation is not None:
+            detail = {"reservation": decision.reservation.id, "begin": events.utc_text(decision.reservation.begin)}
+        return Event(
+            ts=now, door=door_cfg.id, type=type_, reason=decision.reason.value, mode=decision.mode,
+            card_key=key, door_kind=door_cfg.kind, detail=detail, **extra,
+        )
+
+    def _record(self, event: Event) -> bool:
+        """Write pending events and this one; on failure keep them all for the next try."""
+        batch = self._pending + [event]
+        try:
+            self.store.record(batch)
+        except sqlite3.Error as exc:
+            log.error("cannot write events (%s); %d waiting in memory", exc, len(batch))
+            self._pending = batch[-MAX_PENDING_EVENTS:]
+            return False
+        self._pending = []
+        return True
+
+    def _emitter(self, door_cfg: DoorConfig) -> Callable[[str, dict], None]:
+        def emit(type_: str, detail: dict) -> None:
+            now = self.wall()
+            mode = self.schedule.mode_at(now)
+            self._record(Event(ts=now, door=door_cfg.id, type=type_, mode=mode, door_kind=door_cfg.kind, detail=detail))
+            log.info("door=%s event=%s", door_cfg.id, type_)
+            self._publish_door(door_cfg.id)
+
+        return emit
+
+    # -- periodic work --------------------------------------------------------
+    def _tick(self) -> None:
+        if self._pending:
+            self._record_pending()
+        self._follow_schedule()
+        for door_id, door in self.doors.items():
+            door.tick()
+            self._publish_door(door_id)
+
+    def _record_pending(self) -> None:
+        try:
+            self.store.record(self._pending)
+        except sqlite3.Error:
+            return
+        log.warning("wrote %d events that had waited in memory", len(self._pending))
+        self._pending = []
+
+    def _follow_schedule(self) -> None:
+        mode = self.schedule.mode_at(self.wall())
+        unlocked = mode == "staffed" and self.config.policy.staffed_entrance == "unlocked"
+        for door in self.doors.values():
+            door.set_schedule_unlocked(unlocked and door.cfg.kind == "entrance")
+
+    def _run_commands(self) -> None:
+        for command in self.store.pending_commands():
+            door = self.doors.get(command.door)
+            if door is None:
+                self.store.finish_command(command.id, f"unknown door {command.door!r}")
+                continue
+            if command.action == "pulse":
+                door.pulse()
+            elif command.action == "hold":
+                if command.until is None or command.until <= self.wall():
+                    self.store.finish_command(command.id, "refused: hold needs a time in the future")
+                    continue
+                door.hold(command.until)
+            elif command.action == "lockdown":
+                door.set_lockdown()
+            elif command.action == "release":
+                door.release()
+            detail = {"action": command.action, "by": command.requested_by, "command": command.id}
+            if command.until is not None:
+                detail["until"] = events.utc_text(command.until)
+            now = self.wall()
+            event = Event(ts=now, door=door.cfg.id, type=events.COMMAND, mode=self.schedule.mode_at(now), door_kind=door.cfg.kind, detail=detail)
+            self.store.finish_command(command.id, "done", event)
+            log.info("command %s on door=%s by %s", command.action, door.cfg.id, command.requested_by)
+            self._publish_door(door.cfg.id)
+
+    def _reload_hours(self) -> None:
+        revision = self.store.hours_revision()
+        if revision != self._hours_revision:
+            self._hours_revision = revision
+            self.schedule = self.store.schedule(self.config.tz)
+
+    def _apply_retention(self) -> None:
+        cutoff = self.wall() - timedelta(days=self.config.policy.event_retention_days)
+        deleted = self.store.purge_events(cutoff)
+        if deleted:
+            log.info("deleted %d events older than %d days (their counts stay)", deleted, self.config.policy.event_retention_days)
+
+    def _publish_door(self, door_id: str) -> None:
+        status = self.doors[door_id].status()
+        if self._door_status.get(door_id) != status:
+            self._door_status[door_id] = status
+            try:
+                self.store.set_status(f"door:{door_id}", status)
+            except sqlite3.Error as exc:
+                log.error("cannot write door status: %s", exc)
+
+    def _run_safely(self, work: Callable[[], object]) -> None:
+        """One failing piece of work must not stop the door."""
+        try:
+            work()
+        except Exception:  # noqa: BLE001 — logged with traceback, the loop goes on
+            log.exception("error in the device loop")
+
+    # -- readers --------------------------------------------------------------
+    def _start_readers(self) -> None:
+        from device.readers import build_reader
+        from device.readers.base import ReaderLoop
+
+        for door_cfg in self.config.doors:
+            if door_cfg.reader is None:
+                continue
+            loop = ReaderLoop(
+                build_reader(door_cfg.reader),
+                on_card=lambda number, door_id=door_cfg.id: self.submit_tap(door_id, number),
+                uid_format=self.config.uid_format,
+                dedupe_seconds=door_cfg.reader.dedupe_seconds,
+                on_status=lambda online, detail, door_id=door_cfg.id: self._queue.put(
+                    lambda: self._reader_status(door_id, online, detail)
+                ),
+            )
+            loop.start()
+            self._readers.append(loop)
+
+    def _reader_status(self, door_id: str, online: bool, detail: str) -> None:
+        self.store.set_status(f"reader:{door_id}", {"online": online, "detail": detail})
+        now = self.wall()
+        door_cfg = self.config.door(door_id)
+        self._record(
+            Event(ts=now, door=door_id, type=events.READER_ONLINE if online else events.READER_OFFLINE,
+                  mode=self.schedule.mode_at(now), door_kind=door_cfg.kind, detail={"detail": detail})
+        )

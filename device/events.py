@@ -1,0 +1,78 @@
+"""Event rows: every tap decision and every door happening, and what each one counts.
+
+The counts are kept per UTC hour and updated in the same transaction as the event
+itself, so statistics never disagree with the log, and raw events can be deleted
+after the retention period without changing a single figure.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+#: Event types. A ``tap`` carries a reason; the others are door happenings.
+TAP = "tap"
+EXIT = "exit"
+DOOR_OPENED = "door_opened"
+DOOR_CLOSED = "door_closed"
+HELD_OPEN = "door_held_open"
+FORCED_OPEN = "door_forced_open"
+COMMAND = "command"
+READER_OFFLINE = "reader_offline"
+READER_ONLINE = "reader_online"
+STORE_ERROR = "store_error"
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+HOUR_FORMAT = "%Y-%m-%dT%H:00Z"
+
+
+def utc_text(moment: datetime) -> str:
+    """Fixed-width UTC text, so that string order is time order in SQL."""
+    return moment.astimezone(timezone.utc).strftime(TIME_FORMAT)
+
+
+def parse_utc(text: str) -> datetime:
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=timezone.utc)
+
+
+def hour_text(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime(HOUR_FORMAT)
+
+
+@dataclass(frozen=True)
+class Event:
+    ts: datetime
+    door: str
+    type: str
+    reason: str | None = None
+    mode: str | None = None
+    card_key: str | None = None
+    door_kind: str = "entrance"
+    detail: dict = field(default_factory=dict)
+    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def row(self) -> dict:
+        return {
+            "uuid": self.uuid,
+            "ts": utc_text(self.ts),
+            "door": self.door,
+            "type": self.type,
+            "reason": self.reason,
+            "mode": self.mode,
+            "card_key": self.card_key,
+            "detail": json.dumps(self.detail, sort_keys=True) if self.detail else None,
+        }
+
+    def metrics(self) -> list[str]:
+        """The hourly counters this event adds one to."""
+        if self.type == TAP:
+            if self.reason == "granted":
+                return ["booth_use"] if self.door_kind == "booth" else [f"visit_{self.mode}"]
+            if self.reason == "staff":
+                return ["staff_entry"]
+            return [f"denied_{self.reason}"]
+        if self.type in (EXIT, HELD_OPEN, FORCED_OPEN):
+            return [self.type]
+        return []

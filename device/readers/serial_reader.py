@@ -1,0 +1,60 @@
+"""Readers on a serial port: USB readers in serial (CDC) mode and the RDM6300 on the UART."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable
+
+import serial
+
+from device.config import ReaderConfig
+from device.readers.base import READ_TIMEOUT, CardRead, GarbledRead, ReaderError, take_pending
+from device.readers.framing import LineFramer, Rdm6300Framer
+
+FRAMERS = {"line": LineFramer, "rdm6300": Rdm6300Framer}
+
+
+class SerialReader:
+    """Reads card frames from a serial port or any pyserial URL (such as loop://).
+
+    open_port exists so tests can keep a handle on the port they write into; it
+    takes the arguments of serial.serial_for_url.
+    """
+
+    def __init__(self, cfg: ReaderConfig, *, open_port: Callable[..., serial.SerialBase] = serial.serial_for_url):
+        if cfg.framing not in FRAMERS:
+            raise ValueError(f"unknown framing {cfg.framing!r}; allowed: {', '.join(FRAMERS)}")
+        self.name = f"serial {cfg.device}"
+        self._cfg = cfg
+        self._open_port = open_port
+        self._port: serial.SerialBase | None = None
+        self._framer = FRAMERS[cfg.framing]()
+        self._pending: deque[CardRead | GarbledRead] = deque()
+
+    def open(self) -> None:
+        try:
+            self._port = self._open_port(self._cfg.device, baudrate=self._cfg.baudrate, timeout=READ_TIMEOUT)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise ReaderError(
+                f"cannot open serial port {self._cfg.device}: {exc}. Check the cable and the device path "
+                "(ls -l /dev/serial/by-id/), and that the omaovi user is in the dialout group; for a reader "
+                "on the UART pins enable the serial port: sudo raspi-config nonint do_serial_hw 0"
+            ) from exc
+        # Whatever was half-received before a reconnect is not the start of the next frame.
+        self._framer = FRAMERS[self._cfg.framing]()
+        self._pending.clear()
+
+    def read(self) -> CardRead | None:
+        if not self._pending:
+            try:
+                # Blocks up to READ_TIMEOUT for the first byte, then takes what has arrived.
+                data = self._port.read(max(1, self._port.in_waiting))
+            except (serial.SerialException, OSError) as exc:
+                raise ReaderError(f"serial port {self._cfg.device} stopped working: {exc}") from exc
+            self._pending.extend(self._framer.feed(data))
+        return take_pending(self._pending)
+
+    def close(self) -> None:
+        if self._port is not None:
+            port, self._port = self._port, None
+            port.close()

@@ -1,0 +1,414 @@
+"""The one SQLite database that device, web and sync share.
+
+Each process opens its own ``Store``. The file is in WAL mode so the staff page can
+read while the door writes, and every write is one short transaction. The schema
+lives here alone, as numbered migrations that run when any process opens the file;
+``PRAGMA user_version`` records how far a database has come.
+
+No raw card number is ever written here: cards appear only as ``card_key``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterable, Iterator
+from zoneinfo import ZoneInfo
+
+import sqlite_utils
+
+from device.events import Event, hour_text, parse_utc, utc_text
+from device.policy import Patron, Reservation
+from device.schedule import Period, Schedule
+
+MIGRATIONS: list[str] = [
+    # 1: the device core.
+    """
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        uuid TEXT NOT NULL UNIQUE,
+        ts TEXT NOT NULL,
+        door TEXT NOT NULL,
+        type TEXT NOT NULL,
+        reason TEXT,
+        mode TEXT,
+        card_key TEXT,
+        detail TEXT
+    );
+    CREATE INDEX events_ts ON events (ts);
+    CREATE TABLE hourly_counts (
+        hour TEXT NOT NULL,
+        door TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (hour, door, metric)
+    ) WITHOUT ROWID;
+    CREATE TABLE patrons (
+        card_key TEXT PRIMARY KEY,
+        self_service INTEGER NOT NULL,
+        blocked_reason TEXT,
+        valid_until TEXT,
+        age_ok_from TEXT,
+        staff INTEGER NOT NULL DEFAULT 0,
+        fetched_at TEXT NOT NULL,
+        source TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE staff_cards (
+        card_key TEXT PRIMARY KEY,
+        note TEXT NOT NULL DEFAULT '',
+        added_by TEXT NOT NULL,
+        added_at TEXT NOT NULL
+    );
+    CREATE TABLE local_blocks (
+        card_key TEXT PRIMARY KEY,
+        until TEXT,
+        note TEXT NOT NULL DEFAULT '',
+        added_by TEXT NOT NULL,
+        added_at TEXT NOT NULL
+    );
+    CREATE TABLE reservations (
+        id TEXT PRIMARY KEY,
+        resource TEXT NOT NULL,
+        card_key TEXT NOT NULL,
+        begin TEXT NOT NULL,
+        end TEXT NOT NULL,
+        state TEXT NOT NULL
+    );
+    CREATE INDEX reservations_card ON reservations (card_key, resource);
+    CREATE INDEX reservations_end ON reservations (end);
+    CREATE TABLE weekly_periods (
+        weekday INTEGER NOT NULL CHECK (weekday BETWEEN 0 AND 6),
+        start INTEGER NOT NULL,
+        end INTEGER NOT NULL,
+        mode TEXT NOT NULL,
+        PRIMARY KEY (weekday, start)
+    );
+    CREATE TABLE exception_days (
+        date TEXT PRIMARY KEY,
+        note TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT 'local'
+    );
+    CREATE TABLE exception_periods (
+        date TEXT NOT NULL REFERENCES exception_days (date) ON DELETE CASCADE,
+        start INTEGER NOT NULL,
+        end INTEGER NOT NULL,
+        mode TEXT NOT NULL,
+        PRIMARY KEY (date, start)
+    );
+    CREATE TABLE commands (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        door TEXT NOT NULL,
+        action TEXT NOT NULL,
+        until TEXT,
+        requested_by TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        done_at TEXT,
+        result TEXT
+    );
+    CREATE INDEX commands_pending ON commands (done_at);
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE device_status (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
+]
+
+COMMAND_ACTIONS = ("pulse", "hold", "lockdown", "release")
+
+
+@dataclass(frozen=True)
+class Command:
+    id: int
+    door: str
+    action: str
+    until: datetime | None
+    requested_by: str
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Store:
+    def __init__(self, path: str | Path, *, durable: bool = False, busy_timeout_ms: int = 5000):
+        """Open (creating if needed) and migrate the database.
+
+        ``durable`` makes every commit reach the disk before it returns
+        (``synchronous=FULL``): the device uses it so that a decision survives a
+        power cut that happens right after the door opened.
+        """
+        self.path = Path(path)
+        conn = sqlite3.connect(str(self.path), timeout=busy_timeout_ms / 1000, check_same_thread=False)
+        self.db = sqlite_utils.Database(conn)
+        self.conn = conn
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self.migrate()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- schema ---------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self) -> None:
+        """Apply the migrations this file has not seen yet, each in its own transaction."""
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            current = self.version
+            for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+                for statement in _statements(script):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {number}")
+
+    # -- events and counts ----------------------------------------------------
+    def record(self, events: Iterable[Event]) -> None:
+        """Write events and their counts in one transaction: all of them or none."""
+        with self.conn:
+            for event in events:
+                self.conn.execute(
+                    "INSERT INTO events (uuid, ts, door, type, reason, mode, card_key, detail)"
+                    " VALUES (:uuid, :ts, :door, :type, :reason, :mode, :card_key, :detail)",
+                    event.row(),
+                )
+                hour = hour_text(event.ts)
+                for metric in event.metrics():
+                    self.conn.execute(
+                        "INSERT INTO hourly_counts (hour, door, metric, count) VALUES (?, ?, ?, 1)"
+                        " ON CONFLICT (hour, door, metric) DO UPDATE SET count = count + 1",
+                        (hour, event.door, metric),
+                    )
+
+    def events(self, since: datetime | None = None, limit: int = 100) -> list[dict]:
+        """Newest first."""
+        sql = "SELECT * FROM events"
+        params: list = []
+        if since is not None:
+            sql += " WHERE ts >= ?"
+            params.append(utc_text(since))
+        sql += " ORDER BY seq DESC LIMIT ?"
+        params.append(limit)
+        return [dict(row) for row in self.db.query(sql, params)]
+
+    def counts(self, start: datetime, end: datetime) -> list[dict]:
+        """Hourly counter rows with start <= hour < end."""
+        return list(
+            self.db.query(
+                "SELECT hour, door, metric, count FROM hourly_counts WHERE hour >= ? AND hour < ? ORDER BY hour",
+                [hour_text(start), hour_text(end)],
+            )
+        )
+
+    def purge_events(self, older_than: datetime) -> int:
+        """Delete raw events past retention. Their counts are already in hourly_counts."""
+        with self.conn:
+            return self.conn.execute("DELETE FROM events WHERE ts < ?", (utc_text(older_than),)).rowcount
+
+    # -- patrons --------------------------------------------------------------
+    def patron(self, card_key: str, today: date | None = None) -> Patron | None:
+        """The cache entry merged with this branch's own staff cards and blocks."""
+        today = today or _now().date()
+        cached = self.db.execute("SELECT * FROM patrons WHERE card_key = ?", [card_key]).fetchone()
+        local_staff = self.db.execute("SELECT 1 FROM staff_cards WHERE card_key = ?", [card_key]).fetchone() is not None
+        block = self.db.execute(
+            "SELECT note FROM local_blocks WHERE card_key = ? AND (until IS NULL OR until >= ?)",
+            [card_key, today.isoformat()],
+        ).fetchone()
+        if cached is None and not local_staff and block is None:
+            return None
+        local = {"local_staff": local_staff, "local_block": (block[0] or "local block") if block else None}
+        if cached is None:
+            return Patron(card_key=card_key, **local)
+        _, self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, _source = cached
+        return Patron(
+            card_key=card_key,
+            self_service=bool(self_service),
+            blocked_reason=blocked_reason,
+            valid_until=date.fromisoformat(valid_until) if valid_until else None,
+            age_ok_from=date.fromisoformat(age_ok_from) if age_ok_from else None,
+            staff=bool(staff),
+            fetched_at=parse_utc(fetched_at),
+            **local,
+        )
+
+    def put_patrons(self, patrons: Iterable[Patron], *, source: str, replace: bool = False) -> int:
+        """Insert or update cache entries; with ``replace`` the whole cache is swapped atomically."""
+        rows = [
+            (
+                p.card_key, int(p.self_service), p.blocked_reason,
+                p.valid_until.isoformat() if p.valid_until else None,
+                p.age_ok_from.isoformat() if p.age_ok_from else None,
+                int(p.staff), utc_text(p.fetched_at or _now()), source,
+            )
+            for p in patrons
+        ]
+        with self.conn:
+            if replace:
+                self.conn.execute("DELETE FROM patrons")
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO patrons (card_key, self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def add_staff_card(self, card_key: str, note: str, added_by: str) -> None:
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO staff_cards (card_key, note, added_by, added_at) VALUES (?, ?, ?, ?)",
+                (card_key, note, added_by, utc_text(_now())),
+            )
+
+    def add_local_block(self, card_key: str, note: str, added_by: str, until: date | None = None) -> None:
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO local_blocks (card_key, until, note, added_by, added_at) VALUES (?, ?, ?, ?, ?)",
+                (card_key, until.isoformat() if until else None, note, added_by, utc_text(_now())),
+            )
+
+    # -- reservations ---------------------------------------------------------
+    def put_reservations(self, reservations: Iterable[Reservation]) -> None:
+        with self.conn:
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO reservations (id, resource, card_key, begin, end, state) VALUES (?, ?, ?, ?, ?, ?)",
+                [(r.id, r.resource, r.card_key, utc_text(r.begin), utc_text(r.end), r.state) for r in reservations],
+            )
+
+    def reservations_for(self, card_key: str, resource: str, now: datetime) -> list[Reservation]:
+        """The card's reservations of one resource that have not ended yet."""
+        return [
+            _reservation(row)
+            for row in self.db.query(
+                "SELECT * FROM reservations WHERE card_key = ? AND resource = ? AND end > ? ORDER BY begin",
+                [card_key, resource, utc_text(now)],
+            )
+        ]
+
+    def reservations_between(self, resource: str, start: datetime, end: datetime) -> list[Reservation]:
+        return [
+            _reservation(row)
+            for row in self.db.query(
+                "SELECT * FROM reservations WHERE resource = ? AND end > ? AND begin < ? AND state != 'cancelled' ORDER BY begin",
+                [resource, utc_text(start), utc_text(end)],
+            )
+        ]
+
+    # -- hours ----------------------------------------------------------------
+    def schedule(self, tz: ZoneInfo) -> Schedule:
+        weekly: dict[int, list[Period]] = {}
+        for row in self.db.query("SELECT weekday, start, end, mode FROM weekly_periods ORDER BY weekday, start"):
+            weekly.setdefault(row["weekday"], []).append(Period(row["start"], row["end"], row["mode"]))
+        exceptions: dict[date, list[Period]] = {date.fromisoformat(r["date"]): [] for r in self.db.query("SELECT date FROM exception_days")}
+        for row in self.db.query("SELECT date, start, end, mode FROM exception_periods ORDER BY date, start"):
+            exceptions[date.fromisoformat(row["date"])].append(Period(row["start"], row["end"], row["mode"]))
+        return Schedule(
+            weekly={k: tuple(v) for k, v in weekly.items()},
+            exceptions={k: tuple(v) for k, v in exceptions.items()},
+            tz=tz,
+        )
+
+    def hours_revision(self) -> int:
+        """Goes up with every change of the hours, so the device reloads them only then."""
+        row = self.conn.execute("SELECT value FROM settings WHERE key = 'hours_revision'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _bump_hours_revision(self) -> None:
+        self.conn.execute(
+            "INSERT INTO settings (key, value) VALUES ('hours_revision', '1')"
+            " ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
+
+    def set_weekly(self, weekly: dict[int, Iterable[Period]]) -> None:
+        """Replace the whole weekly pattern."""
+        with self.conn:
+            self.conn.execute("DELETE FROM weekly_periods")
+            self.conn.executemany(
+                "INSERT INTO weekly_periods (weekday, start, end, mode) VALUES (?, ?, ?, ?)",
+                [(day, p.start, p.end, p.mode) for day, periods in weekly.items() for p in periods],
+            )
+            self._bump_hours_revision()
+
+    def set_exceptions(self, days: dict[date, Iterable[Period]], *, note: str = "", source: str = "local") -> None:
+        """Set dated exceptions; each given date's periods replace what that date had."""
+        with self.conn:
+            for day, periods in days.items():
+                self.conn.execute("DELETE FROM exception_days WHERE date = ?", (day.isoformat(),))
+                self.conn.execute(
+                    "INSERT INTO exception_days (date, note, source) VALUES (?, ?, ?)", (day.isoformat(), note, source)
+                )
+                self.conn.executemany(
+                    "INSERT INTO exception_periods (date, start, end, mode) VALUES (?, ?, ?, ?)",
+                    [(day.isoformat(), p.start, p.end, p.mode) for p in periods],
+                )
+            self._bump_hours_revision()
+
+    # -- commands from the staff page -----------------------------------------
+    def add_command(self, door: str, action: str, requested_by: str, until: datetime | None = None) -> int:
+        if action not in COMMAND_ACTIONS:
+            raise ValueError(f"unknown command {action!r}; allowed: {', '.join(COMMAND_ACTIONS)}")
+        with self.conn:
+            return self.conn.execute(
+                "INSERT INTO commands (door, action, until, requested_by, requested_at) VALUES (?, ?, ?, ?, ?)",
+                (door, action, utc_text(until) if until else None, requested_by, utc_text(_now())),
+            ).lastrowid
+
+    def pending_commands(self) -> list[Command]:
+        return [
+            Command(r["id"], r["door"], r["action"], parse_utc(r["until"]) if r["until"] else None, r["requested_by"])
+            for r in self.db.query("SELECT * FROM commands WHERE done_at IS NULL ORDER BY id")
+        ]
+
+    def finish_command(self, command_id: int, result: str, event: Event | None = None) -> None:
+        """Mark a command done, together with the event that logs it."""
+        with self.conn:
+            self.conn.execute(
+                "UPDATE commands SET done_at = ?, result = ? WHERE id = ?", (utc_text(_now()), result, command_id)
+            )
+        if event is not None:
+            self.record([event])
+
+    # -- settings and live status --------------------------------------------
+    def set_status(self, key: str, value) -> None:
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO device_status (key, value, updated_at) VALUES (?, ?, ?)",
+                (key, json.dumps(value), utc_text(_now())),
+            )
+
+    def status(self) -> dict[str, dict]:
+        return {
+            r["key"]: {"value": json.loads(r["value"]), "updated_at": r["updated_at"]}
+            for r in self.db.query("SELECT * FROM device_status")
+        }
+
+    def integrity_ok(self) -> bool:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _reservation(row: dict) -> Reservation:
+    return Reservation(row["id"], row["resource"], row["card_key"], parse_utc(row["begin"]), parse_utc(row["end"]), row["state"])
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration into statements (none of ours contain a semicolon inside a string)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            yield statement
+
+
+def day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The UTC instants where a local day starts and ends (23, 24 or 25 hours apart)."""
+    start = datetime.combine(day, datetime.min.time(), tz)
+    end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tz)
+    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)

@@ -1,0 +1,164 @@
+"""The omaovi command's tools, as a librarian or IT person runs them."""
+
+import csv
+import io
+import json
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from device.cli import main
+from device.events import Event
+from device.store import Store
+
+CONFIG = """\
+branch = "testbranch"
+database = "omaovi.db"
+consortium_key_file = "consortium.key"
+
+[[doors]]
+id = "entrance"
+kind = "entrance"
+lock_pin = 17
+
+[[doors]]
+id = "booth"
+kind = "booth"
+resource = "smartblock-1"
+lock_pin = 5
+"""
+
+
+@pytest.fixture
+def branch(tmp_path):
+    (tmp_path / "omaovi.toml").write_text(CONFIG)
+    (tmp_path / "consortium.key").write_text("k" * 32)
+    return tmp_path
+
+
+def run(branch, capsys, *args):
+    code = main([*args, "--config", str(branch / "omaovi.toml")])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_patrons_import_hashes_numbers_and_reports_count(branch, capsys):
+    (branch / "patrons.csv").write_text(
+        "card_number,self_service,valid_until,age_ok_from\n"
+        "12345678,1,2027-05-31,2000-01-01\n"
+        "87654321,0,2027-05-31,2000-01-01\n"
+    )
+    code, out, _ = run(branch, capsys, "patrons", "import", str(branch / "patrons.csv"))
+    assert code == 0 and "Imported 2 patron(s)" in out
+    code, key, _ = run(branch, capsys, "card-key", "12345678")
+    store = Store(branch / "omaovi.db")
+    patron = store.patron(key.strip())
+    assert patron.self_service and patron.valid_until == date(2027, 5, 31)
+    dump = "\n".join(store.conn.iterdump())
+    assert "12345678" not in dump and "87654321" not in dump
+
+
+def test_patrons_import_refuses_a_bad_file_whole(branch, capsys):
+    (branch / "patrons.csv").write_text("card_number,valid_until\n111,2027-01-01\n222,31.12.2027\n")
+    code, _, err = run(branch, capsys, "patrons", "import", str(branch / "patrons.csv"))
+    assert code == 1
+    assert "line 3, valid_until: '31.12.2027' is not a date (YYYY-MM-DD)" in err
+    assert "Nothing was imported." in err
+    assert Store(branch / "omaovi.db").conn.execute("SELECT count(*) FROM patrons").fetchone()[0] == 0
+
+
+KIRKANTA = {
+    "items": [
+        {"date": "2026-12-24", "closed": False, "times": [{"from": "07:00", "to": "10:00", "status": 2}, {"from": "10:00", "to": "13:00", "status": 1}]},
+        {"date": "2026-12-25", "closed": True, "times": []},
+    ]
+}
+
+
+def test_hours_import_then_show(branch, capsys):
+    (branch / "hours.json").write_text(json.dumps(KIRKANTA))
+    code, out, _ = run(branch, capsys, "hours", "import", str(branch / "hours.json"))
+    assert code == 0 and "2 day(s), 2026-12-24 to 2026-12-25" in out
+    code, out, _ = run(branch, capsys, "hours", "show", "--date", "2026-12-24", "--days", "2")
+    assert code == 0
+    lines = [line.strip() for line in out.splitlines()]
+    assert "Thursday 2026-12-24 (exception, Europe/Helsinki)" in lines
+    assert "00:00–07:00  closed" in lines
+    assert "07:00–10:00  self-service" in lines
+    assert "10:00–13:00  staffed" in lines
+    assert "13:00–24:00  closed" in lines
+    assert "00:00–24:00  closed" in lines  # Christmas Day
+
+
+def test_hours_show_marks_the_dst_change(branch, capsys):
+    (branch / "hours.json").write_text(json.dumps({"items": [
+        {"date": "2026-10-25", "closed": False, "times": [{"from": "02:00", "to": "06:00", "status": 2}]}]}))
+    run(branch, capsys, "hours", "import", str(branch / "hours.json"))
+    code, out, _ = run(branch, capsys, "hours", "show", "--date", "2026-10-25")
+    assert "02:00–06:00  self-service  [EEST→EET]" in out
+
+
+def test_hours_import_refuses_a_bad_file(branch, capsys):
+    (branch / "hours.json").write_text('{"items": [{"date": "2026-12-24", "closed": false, "times": [{"from": "07:00", "to": "10:00", "status": 7}]}]}')
+    code, _, err = run(branch, capsys, "hours", "import", str(branch / "hours.json"))
+    assert code == 1
+    assert "status" in err and "7" in err and "Nothing was imported." in err
+
+
+def _seed_events(branch):
+    store = Store(branch / "omaovi.db")
+    base = datetime(2026, 10, 24, 21, 30, tzinfo=timezone.utc)  # 00:30 local on the DST Sunday
+    evs = [
+        Event(ts=base, door="entrance", type="tap", reason="granted", mode="self_service", card_key="a" * 64),
+        Event(ts=base + timedelta(hours=1), door="entrance", type="tap", reason="granted", mode="self_service", card_key="a" * 64),
+        Event(ts=base + timedelta(hours=12), door="entrance", type="tap", reason="granted", mode="staffed", card_key="b" * 64),
+        Event(ts=base + timedelta(hours=12), door="entrance", type="tap", reason="underage", mode="self_service", card_key="c" * 64),
+        Event(ts=base + timedelta(hours=13), door="booth", type="tap", reason="granted", mode="staffed", card_key="d" * 64, door_kind="booth"),
+    ]
+    store.record(evs)
+    return evs
+
+
+def test_stats_by_day_across_the_dst_change(branch, capsys):
+    _seed_events(branch)
+    code, out, _ = run(branch, capsys, "stats", "--from", "2026-10-24", "--to", "2026-10-26", "--csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["period"] for r in rows] == ["2026-10-24", "2026-10-25", "2026-10-26"]
+    day = rows[1]
+    assert (day["visits_self_service"], day["visits_staffed"], day["booth_uses"], day["denied"]) == ("2", "1", "1", "1")
+
+
+def test_stats_by_hour_has_25_hours_on_the_autumn_dst_day(branch, capsys):
+    _seed_events(branch)
+    code, out, _ = run(branch, capsys, "stats", "--from", "2026-10-25", "--to", "2026-10-25", "--by", "hour", "--json")
+    rows = json.loads(out)
+    assert len(rows) == 25
+    assert rows[0]["period"] == "2026-10-25T00:00+03:00"
+    assert [r["period"] for r in rows[3:5]] == ["2026-10-25T03:00+03:00", "2026-10-25T03:00+02:00"]
+    assert sum(r["visits_self_service"] for r in rows) == 2
+    assert rows[12]["denials"] == {"underage": 1}
+
+
+def test_stats_table_has_totals(branch, capsys):
+    _seed_events(branch)
+    code, out, _ = run(branch, capsys, "stats", "--from", "2026-10-25", "--to", "2026-10-25")
+    total = out.splitlines()[-1].split()
+    assert total[:3] == ["total", "2", "1"]
+
+
+def test_events_shows_local_time_and_no_raw_numbers(branch, capsys):
+    evs = _seed_events(branch)
+    code, out, _ = run(branch, capsys, "events", "--json", "--limit", "10")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["uuid"] for r in rows] == [e.uuid for e in reversed(evs)]
+    assert rows[-1]["local_time"] == "2026-10-25T00:30:00+03:00"
+    code, out, _ = run(branch, capsys, "events")
+    assert out.splitlines()[-1].startswith("2026-10-25 00:30:00  entrance")
+
+
+def test_a_missing_config_file_is_named(tmp_path, capsys):
+    code = main(["events", "--config", str(tmp_path / "nope.toml")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{tmp_path / 'nope.toml'}: (file)" in err and "file not found" in err

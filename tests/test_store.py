@@ -1,0 +1,129 @@
+"""The shared SQLite store: schema, events with counts, patrons, hours, commands."""
+
+import sqlite3
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from device.events import Event
+from device.policy import Patron, Reservation
+from device.schedule import Period
+from device.store import MIGRATIONS, Store
+
+HEL = ZoneInfo("Europe/Helsinki")
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "omaovi.db")
+    yield s
+    s.close()
+
+
+def tap(reason="granted", mode="self_service", ts=NOW, door="entrance", kind="entrance"):
+    return Event(ts=ts, door=door, type="tap", reason=reason, mode=mode, card_key="k" * 64, door_kind=kind)
+
+
+def test_new_database_is_migrated_and_in_wal_mode(tmp_path):
+    store = Store(tmp_path / "a.db")
+    assert store.version == len(MIGRATIONS)
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+    again = Store(tmp_path / "a.db")  # opening again must not re-run anything
+    assert again.version == len(MIGRATIONS)
+    again.close()
+
+
+def test_an_event_and_its_counts_are_written_together(store):
+    store.record([tap(), tap(), tap(mode="staffed"), tap(reason="blocked"), tap(door="booth", kind="booth")])
+    assert len(store.events()) == 5
+    counts = {(r["door"], r["metric"]): r["count"] for r in store.counts(NOW - timedelta(hours=1), NOW + timedelta(hours=1))}
+    assert counts == {
+        ("entrance", "visit_self_service"): 2,
+        ("entrance", "visit_staffed"): 1,
+        ("entrance", "denied_blocked"): 1,
+        ("booth", "booth_use"): 1,
+    }
+
+
+def test_a_failed_batch_writes_neither_events_nor_counts(store):
+    first = tap()
+    store.record([first])
+    with pytest.raises(sqlite3.IntegrityError):
+        store.record([tap(), first])  # the same uuid twice
+    assert len(store.events()) == 1
+    assert sum(r["count"] for r in store.counts(NOW - timedelta(hours=1), NOW + timedelta(hours=1))) == 1
+
+
+def test_retention_deletes_old_events_but_keeps_their_counts(store):
+    old = tap(ts=NOW - timedelta(days=100))
+    store.record([old, tap()])
+    assert store.purge_events(NOW - timedelta(days=90)) == 1
+    assert [e["uuid"] for e in store.events()] != [old.uuid]
+    assert len(store.events()) == 1
+    rows = store.counts(NOW - timedelta(days=101), NOW + timedelta(hours=1))
+    assert sum(r["count"] for r in rows) == 2
+
+
+def test_patron_merges_the_cache_with_local_staff_cards_and_blocks(store):
+    store.put_patrons([Patron(card_key="a", self_service=True, valid_until=date(2027, 1, 1), fetched_at=NOW)], source="csv")
+    store.add_staff_card("s", "caretaker", "admin")
+    store.add_local_block("a", "damaged a booth", "admin", until=date(2026, 11, 30))
+    assert store.patron("nobody") is None
+    assert store.patron("s").local_staff
+    blocked = store.patron("a", today=date(2026, 11, 30))
+    assert blocked.local_block == "damaged a booth" and blocked.self_service
+    assert store.patron("a", today=date(2026, 12, 1)).local_block is None, "the block ends after its last day"
+    assert store.patron("a").fetched_at == NOW
+
+
+def test_replacing_the_patron_cache_removes_the_old_entries(store):
+    store.put_patrons([Patron(card_key="old", fetched_at=NOW)], source="central")
+    store.put_patrons([Patron(card_key="new", fetched_at=NOW)], source="central", replace=True)
+    assert store.patron("old") is None and store.patron("new") is not None
+
+
+def test_reservations_for_a_card_and_resource(store):
+    store.put_reservations([
+        Reservation("r1", "smartblock-1", "a", NOW - timedelta(hours=1), NOW + timedelta(hours=1)),
+        Reservation("r2", "smartblock-1", "a", NOW - timedelta(hours=3), NOW - timedelta(hours=2)),
+        Reservation("r3", "smartblock-2", "a", NOW, NOW + timedelta(hours=1)),
+    ])
+    assert [r.id for r in store.reservations_for("a", "smartblock-1", NOW)] == ["r1"]
+
+
+def test_hours_round_trip_and_revision(store):
+    before = store.hours_revision()
+    store.set_weekly({0: [Period(600, 960, "staffed")], 6: [Period(480, 1200, "self_service")]})
+    store.set_exceptions({date(2026, 12, 24): []}, note="Christmas Eve")
+    schedule = store.schedule(HEL)
+    assert schedule.weekly[0] == (Period(600, 960, "staffed"),)
+    assert schedule.exceptions[date(2026, 12, 24)] == ()
+    assert store.hours_revision() == before + 2
+    store.set_exceptions({date(2026, 12, 24): [Period(600, 720, "staffed")]})
+    assert store.schedule(HEL).exceptions[date(2026, 12, 24)] == (Period(600, 720, "staffed"),)
+
+
+def test_commands_are_pending_until_finished(store):
+    until = NOW + timedelta(hours=2)
+    first = store.add_command("entrance", "hold", "maija", until=until)
+    store.add_command("entrance", "pulse", "maija")
+    pending = store.pending_commands()
+    assert [(c.action, c.until) for c in pending] == [("hold", until), ("pulse", None)]
+    store.finish_command(first, "done")
+    assert [c.action for c in store.pending_commands()] == ["pulse"]
+    with pytest.raises(ValueError, match="allowed: pulse, hold, lockdown, release"):
+        store.add_command("entrance", "explode", "maija")
+
+
+def test_two_connections_see_each_others_writes(tmp_path):
+    device = Store(tmp_path / "shared.db", durable=True)
+    web = Store(tmp_path / "shared.db")
+    web.add_command("entrance", "pulse", "maija")
+    assert len(device.pending_commands()) == 1
+    device.record([tap()])
+    assert len(web.events()) == 1
+    device.close()
+    web.close()
