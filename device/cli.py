@@ -17,6 +17,7 @@ from device import config as config_mod
 from device.cards import CardNumberError, card_key, load_consortium_key
 from device.config import Config, ConfigError
 from device.events import parse_utc
+from device.schedule import segment_text
 from device.store import Store
 
 log = logging.getLogger("omaovi")
@@ -183,6 +184,9 @@ def cmd_patrons_import(args) -> int:
         print(exc, file=sys.stderr)
         print("Nothing was imported.", file=sys.stderr)
         return 1
+    if args.replace and not patrons:
+        print(f"{args.file}: the file has no patrons; --replace would empty the whole cache. Nothing was imported.", file=sys.stderr)
+        return 1
     store = _store(cfg)
     count = store.put_patrons(patrons, source="csv", replace=args.replace)
     print(f"Imported {count} patron(s){' (cache replaced)' if args.replace else ''}.")
@@ -219,9 +223,8 @@ def cmd_hours_show(args) -> int:
         source = "exception" if day in schedule.exceptions else "weekly pattern"
         print(f"{day.strftime('%A')} {day.isoformat()} ({source}, {cfg.timezone})")
         for start, end, mode in schedule.day_timeline(day):
-            end_text = "24:00" if end.date() > day else end.strftime("%H:%M")
-            dst = f"  [{start.strftime('%Z')}→{end.strftime('%Z')}]" if start.utcoffset() != end.utcoffset() else ""
-            print(f"  {start.strftime('%H:%M')}–{end_text}  {MODE_NAMES[mode]}{dst}")
+            dst = f"  [{start:%Z}→{end:%Z}]" if start.utcoffset() != end.utcoffset() else ""
+            print(f"  {segment_text(start, end)}  {MODE_NAMES[mode]}{dst}")
     return 0
 
 

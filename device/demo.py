@@ -20,7 +20,7 @@ from device import config as config_mod
 from device.controller import Controller, TapResult
 from device.events import parse_utc
 from device.policy import Patron, Reservation
-from device.schedule import Period
+from device.schedule import Period, segment_text
 from device.store import Store
 
 DEMO_CONFIG = """\
@@ -220,7 +220,7 @@ def _print_status(cfg, controller: Controller, out: TextIO) -> None:
     change = schedule.next_change(now)
     upcoming = f", then {change[1]} from {change[0].astimezone(cfg.tz):%a %H:%M}" if change else ""
     print(f"Now {local:%a %Y-%m-%d %H:%M %Z}: {schedule.mode_at(now)}{upcoming}", file=out)
-    today = ", ".join(f"{s:%H:%M}–{e:%H:%M} {m}" for s, e, m in schedule.day_timeline(local.date()))
+    today = ", ".join(f"{segment_text(s, e)} {m}" for s, e, m in schedule.day_timeline(local.date()))
     print(f"Today: {today}", file=out)
     for door_id, door in controller.doors.items():
         print(f"Door {door_id}: {door.state}{' (lockdown)' if door.lockdown else ''}", file=out, flush=True)

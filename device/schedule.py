@@ -73,6 +73,12 @@ def format_hhmm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+def segment_text(start: datetime, end: datetime) -> str:
+    """"18:00–24:00" for a day_timeline segment; the day's end is 24:00, not 00:00."""
+    end_text = "24:00" if end.date() > start.date() and end.time() == time() else f"{end:%H:%M}"
+    return f"{start:%H:%M}–{end_text}"
+
+
 def _span(period: Period) -> str:
     return f"{format_hhmm(period.start)}–{format_hhmm(period.end)}"
 

@@ -67,6 +67,15 @@ def test_patrons_import_refuses_a_bad_file_whole(branch, capsys):
     assert Store(branch / "omaovi.db").conn.execute("SELECT count(*) FROM patrons").fetchone()[0] == 0
 
 
+def test_patrons_import_will_not_replace_the_cache_with_nothing(branch, capsys):
+    (branch / "patrons.csv").write_text("card_number\n12345678\n")
+    run(branch, capsys, "patrons", "import", str(branch / "patrons.csv"))
+    (branch / "empty.csv").write_text("card_number,self_service\n")
+    code, _, err = run(branch, capsys, "patrons", "import", "--replace", str(branch / "empty.csv"))
+    assert code == 1 and "would empty the whole cache" in err
+    assert Store(branch / "omaovi.db").conn.execute("SELECT count(*) FROM patrons").fetchone()[0] == 1
+
+
 KIRKANTA = {
     "items": [
         {"date": "2026-12-24", "closed": False, "times": [{"from": "07:00", "to": "10:00", "status": 2}, {"from": "10:00", "to": "13:00", "status": 1}]},
