@@ -17,6 +17,7 @@ from device import config as config_mod
 from device.cards import CardNumberError, card_key, load_consortium_key
 from device.config import Config, ConfigError
 from device.events import parse_utc
+from device.journald import configure_logging
 from device.schedule import segment_text
 from device.store import Store
 
@@ -61,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default="demo-data", help="where the demo keeps its config and database (default: %(default)s)")
     p.add_argument("--fresh", action="store_true", help="start again from fresh demo data")
 
+    p = sub.add_parser("doctor", help="check the installation: config, database, key, readers, pins, clock")
+    p.add_argument("--pulse", metavar="DOOR", help="instead: unlock DOOR once for its unlock_seconds, to test the relay")
+    _config_arg(p)
+
+    p = sub.add_parser("sync", help="keep patrons, reservations and hours in step with the central service, and send events")
+    p.add_argument("--once", action="store_true", help="one round of every stream, then exit (non-zero if any failed)")
+    _config_arg(p)
+
     p = sub.add_parser("check-config", help="check a config file and list every problem")
     p.add_argument("file", nargs="?", default=os.environ.get("OMAOVI_CONFIG", config_mod.DEFAULT_PATH))
 
@@ -102,10 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    configure_logging(
+        logging.DEBUG if args.verbose else logging.INFO,
+        "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        identifier=f"omaovi-{args.command}",
     )
     handler = COMMANDS[(args.command, getattr(args, "action", None))]
     try:
@@ -141,20 +150,50 @@ def cmd_check_config(args) -> int:
 
 def cmd_device(args) -> int:
     from device.controller import Controller
+    from device.systemd_notify import LoopNotifier, Notifier, watchdog_interval
 
-    cfg = _load(args)
+    cfg, central = config_mod.load_with_central(args.config)
     store = _store(cfg, durable=True)
-    controller = Controller(cfg, store)
+    controller = Controller(cfg, store, keep_unpushed_events=central is not None)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     log.info("device started: branch %s, doors %s", cfg.branch, ", ".join(controller.doors))
+    # READY=1 once the loop runs, WATCHDOG=1 from the loop itself (see systemd_notify).
+    notifier = Notifier()
+    on_tick = LoopNotifier(notifier, watchdog_interval(), status=f"branch {cfg.branch}, doors {', '.join(controller.doors)}")
     try:
-        controller.run(stop)
+        controller.run(stop, on_tick=on_tick)
     finally:
+        notifier.stopping()
         controller.close()
         store.close()
+        notifier.close()
     return 0
+
+
+def cmd_sync(args) -> int:
+    from sync.central import SyncRunner
+
+    runner = SyncRunner.from_config_file(args.config)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if args.once:
+        errors = {stream: error for stream, error in runner.run_once().items() if error}
+        for stream, error in errors.items():
+            print(f"{stream}: {error}", file=sys.stderr)
+        return 1 if errors else 0
+    runner.run_forever(stop)
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from device import doctor
+
+    if args.pulse:
+        return doctor.pulse(args.config, args.pulse, sys.stdout)
+    return doctor.report(doctor.Doctor().run(args.config), sys.stdout)
 
 
 def cmd_demo(args) -> int:
@@ -269,6 +308,8 @@ def cmd_stats(args) -> int:
 COMMANDS = {
     ("device", None): cmd_device,
     ("demo", None): cmd_demo,
+    ("sync", None): cmd_sync,
+    ("doctor", None): cmd_doctor,
     ("check-config", None): cmd_check_config,
     ("card-key", None): cmd_card_key,
     ("patrons", "import"): cmd_patrons_import,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from device.cards import UID_FORMATS
 
@@ -73,6 +74,24 @@ class PolicyConfig:
     booth_early_minutes: int = 10
     max_offline_age: timedelta = timedelta(hours=72)
     event_retention_days: int = 90
+
+
+@dataclass(frozen=True)
+class CentralConfig:
+    """The optional ``[central]`` section: where ``omaovi sync`` finds the central service."""
+
+    base_url: str
+    #: A file holding this branch's bearer token, so the token is not in the config
+    #: file that installers copy around and paste into tickets.
+    token_file: Path
+    #: Seconds to wait for the service to connect, or to send the next bytes.
+    timeout: float = 10.0
+    #: Take the hours from the central service instead of Kirkanta or local edits.
+    hours_managed_centrally: bool = False
+    #: Seconds between sync rounds.
+    interval: int = 300
+    #: An answer larger than this is refused whole while it is still arriving.
+    max_response_bytes: int = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -349,6 +368,16 @@ def _raise() -> Any:
 
 def parse(data: dict, path: Path | str = "<config>") -> Config:
     """Build a Config from parsed TOML, or raise ConfigError listing every problem."""
+    return parse_with_central(data, path)[0]
+
+
+def parse_with_central(data: dict, path: Path | str = "<config>") -> tuple[Config, CentralConfig | None]:
+    """Build a Config and the optional ``[central]`` section, or raise ConfigError listing every problem.
+
+    The central section is checked together with the rest of the file, so
+    ``check-config`` reports its problems too, but it is returned beside Config
+    rather than inside it: only ``omaovi sync`` needs it.
+    """
     path = Path(path)
     problems: list[Problem] = []
     s = _Section(data, "", problems)
@@ -375,6 +404,11 @@ def parse(data: dict, path: Path | str = "<config>") -> Config:
     )
     p.finish()
 
+    # Looked at only when present, so that the allowed-keys hint for a misspelt key
+    # keeps listing the sections every branch uses.
+    central_table = _table(s, "central", required=False) if "central" in data else None
+    central = _central(central_table, a_path, problems) if central_table is not None else None
+
     s.seen.add("doors")
     raw_doors = data.get("doors", _MISSING)
     doors: list[DoorConfig] = []
@@ -389,10 +423,37 @@ def parse(data: dict, path: Path | str = "<config>") -> Config:
 
     if problems:
         raise ConfigError(path, problems)
-    return Config(
+    config = Config(
         path=path, branch=branch, timezone=timezone, database=database, consortium_key_file=key_file,
         doors=tuple(doors), uid_format=uid_format, policy=policy,
     )
+    return config, central
+
+
+def _central(table: dict, a_path: Callable[[Any], Path], problems: list[Problem]) -> CentralConfig | None:
+    s = _Section(table, "central.", problems)
+    values: dict[str, Any] = {
+        "base_url": s.get("base_url", _base_url, "must be an http:// or https:// URL such as \"https://central.example.fi/api\""),
+        "token_file": s.get("token_file", a_path, "must be a file path (relative paths are relative to this file)"),
+        "timeout": s.number("timeout", 1, 120, 10.0),
+        "hours_managed_centrally": s.boolean("hours_managed_centrally", False),
+        "interval": s.integer("interval", 10, 86400, 300),
+        "max_response_bytes": s.integer("max_response_bytes", 10_000, 1_000_000_000, 50_000_000),
+    }
+    s.finish()
+    if any(value is None for value in values.values()):
+        return None
+    return CentralConfig(**values)
+
+
+def _base_url(value: Any) -> str:
+    """An absolute http(s) URL without query or fragment; a trailing slash is dropped."""
+    if not isinstance(value, str):
+        raise ValueError
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError
+    return value.strip().rstrip("/")
 
 
 def _check_doors_together(doors: list[DoorConfig], problems: list[Problem]) -> None:
@@ -429,6 +490,11 @@ def _check_doors_together(doors: list[DoorConfig], problems: list[Problem]) -> N
 def load(path: str | Path = DEFAULT_PATH) -> Config:
     """Read and check a config file; raise ConfigError naming the file for any problem."""
     path = Path(path)
+    return parse(_read(path), path)
+
+
+def _read(path: Path) -> dict:
+    """The file as TOML data, or ConfigError saying why it cannot be read."""
     try:
         # A byte order mark (Windows editors add one) is not TOML; drop it rather
         # than report an invisible "invalid statement" at line 1, column 1.
@@ -443,4 +509,17 @@ def load(path: str | Path = DEFAULT_PATH) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [Problem("(syntax)", str(exc), "the file must be valid TOML")]) from None
-    return parse(data, path)
+    return data
+
+
+def load_with_central(path: str | Path = DEFAULT_PATH, *, required: bool = False) -> tuple[Config, CentralConfig | None]:
+    """``load``, plus the ``[central]`` section (None when the branch has no central service).
+
+    ``required`` is for ``omaovi sync``, which has nothing to do without it and
+    says so the same way as any other config problem.
+    """
+    path = Path(path)
+    config, central = parse_with_central(_read(path), path)
+    if required and central is None:
+        raise ConfigError(path, [Problem("central", _MISSING, "required table for omaovi sync, with at least base_url and token_file")])
+    return config, central

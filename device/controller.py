@@ -56,13 +56,17 @@ class Controller:
         wall: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         on_tap: Callable[[TapResult], None] | None = None,
         start_readers: bool = True,
+        keep_unpushed_events: bool = False,
     ):
+        """``keep_unpushed_events``: a branch with a central service deletes only the
+        old events the service already has, so a long outage loses nothing."""
         self.config = config
         self.store = store
         self.key = consortium_key if consortium_key is not None else load_consortium_key(config.consortium_key_file)
         self.clock = clock
         self.wall = wall
         self.on_tap = on_tap
+        self.keep_unpushed_events = keep_unpushed_events
         self._queue: queue.Queue[Callable[[], None]] = queue.Queue()
         self._pending: list[Event] = []
         self._hours_revision = -1
@@ -148,7 +152,10 @@ class Controller:
         try:
             key = card_key(self.key, number)
         except CardNumberError as exc:
-            log.warning("door %s: ignored a read that is not a card number (%s)", door_id, exc.__class__.__name__)
+            log.warning(
+                "door %s: ignored a read that is not a card number (%s)", door_id, exc.__class__.__name__,
+                extra={"door": door_id, "event_type": "not_a_card_number"},
+            )
             return None
         now = self.wall()
         today = now.astimezone(self.config.tz).date()
@@ -170,6 +177,7 @@ class Controller:
         log.info(
             "tap door=%s granted=%s reason=%s mode=%s event=%s",
             door_id, decision.granted, decision.reason.value, decision.mode, event.uuid,
+            extra={"door": door_id, "event_type": events.TAP, "reason": decision.reason.value},
         )
         result = TapResult(door_cfg, decision, event)
         if self.on_tap is not None:
@@ -203,7 +211,7 @@ class Controller:
             now = self.wall()
             mode = self.schedule.mode_at(now)
             self._record(Event(ts=now, door=door_cfg.id, type=type_, mode=mode, door_kind=door_cfg.kind, detail=detail))
-            log.info("door=%s event=%s", door_cfg.id, type_)
+            log.info("door=%s event=%s", door_cfg.id, type_, extra={"door": door_cfg.id, "event_type": type_})
             self._publish_door(door_cfg.id)
 
         return emit
@@ -254,7 +262,10 @@ class Controller:
             now = self.wall()
             event = Event(ts=now, door=door.cfg.id, type=events.COMMAND, mode=self.schedule.mode_at(now), door_kind=door.cfg.kind, detail=detail)
             self.store.finish_command(command.id, "done", event)
-            log.info("command %s on door=%s by %s", command.action, door.cfg.id, command.requested_by)
+            log.info(
+                "command %s on door=%s by %s", command.action, door.cfg.id, command.requested_by,
+                extra={"door": door.cfg.id, "event_type": events.COMMAND},
+            )
             self._publish_door(door.cfg.id)
 
     def _reload_hours(self) -> None:
@@ -265,7 +276,8 @@ class Controller:
 
     def _apply_retention(self) -> None:
         cutoff = self.wall() - timedelta(days=self.config.policy.event_retention_days)
-        deleted = self.store.purge_events(cutoff)
+        purge = self.store.purge_pushed_events if self.keep_unpushed_events else self.store.purge_events
+        deleted = purge(cutoff)
         if deleted:
             log.info("deleted %d events older than %d days (their counts stay)", deleted, self.config.policy.event_retention_days)
 

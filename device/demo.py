@@ -245,7 +245,7 @@ def _console(cfg, controller: Controller, factory, stdin: TextIO, out: TextIO) -
         elif command == "status":
             controller.call(lambda: _print_status(cfg, controller, out))
         elif command == "events":
-            for row in reversed(controller.store.events(limit=10)):
+            for row in reversed(controller.call(lambda: controller.store.events(limit=10))):
                 local = parse_utc(row["ts"]).astimezone(cfg.tz)
                 print(f"  {local:%H:%M:%S} {row['door']:<9} {row['type']:<17} {row['reason'] or ''}", file=out)
         elif command in ("open", "close"):

@@ -89,8 +89,13 @@ class Door:
 
     # -- what the outside asks ------------------------------------------------
     def grant(self) -> None:
-        """Unlock for ``unlock_seconds``; relock as soon as the door has opened and closed."""
-        self._pulse(self.cfg.unlock_seconds)
+        """Unlock for ``unlock_seconds``; relock as soon as the door has opened and closed.
+
+        Called only for a decision that already took the lockdown into account (in
+        lockdown only staff are granted), so it opens in lockdown too: a granted
+        tap whose door stays shut would be logged and counted as an entry.
+        """
+        self._pulse(self.cfg.unlock_seconds, override_lockdown=True)
         self._signal(granted=True)
 
     def deny(self) -> None:
@@ -100,7 +105,7 @@ class Door:
         """Egress: the exit button opens the door even in lockdown."""
         self._exit_pressed_at = self._clock()
         self._emit(events.EXIT, {})
-        self._pulse(self.cfg.unlock_seconds, egress=True)
+        self._pulse(self.cfg.unlock_seconds, override_lockdown=True)
 
     def pulse(self, seconds: float | None = None) -> None:
         self._pulse(seconds or self.cfg.unlock_seconds)
@@ -180,8 +185,8 @@ class Door:
                 device.close()
 
     # -- internals ------------------------------------------------------------
-    def _pulse(self, seconds: float, egress: bool = False) -> None:
-        if self.lockdown and not egress:
+    def _pulse(self, seconds: float, override_lockdown: bool = False) -> None:
+        if self.lockdown and not override_lockdown:
             return
         self._pulse_until = self._clock() + seconds
         self._opened_during_pulse = False
@@ -191,7 +196,7 @@ class Door:
         return self._hold_until is not None or self._schedule_unlocked
 
     def _apply(self) -> None:
-        # In lockdown only an exit-button pulse exists (set_lockdown clears the others).
+        # In lockdown only exit-button and staff-grant pulses exist (set_lockdown clears the others).
         want = self._pulse_until is not None or (not self.lockdown and self._kept_unlocked())
         if want and not self.lock.is_active:
             self.lock.on()

@@ -108,10 +108,14 @@ def decide(
     def deny(reason: Reason, reservation: Reservation | None = None) -> Decision:
         return Decision(False, reason, mode, reservation)
 
-    if patron is not None and (patron.local_staff or (patron.staff and _fresh(patron, now, settings))):
+    if patron is not None and patron.local_staff:
         return Decision(True, Reason.STAFF, mode)
+    # This branch's own block stops a card at once (a lost staff card, say), also
+    # while the central service still says staff.
     if patron is not None and patron.local_block:
         return deny(Reason.BLOCKED)
+    if patron is not None and patron.staff and _fresh(patron, now, settings):
+        return Decision(True, Reason.STAFF, mode)
     if state.lockdown:
         return deny(Reason.CLOSED)
 
@@ -169,7 +173,9 @@ def _booth(card_key, door, now, reservations, settings, mode, deny) -> Decision:
     """A booth opens for the card holding a live reservation of that booth, and nobody else."""
     early = timedelta(minutes=settings.booth_early_minutes)
     mine = sorted(
-        (r for r in reservations if r.resource == door.resource and r.card_key == card_key and r.state != "cancelled" and r.end > now),
+        # Only a confirmed reservation opens: booking systems also keep requested,
+        # denied and unpaid ones, and none of those is the booth's permission.
+        (r for r in reservations if r.resource == door.resource and r.card_key == card_key and r.state == "confirmed" and r.end > now),
         key=lambda r: r.begin,
     )
     for reservation in mine:

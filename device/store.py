@@ -11,6 +11,7 @@ No raw card number is ever written here: cards appear only as ``card_key``.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -119,9 +120,38 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     """,
+    # 2: the central service. One row per stream (patrons, reservations, hours,
+    # events) says where the stream stands and how its last attempt went; for the
+    # events stream ``pushed_upto`` is the outbox: every event with a seq at or
+    # below it has been accepted by the central service. ``last_snapshot`` is when
+    # the patron cache was last replaced whole.
+    """
+    CREATE TABLE sync_state (
+        stream TEXT PRIMARY KEY,
+        cursor TEXT,
+        pushed_upto INTEGER NOT NULL DEFAULT 0,
+        last_attempt TEXT,
+        last_success TEXT,
+        last_error TEXT,
+        last_error_at TEXT,
+        last_snapshot TEXT
+    );
+    """,
 ]
 
 COMMAND_ACTIONS = ("pulse", "hold", "lockdown", "release")
+
+_SYNC_COLUMNS = ("stream", "cursor", "pushed_upto", "last_attempt", "last_success", "last_error", "last_error_at", "last_snapshot")
+#: "Leave the cursor as it is", as opposed to None, which clears it.
+_KEEP = object()
+#: Rows deleted per transaction when a replaced patron cache is cleared away.
+_RETIRE_SLICE = 20_000
+_PATRONS_TABLE = re.compile(r'^CREATE TABLE\s+"?patrons"?', re.IGNORECASE)
+_PATRON_INSERT = (
+    "(card_key, self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_RESERVATION_INSERT = "INSERT OR REPLACE INTO reservations (id, resource, card_key, begin, end, state) VALUES (?, ?, ?, ?, ?, ?)"
+
 
 
 @dataclass(frozen=True)
@@ -230,7 +260,7 @@ class Store:
         local = {"local_staff": local_staff, "local_block": (block[0] or "local block") if block else None}
         if cached is None:
             return Patron(card_key=card_key, **local)
-        _, self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, _source = cached
+        _, self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source = cached
         return Patron(
             card_key=card_key,
             self_service=bool(self_service),
@@ -238,9 +268,22 @@ class Store:
             valid_until=date.fromisoformat(valid_until) if valid_until else None,
             age_ok_from=date.fromisoformat(age_ok_from) if age_ok_from else None,
             staff=bool(staff),
-            fetched_at=parse_utc(fetched_at),
+            fetched_at=self._confirmed_at(parse_utc(fetched_at), source),
             **local,
         )
+
+    def _confirmed_at(self, fetched_at: datetime, source: str) -> datetime:
+        """When this entry was last known to be right.
+
+        Delta sync rewrites only the cards that changed, so an unchanged card from
+        the central service is as fresh as the last successful patrons round, not
+        as old as its last change; without this every unchanged card would stop
+        opening the door after max_offline_age.
+        """
+        if source != "central":
+            return fetched_at
+        row = self.conn.execute("SELECT last_success FROM sync_state WHERE stream = 'patrons'").fetchone()
+        return max(fetched_at, parse_utc(row[0])) if row and row[0] else fetched_at
 
     def put_patrons(self, patrons: Iterable[Patron], *, source: str, replace: bool = False) -> int:
         """Insert or update cache entries; with ``replace`` the whole cache is swapped atomically."""
@@ -378,6 +421,175 @@ class Store:
         if event is not None:
             self.record([event])
 
+    # -- central service sync -------------------------------------------------
+    def sync_state(self, stream: str) -> dict | None:
+        """Where one stream stands: cursor, pushed_upto, last attempt, success and error."""
+        row = self.conn.execute("SELECT * FROM sync_state WHERE stream = ?", (stream,)).fetchone()
+        return dict(zip(_SYNC_COLUMNS, row)) if row else None
+
+    def sync_states(self) -> dict[str, dict]:
+        """Every stream's state, for the staff page and ``omaovi sync`` to show."""
+        return {row[0]: dict(zip(_SYNC_COLUMNS, row)) for row in self.conn.execute("SELECT * FROM sync_state ORDER BY stream")}
+
+    def note_sync_success(self, stream: str, at: datetime) -> None:
+        """A stream finished a round; its last error is cleared so the staff page shows it healthy."""
+        with self.conn:
+            self._sync_success(stream, at)
+
+    def note_sync_error(self, stream: str, error: str, at: datetime) -> None:
+        """A stream's round failed; the cursor and the data stay as they were."""
+        with self.conn:
+            self._ensure_sync_row(stream)
+            self.conn.execute(
+                "UPDATE sync_state SET last_attempt = ?, last_error = ?, last_error_at = ? WHERE stream = ?",
+                (utc_text(at), error, utc_text(at), stream),
+            )
+
+    def forget_sync_cursor(self, stream: str) -> None:
+        """The central service no longer knows the cursor (410 Gone): the next round starts a snapshot."""
+        with self.conn:
+            self._ensure_sync_row(stream)
+            self.conn.execute("UPDATE sync_state SET cursor = NULL WHERE stream = ?", (stream,))
+
+    def begin_patron_snapshot(self) -> None:
+        """Start an empty staging table that a full snapshot is written into page by page.
+
+        The staging table is built from the live table's own definition, so the two
+        can never drift apart, and it is invisible to ``patron()`` until the swap.
+        """
+        with self.conn:
+            self.conn.execute("DROP TABLE IF EXISTS patrons_staging")
+            self.conn.execute("DROP TABLE IF EXISTS patrons_retired")
+            ddl = self.conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'patrons'").fetchone()[0]
+            self.conn.execute(_PATRONS_TABLE.sub("CREATE TABLE patrons_staging", ddl, count=1))
+
+    def stage_patrons(self, patrons: Iterable[Patron], *, source: str) -> int:
+        """Add one page of a snapshot to the staging table, in its own short transaction."""
+        rows = [_patron_row(p, source) for p in patrons]
+        with self.conn:
+            self.conn.executemany(f"INSERT OR REPLACE INTO patrons_staging {_PATRON_INSERT}", rows)
+        return len(rows)
+
+    def commit_patron_snapshot(self, *, stream: str, cursor: str | None, at: datetime) -> int:
+        """Swap the staged snapshot in as the patron cache, together with the stream's new cursor.
+
+        Renaming tables is the whole swap, so the write lock is held for milliseconds
+        even for a million cards: the door never waits, and a reader sees either the
+        old cache or the new one, never a mix. The old table is cleared away
+        afterwards in short transactions of its own.
+        """
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            count = self.conn.execute("SELECT count(*) FROM patrons_staging").fetchone()[0]
+            self.conn.execute("ALTER TABLE patrons RENAME TO patrons_retired")
+            self.conn.execute("ALTER TABLE patrons_staging RENAME TO patrons")
+            self._sync_success(stream, at, cursor)
+            self.conn.execute("UPDATE sync_state SET last_snapshot = ? WHERE stream = ?", (utc_text(at), stream))
+        # Emptied in slices first: dropping a million rows at once would hold the
+        # write lock long enough on an SD card to make the door wait to log a tap.
+        while True:
+            with self.conn:
+                removed = self.conn.execute(
+                    "DELETE FROM patrons_retired WHERE card_key IN (SELECT card_key FROM patrons_retired LIMIT ?)",
+                    (_RETIRE_SLICE,),
+                ).rowcount
+            if not removed:
+                break
+        with self.conn:
+            self.conn.execute("DROP TABLE patrons_retired")
+        return count
+
+    def discard_patron_snapshot(self) -> None:
+        """Throw a half-received snapshot away; the live cache was never touched."""
+        with self.conn:
+            self.conn.execute("DROP TABLE IF EXISTS patrons_staging")
+
+    def apply_patron_changes(
+        self, upserts: Iterable[Patron], deleted: Iterable[str], *, source: str, stream: str, cursor: str | None, at: datetime
+    ) -> None:
+        """Apply one page of changes and move the stream's cursor past it, all or nothing.
+
+        A crash after this returns resumes after the page; a crash before it fetches
+        the same page again, so no change is lost or applied against the wrong cursor.
+        """
+        rows = [_patron_row(p, source) for p in upserts]
+        with self.conn:
+            self.conn.executemany(f"INSERT OR REPLACE INTO patrons {_PATRON_INSERT}", rows)
+            self.conn.executemany("DELETE FROM patrons WHERE card_key = ?", [(key,) for key in deleted])
+            self._sync_success(stream, at, cursor)
+
+    def patron_count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM patrons").fetchone()[0]
+
+    def replace_reservations(self, reservations: Iterable[Reservation], *, stream: str, cursor: str | None, at: datetime) -> None:
+        """Replace every reservation with a full snapshot and move the cursor, in one transaction."""
+        rows = [_reservation_row(r) for r in reservations]
+        with self.conn:
+            self.conn.execute("DELETE FROM reservations")
+            self.conn.executemany(_RESERVATION_INSERT, rows)
+            self._sync_success(stream, at, cursor)
+
+    def apply_reservation_changes(self, reservations: Iterable[Reservation], *, stream: str, cursor: str | None, at: datetime) -> None:
+        """Insert or update one page of reservation changes and move the cursor, in one transaction."""
+        rows = [_reservation_row(r) for r in reservations]
+        with self.conn:
+            self.conn.executemany(_RESERVATION_INSERT, rows)
+            self._sync_success(stream, at, cursor)
+
+    def events_to_push(self, limit: int) -> list[dict]:
+        """The oldest events the central service has not accepted yet, in seq order."""
+        return [
+            dict(row)
+            for row in self.db.query(
+                "SELECT * FROM events WHERE seq > (SELECT coalesce(max(pushed_upto), 0) FROM sync_state WHERE stream = 'events')"
+                " ORDER BY seq LIMIT ?",
+                [limit],
+            )
+        ]
+
+    def mark_events_pushed(self, upto_seq: int, at: datetime) -> None:
+        """Record that the central service accepted every event up to ``upto_seq``.
+
+        Called only after a 2xx answer. The mark never moves backwards, so a late
+        retry cannot make already accepted events be sent again.
+        """
+        with self.conn:
+            self._ensure_sync_row("events")
+            self.conn.execute(
+                "UPDATE sync_state SET pushed_upto = max(pushed_upto, ?) WHERE stream = 'events'", (upto_seq,)
+            )
+            self._sync_success("events", at)
+
+    def unpushed_event_count(self) -> int:
+        return self.conn.execute(
+            "SELECT count(*) FROM events WHERE seq > (SELECT coalesce(max(pushed_upto), 0) FROM sync_state WHERE stream = 'events')"
+        ).fetchone()[0]
+
+    def purge_pushed_events(self, older_than: datetime) -> int:
+        """Delete raw events past retention, but only those the central service already has.
+
+        This is ``purge_events`` for a branch with a central service: an event that
+        has waited out a long outage in the outbox is still sent, never lost.
+        """
+        with self.conn:
+            return self.conn.execute(
+                "DELETE FROM events WHERE ts < ?"
+                " AND seq <= (SELECT coalesce(max(pushed_upto), 0) FROM sync_state WHERE stream = 'events')",
+                (utc_text(older_than),),
+            ).rowcount
+
+    def _ensure_sync_row(self, stream: str) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO sync_state (stream) VALUES (?)", (stream,))
+
+    def _sync_success(self, stream: str, at: datetime, cursor: str | None | object = _KEEP) -> None:
+        self._ensure_sync_row(stream)
+        self.conn.execute(
+            "UPDATE sync_state SET last_attempt = ?, last_success = ?, last_error = NULL, last_error_at = NULL WHERE stream = ?",
+            (utc_text(at), utc_text(at), stream),
+        )
+        if cursor is not _KEEP:
+            self.conn.execute("UPDATE sync_state SET cursor = ? WHERE stream = ?", (cursor, stream))
+
     # -- settings and live status --------------------------------------------
     def set_status(self, key: str, value) -> None:
         with self.conn:
@@ -394,6 +606,19 @@ class Store:
 
     def integrity_ok(self) -> bool:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _patron_row(p: Patron, source: str) -> tuple:
+    return (
+        p.card_key, int(p.self_service), p.blocked_reason,
+        p.valid_until.isoformat() if p.valid_until else None,
+        p.age_ok_from.isoformat() if p.age_ok_from else None,
+        int(p.staff), utc_text(p.fetched_at or _now()), source,
+    )
+
+
+def _reservation_row(r: Reservation) -> tuple:
+    return (r.id, r.resource, r.card_key, utc_text(r.begin), utc_text(r.end), r.state)
 
 
 def _reservation(row: dict) -> Reservation:

@@ -36,6 +36,9 @@ class Pty:
         os.replace(new_link, self.link)
 
     def unplug(self):
+        # Like udev, drop the link too: a freed /dev/pts/N is soon reused by any
+        # other process on the machine, and the reader would "reconnect" to it.
+        os.unlink(self.link)
         os.close(self.master)
         os.close(self.slave)
         self.master = self.slave = None
@@ -201,3 +204,4 @@ def test_idle_serial_reader_uses_almost_no_cpu(pty):
     finally:
         loop.stop()
     assert cpu_used < 0.1
+

@@ -127,3 +127,15 @@ def test_two_connections_see_each_others_writes(tmp_path):
     assert len(web.events()) == 1
     device.close()
     web.close()
+
+
+def test_unchanged_central_cards_stay_as_fresh_as_the_last_patrons_sync(store):
+    week_ago = NOW - timedelta(days=7)
+    store.put_patrons([Patron(card_key="c", self_service=True, fetched_at=week_ago)], source="central")
+    store.put_patrons([Patron(card_key="f", self_service=True, fetched_at=week_ago)], source="csv")
+    assert store.patron("c").fetched_at == week_ago
+    store.note_sync_success("patrons", NOW)  # a delta round that changed nothing
+    assert store.patron("c").fetched_at == NOW
+    assert store.patron("f").fetched_at == week_ago, "a CSV import is only as fresh as the file"
+    store.note_sync_success("events", NOW + timedelta(hours=1))
+    assert store.patron("c").fetched_at == NOW, "only the patrons stream vouches for patrons"

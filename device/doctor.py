@@ -1,0 +1,332 @@
+"""``omaovi doctor``: check an installed branch, one line per check, each failure with its fix.
+
+Run it after installing, after changing the wiring and whenever a door misbehaves.
+It checks what the device needs to start and to decide correctly: the config, the
+database, the consortium key, each reader, the GPIO pins and the clock. It changes
+nothing, with one exception asked for by name: ``--pulse DOOR`` clicks that door's
+relay once, to test the lock wiring.
+
+Run it as the service user (``sudo -u omaovi omaovi doctor``) so that permission
+problems show up as they would for the device. When run as root it still checks
+that the omaovi user can write the database, because a database that root
+created is the classic reason the device cannot start.
+
+The reader and GPIO checks need the hardware to themselves: stop the device
+first (``sudo systemctl stop omaovi-device``), or they report the devices as busy.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import sqlite3
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, TextIO
+
+from device import config as config_mod
+from device.cards import MIN_KEY_BYTES, load_consortium_key
+from device.config import Config, ConfigError, DoorConfig
+from device.store import MIGRATIONS
+
+OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "--"
+SERVICE_USER = "omaovi"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+    hint: str = ""
+
+    def lines(self) -> list[str]:
+        lines = [f"{self.status:<4}  {self.name}: {self.detail}"]
+        if self.hint and self.status in (FAIL, WARN):
+            lines.append(f"      fix: {self.hint}")
+        return lines
+
+
+def _run_timedatectl() -> str:
+    result = subprocess.run(
+        ["timedatectl", "show", "--property", "NTPSynchronized", "--value"],
+        capture_output=True, text=True, timeout=10, check=True,
+    )
+    return result.stdout.strip()
+
+
+class Doctor:
+    """The checks, with the hardware access that tests replace.
+
+    pin_factory: gpiozero's pin factory (None: gpiozero's default, the real pins).
+    build_reader: makes a reader from its ReaderConfig (device.readers.build_reader).
+    ntp_synchronized: returns timedatectl's "yes"/"no"; raises when it cannot tell.
+    service_user: whose write access to the database is checked when running as root.
+    """
+
+    def __init__(
+        self,
+        *,
+        pin_factory=None,
+        build_reader: Callable | None = None,
+        ntp_synchronized: Callable[[], str] = _run_timedatectl,
+        service_user: str = SERVICE_USER,
+    ):
+        self.pin_factory = pin_factory
+        if build_reader is None:
+            from device.readers import build_reader
+        self.build_reader = build_reader
+        self.ntp_synchronized = ntp_synchronized
+        self.service_user = service_user
+
+    def run(self, config_path: str | Path) -> list[Check]:
+        try:
+            cfg = config_mod.load(config_path)
+        except ConfigError as exc:
+            problems = "; ".join(str(p) for p in exc.problems)
+            return [Check("config", FAIL, f"{exc.path}: {problems}", f"omaovi check-config {exc.path}, fix each line, run doctor again")]
+        checks = [Check("config", OK, f"{cfg.path}: branch {cfg.branch}, {len(cfg.doors)} door(s)")]
+        checks.append(self.database(cfg))
+        checks.append(self.consortium_key(cfg))
+        for door in cfg.doors:
+            checks.append(self.reader(door))
+        for door in cfg.doors:
+            checks.append(self.pins(door))
+        checks.append(self.clock())
+        checks.append(Check("central service", SKIP, "not configured (checked once omaovi sync is set up)"))
+        checks.append(Check("SIP2", SKIP, "not configured (checked once omaovi sync is set up)"))
+        return checks
+
+    # -- the database -----------------------------------------------------------
+    def database(self, cfg: Config) -> Check:
+        path = cfg.database
+        directory = path.parent
+        if not directory.is_dir():
+            what = "is not a directory" if directory.exists() else "does not exist"
+            return Check(
+                "database", FAIL, f"{path}: its directory {directory} {what}",
+                f"sudo install -d -o {self.service_user} -g {self.service_user} -m 0750 {directory} "
+                "(systemd/install.sh does this), or change database in the config",
+            )
+        user = self._other_user()
+        if user is not None:
+            # Root can write anything; what matters is whether the device can.
+            for target in (directory, path):
+                if target.exists() and not _writable_by(target, user):
+                    return Check(
+                        "database", FAIL, f"{target} is not writable by the {user.pw_name} user (owner {_owner(target)})",
+                        f"sudo chown {user.pw_name}:{user.pw_name} {target}",
+                    )
+        if not path.exists():
+            return Check("database", OK, f"{path} not created yet; the device creates it on its first start")
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=2)
+        except sqlite3.Error as exc:
+            return Check("database", FAIL, f"{path}: cannot open it ({exc})", f"check the owner and mode: ls -l {directory}")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            # Take the write lock and let it go: proves the file, its journal and
+            # its directory are writable, without changing anything.
+            conn.execute("BEGIN IMMEDIATE")
+            conn.rollback()
+        except sqlite3.Error as exc:
+            hint = f"sudo chown {self.service_user}:{self.service_user} {path} {directory}"
+            if "locked" in str(exc) or "busy" in str(exc):
+                hint = "another process holds a long write transaction; if it persists, restart omaovi-device"
+            elif "not a database" in str(exc):
+                hint = f"the file is not an omaovi database: move {path} away and restore a backup, or let the device start a new one"
+            return Check("database", FAIL, f"{path}: cannot write it ({exc})", hint)
+        finally:
+            conn.close()
+        latest = len(MIGRATIONS)
+        if version > latest:
+            return Check(
+                "database", FAIL, f"{path} is at schema version {version}, newer than this omaovi ({latest})",
+                "install the omaovi version that wrote it (git pull; sudo systemd/install.sh)",
+            )
+        if version < latest:
+            return Check(
+                "database", WARN, f"{path} is at schema version {version} of {latest}",
+                "restart the device (sudo systemctl restart omaovi-device); it applies the migrations on start",
+            )
+        return Check("database", OK, f"{path} writable, schema version {version} (current)")
+
+    def _other_user(self) -> pwd.struct_passwd | None:
+        """The service user, when it is not who runs the doctor and exists here."""
+        try:
+            user = pwd.getpwnam(self.service_user)
+        except KeyError:
+            return None
+        return None if user.pw_uid == os.geteuid() else user
+
+    # -- the key ------------------------------------------------------------------
+    def consortium_key(self, cfg: Config) -> Check:
+        path = cfg.consortium_key_file
+        place = f"sudo install -m 0640 -o root -g {self.service_user} THE-KEY-FILE {path}"
+        if not path.exists():
+            return Check("consortium key", FAIL, f"{path} does not exist", f"copy the consortium's key there: {place}")
+        try:
+            key = load_consortium_key(path)
+        except PermissionError:
+            return Check("consortium key", FAIL, f"{path} is not readable by this user", f"sudo chgrp {self.service_user} {path}; sudo chmod 0640 {path}")
+        except ValueError as exc:
+            return Check("consortium key", FAIL, str(exc), f"use the consortium's key, not a placeholder: {place}")
+        mode = path.stat().st_mode
+        if mode & stat.S_IROTH:
+            return Check("consortium key", FAIL, f"{path} is readable by every user (mode {stat.filemode(mode)})", f"sudo chmod 0640 {path}")
+        return Check("consortium key", OK, f"{path}: {len(key)} bytes (at least {MIN_KEY_BYTES})")
+
+    # -- readers --------------------------------------------------------------------
+    def reader(self, door: DoorConfig) -> Check:
+        from device.readers.base import ReaderError
+
+        name = f"reader {door.id}"
+        cfg = door.reader
+        if cfg is None:
+            return Check(name, OK, "no reader (opens by exit button and the staff page only)")
+        if cfg.type == "stdin":
+            return Check(name, WARN, "stdin: typed card numbers, for testing only", 'set [doors.reader] type to the reader fitted to the door')
+        reader = self.build_reader(cfg)
+        try:
+            reader.open()
+            detail = f"{reader.name} opens"
+            if cfg.type == "mfrc522":
+                detail = f"{reader.name} answers, chip version 0x{reader.version():02X}"
+        except (ReaderError, OSError) as exc:
+            return Check(name, FAIL, str(exc), _reader_hint(cfg.type))
+        finally:
+            reader.close()
+        return Check(name, OK, detail)
+
+    # -- GPIO -------------------------------------------------------------------------
+    def pins(self, door: DoorConfig) -> Check:
+        """Claim the door's pins as the device does: the lock relay stays released (locked)."""
+        from gpiozero import GPIOZeroError
+
+        from device.door import Door
+
+        name = f"pins {door.id}"
+        used = ", ".join(f"{key} GPIO{pin}" for key, pin in _pins(door))
+        try:
+            claimed = Door(door, emit=lambda *_: None, post=lambda _: None, pin_factory=self.pin_factory)
+        except (GPIOZeroError, OSError, RuntimeError) as exc:
+            return Check(
+                name, FAIL, f"cannot claim {used}: {exc.__class__.__name__}: {exc}",
+                "stop the device first (sudo systemctl stop omaovi-device); otherwise another program holds "
+                "the pin, or the omaovi user is not in the gpio group",
+            )
+        claimed.close()
+        return Check(name, OK, f"free: {used}")
+
+    # -- the clock ----------------------------------------------------------------------
+    def clock(self) -> Check:
+        hint = "enable time sync: sudo timedatectl set-ntp true; opening hours and booth reservations follow the clock"
+        try:
+            answer = self.ntp_synchronized()
+        except (OSError, subprocess.SubprocessError) as exc:
+            return Check("clock", WARN, f"cannot tell whether the clock is synchronised ({exc.__class__.__name__}: {exc})", hint)
+        if answer == "yes":
+            return Check("clock", OK, "synchronised (NTP)")
+        return Check("clock", FAIL, f"not synchronised (timedatectl NTPSynchronized={answer or 'empty'})", hint)
+
+
+def _pins(door: DoorConfig) -> list[tuple[str, int]]:
+    keys = ("lock_pin", "contact_pin", "exit_button_pin", "led_pin", "buzzer_pin")
+    return [(key, getattr(door, key)) for key in keys if getattr(door, key) is not None]
+
+
+def _reader_hint(kind: str) -> str:
+    return {
+        "serial": "check the cable and the path (ls -l /dev/serial/by-id/) and that omaovi is in the dialout group",
+        "evdev": "check the cable and the path (ls -l /dev/input/by-id/) and that omaovi is in the input group",
+        "mfrc522": "enable SPI (sudo raspi-config nonint do_spi 0), check the wiring in docs/install.md, "
+                   "and that omaovi is in the spi and gpio groups",
+    }.get(kind, "check the reader settings in the config")
+
+
+def _writable_by(path: Path, user: pwd.struct_passwd) -> bool:
+    st = path.stat()
+    if user.pw_uid == 0:
+        return True
+    groups = {user.pw_gid} | {g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem}
+    if st.st_uid == user.pw_uid:
+        return bool(st.st_mode & stat.S_IWUSR)
+    if st.st_gid in groups:
+        return bool(st.st_mode & stat.S_IWGRP)
+    return bool(st.st_mode & stat.S_IWOTH)
+
+
+def _owner(path: Path) -> str:
+    st = path.stat()
+    try:
+        user = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        user = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return f"{user}:{group}, mode {stat.filemode(st.st_mode)}"
+
+
+def report(checks: list[Check], out: TextIO) -> int:
+    """Print the checks; the exit code is 1 if any failed."""
+    for check in checks:
+        for line in check.lines():
+            print(line, file=out)
+    failed = sum(c.status == FAIL for c in checks)
+    warned = sum(c.status == WARN for c in checks)
+    print(f"{failed} failed, {warned} warning(s)." if failed or warned else "All checks passed.", file=out)
+    return 1 if failed else 0
+
+
+def pulse(config_path: str | Path, door_id: str, out: TextIO, *, pin_factory=None, sleep: Callable[[float], None] = time.sleep) -> int:
+    """Unlock one door for its unlock_seconds, to test the relay and the lock, and log it as a command."""
+    from gpiozero import GPIOZeroError, OutputDevice
+
+    from device import events
+    from device.store import Store
+
+    cfg = config_mod.load(config_path)
+    try:
+        door = cfg.door(door_id)
+    except KeyError:
+        print(f"no door {door_id!r}; the doors are: {', '.join(d.id for d in cfg.doors)}", file=out)
+        return 1
+    try:
+        relay = OutputDevice(door.lock_pin, active_high=door.lock_active_high, initial_value=False, pin_factory=pin_factory)
+    except (GPIOZeroError, OSError, RuntimeError) as exc:
+        print(f"cannot claim GPIO{door.lock_pin} ({exc}): stop the device first (sudo systemctl stop omaovi-device)", file=out)
+        return 1
+    # An unlock nobody recorded is what a door log must never have. Before the
+    # device's first start there is no database, and creating one here (as root,
+    # most likely) would leave a file the device cannot write, so it is not logged.
+    if not cfg.database.exists():
+        print(f"{cfg.database} does not exist yet (the device creates it); this pulse is not logged.", file=out)
+    else:
+        try:
+            store = Store(cfg.database)
+            store.record([events.Event(
+                ts=datetime.now(timezone.utc), door=door.id, type=events.COMMAND, door_kind=door.kind,
+                detail={"action": "pulse", "by": "omaovi doctor"},
+            )])
+            store.close()
+        except (sqlite3.Error, OSError) as exc:
+            relay.close()
+            print(f"cannot log the unlock in {cfg.database} ({exc}); not pulsing. Run omaovi doctor.", file=out)
+            return 1
+    try:
+        print(f"{door.id}: relay on GPIO{door.lock_pin} for {door.unlock_seconds:g} s", file=out)
+        relay.on()
+        sleep(door.unlock_seconds)
+    finally:
+        relay.off()
+        relay.close()
+    print(f"{door.id}: relay off. Did the lock click and the door open? If it opened when the relay "
+          "went off instead, lock_active_high is the wrong way round.", file=out)
+    return 0

@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# Install omaovi on a Raspberry Pi (Raspberry Pi OS / Debian), or into a directory.
+#
+#   sudo systemd/install.sh                    install on this machine
+#   sudo systemd/install.sh --generate-key     also make a consortium key (testing only)
+#   systemd/install.sh --prefix /tmp/root      everything under /tmp/root, for tests
+#
+# It can be run again at any time (after a git pull, say): it changes only what
+# differs, never overwrites the configuration or the key, and never starts a
+# service. What it does:
+#   - apt: python3-venv (and python3-lgpio on a Raspberry Pi)                [prefix / only]
+#   - the system user and group omaovi, in the groups gpio, spi, dialout and
+#     input where this machine has them                                     [prefix / only]
+#   - PREFIX/opt/omaovi/venv: a virtualenv with omaovi and its dependencies,
+#     reinstalled only when the source changed (--no-venv skips it)
+#   - PREFIX/usr/local/bin/omaovi: a link to the venv's omaovi command
+#   - PREFIX/etc/omaovi/omaovi.toml from examples/omaovi.toml, only if missing
+#     (mode 0640, owner root:omaovi)
+#   - PREFIX/etc/omaovi/consortium.key, only with --generate-key and only if missing
+#   - PREFIX/var/lib/omaovi, the database directory (mode 0750, owner omaovi)
+#   - PREFIX/etc/systemd/system/omaovi-{device,web,sync}.service, with the
+#     paths rewritten under PREFIX
+#   - systemctl daemon-reload and enable of each unit whose command this
+#     version has (omaovi web and omaovi sync come in later versions)       [prefix / only]
+# Steps marked [prefix / only] change the machine itself, so they run only when
+# the prefix is /; ownership (chown) likewise.
+set -euo pipefail
+
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+PREFIX=/
+MAKE_VENV=yes
+GENERATE_KEY=no
+UNITS=(omaovi-device omaovi-web omaovi-sync)
+GROUPS_WANTED=(gpio spi dialout input)
+
+usage() {
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    echo "options: --prefix DIR  --no-venv  --generate-key  --help"
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --prefix) PREFIX=${2:?--prefix needs a directory}; shift 2 ;;
+        --prefix=*) PREFIX=${1#--prefix=}; shift ;;
+        --no-venv) MAKE_VENV=no; shift ;;
+        --generate-key) GENERATE_KEY=yes; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "install.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+PREFIX=$(realpath -m "$PREFIX")
+ROOT=${PREFIX%/}              # "" when installing on this machine
+SYSTEM=no
+[ "$PREFIX" = / ] && SYSTEM=yes
+
+OPT=$ROOT/opt/omaovi
+VENV=$OPT/venv
+ETC=$ROOT/etc/omaovi
+STATE=$ROOT/var/lib/omaovi
+UNIT_DIR=$ROOT/etc/systemd/system
+BIN_LINK=$ROOT/usr/local/bin/omaovi
+
+say() { echo "install.sh: $*"; }
+
+if [ "$SYSTEM" = yes ] && [ "$(id -u)" -ne 0 ]; then
+    echo "install.sh: installing on this machine needs root: sudo $0 $*" >&2
+    exit 1
+fi
+
+MODEL=$(tr -d '\0' 2>/dev/null </proc/device-tree/model || true)
+is_pi() { [[ "$MODEL" == Raspberry\ Pi* ]]; }
+is_pi5() { [[ "$MODEL" == Raspberry\ Pi\ 5* ]]; }
+
+# -- system packages, user and groups (this machine only) ---------------------
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+if [ "$SYSTEM" = yes ]; then
+    # gcc and python3-dev build RPi.GPIO and evdev where no wheel exists.
+    apt_install python3-venv python3-dev gcc
+    # gpiozero's lgpio pin factory: the one that works on every Pi, and the only
+    # one on a Pi 5. The venv sees it through --system-site-packages.
+    if is_pi; then apt_install python3-lgpio; fi
+    if ! getent group omaovi >/dev/null; then
+        say "creating group omaovi"
+        groupadd --system omaovi
+    fi
+    if ! id omaovi >/dev/null 2>&1; then
+        say "creating system user omaovi"
+        useradd --system --gid omaovi --home-dir /var/lib/omaovi --no-create-home \
+            --shell /usr/sbin/nologin --comment "omaovi door controller" omaovi
+    fi
+    for group in "${GROUPS_WANTED[@]}"; do
+        if getent group "$group" >/dev/null && ! id -nG omaovi | tr ' ' '\n' | grep -qx "$group"; then
+            say "adding omaovi to group $group"
+            usermod -aG "$group" omaovi
+        fi
+    done
+fi
+
+# Only the groups this machine has: systemd refuses to start a unit whose
+# SupplementaryGroups= names a missing group.
+present_groups=()
+for group in "${GROUPS_WANTED[@]}"; do
+    getent group "$group" >/dev/null && present_groups+=("$group")
+done
+
+# Ownership is set only on this machine, where the omaovi user exists.
+own() { if [ "$SYSTEM" = yes ]; then chown "$1" "${@:2}"; fi; }
+
+# Write stdin to a file only when its content differs, so a second run leaves
+# every file (and its modification time) as it was.
+put() {
+    local target=$1 mode=$2 tmp
+    tmp=$(mktemp)
+    cat >"$tmp"
+    if [ -f "$target" ] && cmp -s "$tmp" "$target"; then
+        rm -f "$tmp"
+    else
+        mkdir -p "$(dirname "$target")"
+        mv "$tmp" "$target"
+        say "wrote $target"
+    fi
+    chmod "$mode" "$target"
+}
+
+# Paths in the shipped files are for prefix /; under another prefix they move with it.
+relocate() { sed -e "s#/opt/omaovi#$OPT#g" -e "s#/etc/omaovi#$ETC#g" -e "s#/var/lib/omaovi#$STATE#g"; }
+
+# -- the virtualenv -----------------------------------------------------------
+source_hash() {
+    (cd "$SRC" && find pyproject.toml README.md device admin_web sync -type f \
+        ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1
+}
+
+if [ "$MAKE_VENV" = yes ]; then
+    PYTHON=${PYTHON:-python3}
+    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+        echo "install.sh: omaovi needs Python 3.11 or newer; $PYTHON is $("$PYTHON" --version 2>&1)" >&2
+        exit 1
+    fi
+    if [ ! -x "$VENV/bin/python" ]; then
+        say "creating $VENV"
+        mkdir -p "$OPT"
+        "$PYTHON" -m venv --system-site-packages "$VENV"
+    fi
+    wanted=$(source_hash)
+    if [ "$(cat "$OPT/source.sha256" 2>/dev/null)" != "$wanted" ]; then
+        say "installing omaovi into $VENV"
+        # Build from a copy, so the checkout gets no build/ or egg-info litter.
+        build=$(mktemp -d)
+        trap 'rm -rf "$build"' EXIT
+        (cd "$SRC" && tar -cf - --exclude=__pycache__ pyproject.toml README.md device admin_web sync) | tar -xf - -C "$build"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$build"
+        if is_pi5; then
+            # The mfrc522 package drives the RC522's reset pin through RPi.GPIO,
+            # which cannot reach a Pi 5's GPIO; rpi-lgpio is a drop-in replacement.
+            "$VENV/bin/python" -m pip uninstall -q -y RPi.GPIO || true
+            "$VENV/bin/python" -m pip install -q --disable-pip-version-check rpi-lgpio
+        fi
+        echo "$wanted" >"$OPT/source.sha256"
+    fi
+    mkdir -p "$(dirname "$BIN_LINK")"
+    [ "$(readlink "$BIN_LINK" 2>/dev/null)" = "$VENV/bin/omaovi" ] || ln -sfn "$VENV/bin/omaovi" "$BIN_LINK"
+fi
+
+# -- configuration, key and state ---------------------------------------------
+mkdir -p "$ETC"
+chmod 0750 "$ETC"
+own root:omaovi "$ETC"
+if [ ! -e "$ETC/omaovi.toml" ]; then
+    relocate <"$SRC/examples/omaovi.toml" | put "$ETC/omaovi.toml" 0640
+    say "edit $ETC/omaovi.toml for this branch, then: omaovi check-config $ETC/omaovi.toml"
+fi
+chmod 0640 "$ETC/omaovi.toml"
+own root:omaovi "$ETC/omaovi.toml"
+
+KEY=$ETC/consortium.key
+if [ -e "$KEY" ]; then
+    chmod 0640 "$KEY"
+    own root:omaovi "$KEY"
+elif [ "$GENERATE_KEY" = yes ]; then
+    (umask 077 && head -c 32 /dev/urandom | base64 >"$KEY")
+    chmod 0640 "$KEY"
+    own root:omaovi "$KEY"
+    say "generated a NEW consortium key in $KEY."
+    say "  Cards are stored as HMAC(key, number): a branch with its own key matches no"
+    say "  card key of the central service. Use it for testing only, and replace it with"
+    say "  the consortium's key before opening:"
+    say "    sudo install -m 0640 -o root -g omaovi THE-KEY-FILE $KEY"
+else
+    say "no consortium key yet. Copy the consortium's key (one line, at least 16 bytes) with"
+    say "    sudo install -m 0640 -o root -g omaovi THE-KEY-FILE $KEY"
+    say "  or run again with --generate-key for a test key."
+fi
+
+mkdir -p "$STATE"
+chmod 0750 "$STATE"
+own omaovi:omaovi "$STATE"
+
+# -- systemd units --------------------------------------------------------------
+for unit in "${UNITS[@]}"; do
+    relocate <"$SRC/systemd/$unit.service" \
+        | sed -e "s#^SupplementaryGroups=.*#SupplementaryGroups=${present_groups[*]}#" \
+        | put "$UNIT_DIR/$unit.service" 0644
+done
+
+if [ "$SYSTEM" = yes ]; then
+    systemctl daemon-reload
+    for unit in "${UNITS[@]}"; do
+        command=${unit#omaovi-}
+        # Enable only what this version can run; a unit for a command that does
+        # not exist yet would restart every few seconds for nothing.
+        if "$VENV/bin/omaovi" "$command" --help >/dev/null 2>&1; then
+            systemctl is-enabled --quiet "$unit.service" || systemctl enable --quiet "$unit.service"
+        else
+            say "$unit.service installed but not enabled: this version has no 'omaovi $command'"
+        fi
+    done
+    say "done. Next: place the key, edit the config, then"
+    say "    sudo -u omaovi omaovi doctor --config $ETC/omaovi.toml"
+    say "    sudo systemctl start omaovi-device"
+fi

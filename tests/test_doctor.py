@@ -1,0 +1,234 @@
+"""``omaovi doctor`` as an installer runs it: a healthy branch passes, each broken part fails with its fix."""
+
+import io
+import os
+import pwd
+import sqlite3
+
+import pytest
+from gpiozero import OutputDevice
+from gpiozero.pins.mock import MockFactory
+
+from device.cli import main
+from device.doctor import FAIL, OK, WARN, Doctor, pulse, report
+from device.readers import build_reader
+from device.readers.mfrc522_reader import Mfrc522Reader
+from device.store import MIGRATIONS, Store
+
+ME = pwd.getpwuid(os.geteuid()).pw_name
+
+
+def branch_config(serial_device, *, database="omaovi.db", extra=""):
+    return f"""\
+branch = "kallio"
+database = "{database}"
+consortium_key_file = "consortium.key"
+
+[[doors]]
+id = "entrance"
+kind = "entrance"
+lock_pin = 17
+lock_active_high = false
+unlock_seconds = 2
+contact_pin = 27
+exit_button_pin = 22
+
+[doors.reader]
+type = "serial"
+device = "{serial_device}"
+{extra}"""
+
+
+@pytest.fixture
+def pty_reader():
+    """A serial card reader as the kernel shows it: the slave end of a pty."""
+    master, slave = os.openpty()
+    yield os.ttyname(slave)
+    os.close(master)
+    os.close(slave)
+
+
+@pytest.fixture
+def healthy(tmp_path, pty_reader):
+    (tmp_path / "omaovi.toml").write_text(branch_config(pty_reader))
+    key = tmp_path / "consortium.key"
+    key.write_text("k" * 32 + "\n")
+    key.chmod(0o640)
+    Store(tmp_path / "omaovi.db").close()
+    return tmp_path
+
+
+def doctor(factory=None, ntp="yes", **kw):
+    def ntp_synchronized():
+        if isinstance(ntp, Exception):
+            raise ntp
+        return ntp
+
+    return Doctor(pin_factory=factory or MockFactory(), ntp_synchronized=ntp_synchronized, service_user=ME, **kw)
+
+
+def by_name(checks):
+    return {c.name: c for c in checks}
+
+
+def test_a_healthy_branch_passes_every_check(healthy, pty_reader):
+    checks = doctor().run(healthy / "omaovi.toml")
+    statuses = {c.name: c.status for c in checks}
+    assert statuses == {
+        "config": OK, "database": OK, "consortium key": OK, "reader entrance": OK, "pins entrance": OK,
+        "clock": OK, "central service": "--", "SIP2": "--",
+    }
+    found = by_name(checks)
+    assert f"schema version {len(MIGRATIONS)} (current)" in found["database"].detail
+    assert found["reader entrance"].detail == f"serial {pty_reader} opens"
+    assert found["pins entrance"].detail == "free: lock_pin GPIO17, contact_pin GPIO27, exit_button_pin GPIO22"
+    out = io.StringIO()
+    assert report(checks, out) == 0
+    assert out.getvalue().splitlines()[-1] == "All checks passed."
+    assert "OK    config: " in out.getvalue() and "--    central service: not configured" in out.getvalue()
+
+
+def test_claiming_the_pins_leaves_the_lock_relay_released(healthy):
+    factory = MockFactory()
+    doctor(factory).run(healthy / "omaovi.toml")
+    assert factory.pin(17).state == 1  # lock_active_high = false: high is released (locked)
+
+
+def test_a_broken_branch_fails_each_broken_part_with_a_fix(tmp_path):
+    (tmp_path / "not-a-directory").write_text("")
+    (tmp_path / "omaovi.toml").write_text(
+        branch_config("/dev/ttyOMAOVI-NO-SUCH-READER", database="not-a-directory/omaovi.db")
+    )
+    (tmp_path / "consortium.key").write_text("too-short\n")
+    checks = by_name(doctor(ntp="no").run(tmp_path / "omaovi.toml"))
+
+    assert checks["reader entrance"].status == FAIL
+    assert "cannot open serial port /dev/ttyOMAOVI-NO-SUCH-READER" in checks["reader entrance"].detail
+    assert "dialout" in checks["reader entrance"].hint
+
+    assert checks["database"].status == FAIL
+    assert "not-a-directory is not a directory" in checks["database"].detail
+    assert checks["database"].hint.startswith("sudo install -d")
+
+    assert checks["consortium key"].status == FAIL
+    assert "the consortium key is 9 bytes; it must be at least 16" in checks["consortium key"].detail
+
+    assert checks["clock"].status == FAIL and "timedatectl set-ntp true" in checks["clock"].hint
+
+    out = io.StringIO()
+    assert report(list(checks.values()), out) == 1
+    text = out.getvalue()
+    assert "FAIL  database: " in text and "      fix: sudo install -d" in text
+    assert text.splitlines()[-1] == "4 failed, 0 warning(s)."
+
+
+def test_a_database_the_service_user_cannot_write_fails(healthy):
+    """What happens when root creates the database: the device, running as omaovi, cannot write it."""
+    (healthy / "omaovi.db").chmod(0o644)
+    other = "nobody" if ME != "nobody" else "root"
+    checks = by_name(Doctor(pin_factory=MockFactory(), ntp_synchronized=lambda: "yes", service_user=other).run(healthy / "omaovi.toml"))
+    assert checks["database"].status == FAIL
+    assert f"is not writable by the {other} user" in checks["database"].detail
+    assert checks["database"].hint.startswith(f"sudo chown {other}:{other} ")
+
+
+def test_a_database_from_a_newer_omaovi_fails_and_an_older_one_warns(healthy):
+    conn = sqlite3.connect(healthy / "omaovi.db")
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.close()
+    assert by_name(doctor().run(healthy / "omaovi.toml"))["database"].status == FAIL
+    conn = sqlite3.connect(healthy / "omaovi.db")
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+    conn.close()
+    check = by_name(doctor().run(healthy / "omaovi.toml"))["database"]
+    assert check.status == WARN and "restart the device" in check.hint
+
+
+def test_a_world_readable_key_fails(healthy):
+    (healthy / "consortium.key").chmod(0o644)
+    check = by_name(doctor().run(healthy / "omaovi.toml"))["consortium key"]
+    assert check.status == FAIL and check.hint == f"sudo chmod 0640 {healthy / 'consortium.key'}"
+
+
+def test_a_pin_held_by_another_program_fails(healthy):
+    factory = MockFactory()
+    holder = OutputDevice(22, pin_factory=factory)  # the running device, say
+    try:
+        check = by_name(doctor(factory).run(healthy / "omaovi.toml"))["pins entrance"]
+    finally:
+        holder.close()
+    assert check.status == FAIL and "systemctl stop omaovi-device" in check.hint
+
+
+def test_an_unknown_clock_state_warns(healthy):
+    check = by_name(doctor(ntp=FileNotFoundError("timedatectl")).run(healthy / "omaovi.toml"))["clock"]
+    assert check.status == WARN and "cannot tell" in check.detail
+
+
+def test_an_invalid_config_fails_with_the_check_config_hint(tmp_path):
+    (tmp_path / "omaovi.toml").write_text('branch = "Kallio!"\n')
+    checks = doctor().run(tmp_path / "omaovi.toml")
+    assert [c.status for c in checks] == [FAIL]
+    assert "branch" in checks[0].detail and checks[0].hint.startswith("omaovi check-config")
+
+
+class FakeChip:
+    """An RC522 as mfrc522.MFRC522 shows it: version register and TX control register."""
+
+    def __init__(self, version):
+        self.registers = {0x37: version, 0x14: 0x83}
+        self.spi = type("Spi", (), {"close": lambda self: None})()
+
+    def Read_MFRC522(self, register):
+        return self.registers[register]
+
+
+@pytest.mark.parametrize("version, status", [(0x92, OK), (0x00, FAIL)])
+def test_an_rc522_is_asked_for_its_version(tmp_path, version, status):
+    (tmp_path / "omaovi.toml").write_text(branch_config("x").replace(
+        'type = "serial"\ndevice = "x"', 'type = "mfrc522"'))
+    (tmp_path / "consortium.key").write_text("k" * 32)
+    (tmp_path / "spidev0.0").touch()
+
+    def make(cfg):
+        if cfg.type != "mfrc522":
+            return build_reader(cfg)
+        return Mfrc522Reader(cfg, lambda **_: FakeChip(version), spidev_prefix=str(tmp_path / "spidev"))
+
+    check = by_name(doctor(build_reader=make).run(tmp_path / "omaovi.toml"))["reader entrance"]
+    assert check.status == status
+    if status == OK:
+        assert check.detail == "mfrc522 spi0.0 answers, chip version 0x92"
+    else:
+        assert "does not answer (version register 0x00)" in check.detail and "do_spi" in check.hint
+
+
+def test_pulse_clicks_the_relay_once_and_logs_it(healthy):
+    factory = MockFactory()
+    during = []
+    out = io.StringIO()
+    code = pulse(healthy / "omaovi.toml", "entrance", out, pin_factory=factory,
+                 sleep=lambda s: during.append((s, factory.pin(17).state)))
+    assert code == 0
+    assert during == [(2.0, 0)]  # active low: relay on while the door should open
+    assert factory.pin(17).state == 1  # and released afterwards
+    assert "relay on GPIO17 for 2 s" in out.getvalue()
+    events = Store(healthy / "omaovi.db").events()
+    assert [(e["door"], e["type"]) for e in events] == [("entrance", "command")]
+    assert '"by": "omaovi doctor"' in events[0]["detail"]
+
+
+def test_pulse_of_an_unknown_door_names_the_doors(healthy):
+    out = io.StringIO()
+    assert pulse(healthy / "omaovi.toml", "back-door", out, pin_factory=MockFactory()) == 1
+    assert "no door 'back-door'; the doors are: entrance" in out.getvalue()
+
+
+def test_omaovi_doctor_exits_non_zero_when_a_check_fails(tmp_path, capsys):
+    (tmp_path / "omaovi.toml").write_text(branch_config("/dev/ttyOMAOVI-NO-SUCH-READER"))
+    (tmp_path / "consortium.key").write_text("k" * 32)
+    (tmp_path / "consortium.key").chmod(0o640)
+    assert main(["doctor", "--config", str(tmp_path / "omaovi.toml")]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  reader entrance: cannot open serial port" in out
+    assert "OK    pins entrance: free" in out

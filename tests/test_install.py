@@ -1,0 +1,178 @@
+"""systemd/install.sh into a temporary prefix, and the systemd units it installs.
+
+The installer builds a real virtualenv (about ten seconds with a warm pip cache),
+so the units' ExecStart= points at an omaovi that exists and systemd-analyze
+verify can check them as systemd would load them.
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+UNITS = ("omaovi-device", "omaovi-web", "omaovi-sync")
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory) -> Path:
+    """A still copy of the source: the installer reinstalls when the source changes,
+    and a working tree being edited while the tests run would make that happen."""
+    copy = tmp_path_factory.mktemp("checkout")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, copy / name)
+    for name in ("device", "admin_web", "sync", "examples", "systemd"):
+        shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def install(source: Path, prefix: Path, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        ["bash", str(source / "systemd/install.sh"), "--prefix", str(prefix), *args], capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def tree(prefix: Path) -> dict[str, tuple]:
+    """Every file, directory and link under prefix with its mode, mtime and content hash."""
+    listing = {}
+    for path in sorted(prefix.rglob("*")):
+        st = path.lstat()
+        if stat.S_ISREG(st.st_mode):
+            content = hashlib.sha256(path.read_bytes()).hexdigest()
+        elif stat.S_ISLNK(st.st_mode):
+            content = os.readlink(path)
+        else:
+            content = None
+        listing[str(path.relative_to(prefix))] = (stat.filemode(st.st_mode), st.st_mtime_ns, content)
+    return listing
+
+
+def systemd_analyze() -> str:
+    tool = shutil.which("systemd-analyze")
+    assert tool, "systemd-analyze is missing: ./dev test installs it (apt package systemd)"
+    return tool
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory, checkout):
+    prefix = tmp_path_factory.mktemp("root")
+    first = install(checkout, prefix, "--generate-key")
+    return prefix, first
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_installs_everything_under_the_prefix(installed):
+    prefix, first = installed
+    omaovi = prefix / "opt/omaovi/venv/bin/omaovi"
+    assert os.access(omaovi, os.X_OK)
+    assert os.readlink(prefix / "usr/local/bin/omaovi") == str(omaovi)
+    assert mode(prefix / "etc/omaovi") == 0o750
+    assert mode(prefix / "etc/omaovi/omaovi.toml") == 0o640
+    assert mode(prefix / "etc/omaovi/consortium.key") == 0o640
+    assert mode(prefix / "var/lib/omaovi") == 0o750
+    for unit in UNITS:
+        assert mode(prefix / f"etc/systemd/system/{unit}.service") == 0o644
+    assert "generated a NEW consortium key" in first.stdout and "replace it with" in first.stdout
+
+
+def test_the_installed_config_is_the_example_with_paths_under_the_prefix_and_is_valid(installed, checkout):
+    prefix, _ = installed
+    config = prefix / "etc/omaovi/omaovi.toml"
+    text = config.read_text()
+    assert f'database = "{prefix}/var/lib/omaovi/omaovi.db"' in text
+    assert f'consortium_key_file = "{prefix}/etc/omaovi/consortium.key"' in text
+    assert text == (checkout / "examples/omaovi.toml").read_text().replace("/etc/omaovi", f"{prefix}/etc/omaovi").replace(
+        "/var/lib/omaovi", f"{prefix}/var/lib/omaovi")
+    check = subprocess.run([prefix / "opt/omaovi/venv/bin/omaovi", "check-config", config], capture_output=True, text=True)
+    assert check.returncode == 0 and "OK — branch kallio" in check.stdout
+    key = subprocess.run([prefix / "opt/omaovi/venv/bin/omaovi", "card-key", "10000001", "-c", config], capture_output=True, text=True)
+    assert key.returncode == 0 and re.fullmatch(r"[0-9a-f]{64}\n", key.stdout)
+
+
+def test_units_run_the_installed_omaovi_with_the_installed_config(installed):
+    prefix, _ = installed
+    for unit in UNITS:
+        text = (prefix / f"etc/systemd/system/{unit}.service").read_text()
+        command = unit.removeprefix("omaovi-")
+        assert f"ExecStart={prefix}/opt/omaovi/venv/bin/omaovi {command} --config {prefix}/etc/omaovi/omaovi.toml\n" in text
+        assert "Restart=always\n" in text and "User=omaovi\n" in text and "StateDirectory=omaovi\n" in text
+        for setting in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "MemoryMax="):
+            assert setting in text, (unit, setting)
+
+
+def test_the_device_unit_needs_no_network_and_is_watched(installed):
+    prefix, _ = installed
+    text = (prefix / "etc/systemd/system/omaovi-device.service").read_text()
+    assert "Type=notify\n" in text and "WatchdogSec=30\n" in text
+    assert "network" not in "".join(line for line in text.splitlines() if line.startswith(("After=", "Wants=", "Requires=")))
+    assert "RestrictAddressFamilies=AF_UNIX\n" in text and "PrivateNetwork=yes\n" in text
+    # The door needs /dev/gpiochip*, /dev/gpiomem, /dev/spidev*, /dev/tty* and /dev/input.
+    assert not re.search(r"^(PrivateDevices|DevicePolicy|DeviceAllow|ProtectClock)=", text, re.M)
+    groups = re.search(r"^SupplementaryGroups=(.*)$", text, re.M).group(1).split()
+    present = [g for g in ("gpio", "spi", "dialout", "input") if subprocess.run(["getent", "group", g], capture_output=True).returncode == 0]
+    assert groups == present  # systemd refuses to start a unit naming a missing group
+    assert "WantedBy=multi-user.target" in text
+
+
+def test_a_second_run_changes_nothing(installed, checkout):
+    prefix, _ = installed
+    before = tree(prefix)
+    again = install(checkout, prefix, "--generate-key")
+    assert tree(prefix) == before
+    assert "wrote" not in again.stdout and "installing" not in again.stdout and "generated" not in again.stdout
+
+
+def test_systemd_analyze_verify_accepts_the_units(installed):
+    prefix, _ = installed
+    units = [str(prefix / f"etc/systemd/system/{unit}.service") for unit in UNITS]
+    result = subprocess.run([systemd_analyze(), "verify", *units], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == "", result.stderr
+
+
+def test_systemd_analyze_security_rates_every_unit_ok(installed):
+    """A regression guard on the hardening: "OK" is systemd's best band (exposure below 2)."""
+    prefix, _ = installed
+    for unit in UNITS:
+        path = prefix / f"etc/systemd/system/{unit}.service"
+        result = subprocess.run([systemd_analyze(), "security", "--offline=true", str(path)], capture_output=True, text=True)
+        match = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\w+)", result.stdout)
+        assert match, result.stdout + result.stderr
+        assert float(match.group(1)) < 2.0 and match.group(2) == "OK", (unit, match.group(0))
+
+
+def test_an_edited_config_and_the_real_key_are_never_overwritten(tmp_path, checkout):
+    install(checkout, tmp_path, "--no-venv")
+    config = tmp_path / "etc/omaovi/omaovi.toml"
+    key = tmp_path / "etc/omaovi/consortium.key"
+    assert not key.exists()
+    config.write_text(config.read_text().replace('branch = "kallio"', 'branch = "toolo"'))
+    key.write_text("the-consortiums-real-key-0123456789\n")
+    key.chmod(0o600)
+    result = install(checkout, tmp_path, "--no-venv", "--generate-key")
+    assert 'branch = "toolo"' in config.read_text()
+    assert key.read_text() == "the-consortiums-real-key-0123456789\n"
+    assert mode(key) == 0o640  # the mode is put right, the content kept
+    assert "generated" not in result.stdout
+    assert not (tmp_path / "opt/omaovi/venv").exists()
+
+
+def test_without_a_key_it_says_how_to_place_the_real_one(tmp_path, checkout):
+    result = install(checkout, tmp_path, "--no-venv")
+    assert f"sudo install -m 0640 -o root -g omaovi THE-KEY-FILE {tmp_path}/etc/omaovi/consortium.key" in result.stdout
+
+
+def test_an_unknown_option_is_refused(tmp_path):
+    result = subprocess.run(["bash", str(ROOT / "systemd/install.sh"), "--prefix", str(tmp_path), "--frobnicate"], capture_output=True, text=True)
+    assert result.returncode == 2 and "unknown option --frobnicate" in result.stderr
+    assert not (tmp_path / "etc").exists()
