@@ -33,6 +33,8 @@ TICK_SECONDS = 0.1
 COMMAND_POLL_SECONDS = 0.25
 HOURS_POLL_SECONDS = 2.0
 RETENTION_SECONDS = 3600.0
+#: A tap not decided within this many seconds of the read is dropped, not acted on.
+MAX_TAP_AGE_SECONDS = 3.0
 #: Events that could not be written are kept in memory up to this many.
 MAX_PENDING_EVENTS = 10_000
 
@@ -90,7 +92,8 @@ class Controller:
     # -- input from other threads ---------------------------------------------
     def submit_tap(self, door_id: str, number: str) -> None:
         """Thread-safe: a reader saw ``number`` at ``door_id``."""
-        self._queue.put(lambda: self.tap(door_id, number))
+        read_at = self.clock()
+        self._queue.put(lambda: self.tap(door_id, number, read_at=read_at))
 
     def call(self, work: Callable[[], object], timeout: float = 5.0):
         """Run ``work`` on the controller thread and wait for its result (for the demo console)."""
@@ -145,10 +148,15 @@ class Controller:
             door.close()
 
     # -- one tap --------------------------------------------------------------
-    def tap(self, door_id: str, number: str) -> TapResult | None:
+    def tap(self, door_id: str, number: str, read_at: float | None = None) -> TapResult | None:
         """Decide, record, then act. The raw number lives only in this call."""
         door_cfg = self.config.door(door_id)
         door = self.doors[door_id]
+        if read_at is not None and self.clock() - read_at > MAX_TAP_AGE_SECONDS:
+            # The patron has given up and left; opening now would open for whoever is there.
+            log.warning("door %s: dropped a tap that waited %.1f s to be decided", door_id, self.clock() - read_at,
+                        extra={"door": door_id, "event_type": "tap_too_late"})
+            return None
         try:
             key = card_key(self.key, number)
         except CardNumberError as exc:
@@ -194,15 +202,24 @@ class Controller:
             card_key=key, door_kind=door_cfg.kind, detail=detail, **extra,
         )
 
-    def _record(self, event: Event) -> bool:
-        """Write pending events and this one; on failure keep them all for the next try."""
-        batch = self._pending + [event]
+    def _record(self, *new: Event) -> bool:
+        """Write the events waiting in memory and the new ones; on failure keep them all.
+
+        With no new events this is the retry from the loop's tick, which stays
+        quiet while the database is still failing.
+        """
+        batch = self._pending + list(new)
         try:
             self.store.record(batch)
         except sqlite3.Error as exc:
-            log.error("cannot write events (%s); %d waiting in memory", exc, len(batch))
-            self._pending = batch[-MAX_PENDING_EVENTS:]
+            dropped = max(0, len(batch) - MAX_PENDING_EVENTS)
+            if new:
+                log.error("cannot write events (%s); %d waiting in memory%s", exc, len(batch) - dropped,
+                          f", {dropped} oldest dropped" if dropped else "")
+            self._pending = batch[dropped:]
             return False
+        if self._pending:
+            log.warning("wrote %d events that had waited in memory", len(self._pending))
         self._pending = []
         return True
 
@@ -219,19 +236,11 @@ class Controller:
     # -- periodic work --------------------------------------------------------
     def _tick(self) -> None:
         if self._pending:
-            self._record_pending()
+            self._record()
         self._follow_schedule()
         for door_id, door in self.doors.items():
-            door.tick()
+            self._run_safely(door.tick)  # one broken door must not stop the others' timers
             self._publish_door(door_id)
-
-    def _record_pending(self) -> None:
-        try:
-            self.store.record(self._pending)
-        except sqlite3.Error:
-            return
-        log.warning("wrote %d events that had waited in memory", len(self._pending))
-        self._pending = []
 
     def _follow_schedule(self) -> None:
         mode = self.schedule.mode_at(self.wall())
@@ -240,28 +249,31 @@ class Controller:
             door.set_schedule_unlocked(unlocked and door.cfg.kind == "entrance")
 
     def _run_commands(self) -> None:
+        """Each command is marked done, with its event, before the door acts on it:
+        if the database cannot be written the command is not carried out at all,
+        rather than being carried out again every poll."""
         for command in self.store.pending_commands():
             door = self.doors.get(command.door)
             if door is None:
                 self.store.finish_command(command.id, f"unknown door {command.door!r}")
                 continue
-            if command.action == "pulse":
-                door.pulse()
-            elif command.action == "hold":
-                if command.until is None or command.until <= self.wall():
-                    self.store.finish_command(command.id, "refused: hold needs a time in the future")
-                    continue
-                door.hold(command.until)
-            elif command.action == "lockdown":
-                door.set_lockdown()
-            elif command.action == "release":
-                door.release()
+            if command.action == "hold" and (command.until is None or command.until <= self.wall()):
+                self.store.finish_command(command.id, "refused: hold needs a time in the future")
+                continue
             detail = {"action": command.action, "by": command.requested_by, "command": command.id}
             if command.until is not None:
                 detail["until"] = events.utc_text(command.until)
             now = self.wall()
             event = Event(ts=now, door=door.cfg.id, type=events.COMMAND, mode=self.schedule.mode_at(now), door_kind=door.cfg.kind, detail=detail)
             self.store.finish_command(command.id, "done", event)
+            if command.action == "pulse":
+                door.pulse()
+            elif command.action == "hold":
+                door.hold(command.until)
+            elif command.action == "lockdown":
+                door.set_lockdown()
+            elif command.action == "release":
+                door.release()
             log.info(
                 "command %s on door=%s by %s", command.action, door.cfg.id, command.requested_by,
                 extra={"door": door.cfg.id, "event_type": events.COMMAND},
@@ -271,8 +283,9 @@ class Controller:
     def _reload_hours(self) -> None:
         revision = self.store.hours_revision()
         if revision != self._hours_revision:
-            self._hours_revision = revision
+            # Remember the revision only once its hours are loaded, so a failed load is retried.
             self.schedule = self.store.schedule(self.config.tz)
+            self._hours_revision = revision
 
     def _apply_retention(self) -> None:
         cutoff = self.wall() - timedelta(days=self.config.policy.event_retention_days)

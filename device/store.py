@@ -206,19 +206,27 @@ class Store:
     def record(self, events: Iterable[Event]) -> None:
         """Write events and their counts in one transaction: all of them or none."""
         with self.conn:
-            for event in events:
+            self._insert_events(events)
+
+    def _insert_events(self, events: Iterable[Event]) -> None:
+        """An event already stored (a retry after a commit that reported an error but
+        had happened) is skipped and not counted again, so a retry never wedges."""
+        for event in events:
+            inserted = self.conn.execute(
+                "INSERT INTO events (uuid, ts, door, type, reason, mode, card_key, detail)"
+                " VALUES (:uuid, :ts, :door, :type, :reason, :mode, :card_key, :detail)"
+                " ON CONFLICT (uuid) DO NOTHING",
+                event.row(),
+            ).rowcount
+            if not inserted:
+                continue
+            hour = hour_text(event.ts)
+            for metric in event.metrics():
                 self.conn.execute(
-                    "INSERT INTO events (uuid, ts, door, type, reason, mode, card_key, detail)"
-                    " VALUES (:uuid, :ts, :door, :type, :reason, :mode, :card_key, :detail)",
-                    event.row(),
+                    "INSERT INTO hourly_counts (hour, door, metric, count) VALUES (?, ?, ?, 1)"
+                    " ON CONFLICT (hour, door, metric) DO UPDATE SET count = count + 1",
+                    (hour, event.door, metric),
                 )
-                hour = hour_text(event.ts)
-                for metric in event.metrics():
-                    self.conn.execute(
-                        "INSERT INTO hourly_counts (hour, door, metric, count) VALUES (?, ?, ?, 1)"
-                        " ON CONFLICT (hour, door, metric) DO UPDATE SET count = count + 1",
-                        (hour, event.door, metric),
-                    )
 
     def events(self, since: datetime | None = None, limit: int = 100) -> list[dict]:
         """Newest first."""
@@ -249,7 +257,11 @@ class Store:
     def patron(self, card_key: str, today: date | None = None) -> Patron | None:
         """The cache entry merged with this branch's own staff cards and blocks."""
         today = today or _now().date()
-        cached = self.db.execute("SELECT * FROM patrons WHERE card_key = ?", [card_key]).fetchone()
+        cached = self.db.execute(
+            "SELECT self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source"
+            " FROM patrons WHERE card_key = ?",
+            [card_key],
+        ).fetchone()
         local_staff = self.db.execute("SELECT 1 FROM staff_cards WHERE card_key = ?", [card_key]).fetchone() is not None
         block = self.db.execute(
             "SELECT note FROM local_blocks WHERE card_key = ? AND (until IS NULL OR until >= ?)",
@@ -260,7 +272,7 @@ class Store:
         local = {"local_staff": local_staff, "local_block": (block[0] or "local block") if block else None}
         if cached is None:
             return Patron(card_key=card_key, **local)
-        _, self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source = cached
+        self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source = cached
         return Patron(
             card_key=card_key,
             self_service=bool(self_service),
@@ -413,13 +425,13 @@ class Store:
         ]
 
     def finish_command(self, command_id: int, result: str, event: Event | None = None) -> None:
-        """Mark a command done, together with the event that logs it."""
+        """Mark a command done and write the event that logs it, in one transaction."""
         with self.conn:
             self.conn.execute(
                 "UPDATE commands SET done_at = ?, result = ? WHERE id = ?", (utc_text(_now()), result, command_id)
             )
-        if event is not None:
-            self.record([event])
+            if event is not None:
+                self._insert_events([event])
 
     # -- central service sync -------------------------------------------------
     def sync_state(self, stream: str) -> dict | None:
