@@ -149,16 +149,19 @@ def cmd_check_config(args) -> int:
 
 
 def cmd_device(args) -> int:
-    from device.controller import Controller
+    from device.controller import Controller, sip2_checker
     from device.systemd_notify import LoopNotifier, Notifier, watchdog_interval
 
-    cfg, central = config_mod.load_with_central(args.config)
+    cfg, sections = config_mod.load_sections(args.config)
+    # Built first: an unreadable password file stops the start before any pin is touched.
+    checker = sip2_checker(sections.sip2) if sections.sip2 is not None else None
     store = _store(cfg, durable=True)
-    controller = Controller(cfg, store, keep_unpushed_events=central is not None)
+    controller = Controller(cfg, store, keep_unpushed_events=sections.central is not None, sip2=checker)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log.info("device started: branch %s, doors %s", cfg.branch, ", ".join(controller.doors))
+    log.info("device started: branch %s, doors %s%s", cfg.branch, ", ".join(controller.doors),
+             f", SIP2 check at {sections.sip2.host}:{sections.sip2.port}" if sections.sip2 else "")
     # READY=1 once the loop runs, WATCHDOG=1 from the loop itself (see systemd_notify).
     notifier = Notifier()
     on_tick = LoopNotifier(notifier, watchdog_interval(), status=f"branch {cfg.branch}, doors {', '.join(controller.doors)}")
@@ -167,6 +170,8 @@ def cmd_device(args) -> int:
     finally:
         notifier.stopping()
         controller.close()
+        if checker is not None:
+            checker.close()
         store.close()
         notifier.close()
     return 0

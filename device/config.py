@@ -18,6 +18,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from device.cards import UID_FORMATS
+from sync.sip2 import DEFAULT_BLOCKING_STATUS, PROFILES, STATUS_BITS
 
 DEFAULT_PATH = "/etc/omaovi/omaovi.toml"
 
@@ -92,6 +93,44 @@ class CentralConfig:
     interval: int = 300
     #: An answer larger than this is refused whole while it is still arriving.
     max_response_bytes: int = 50_000_000
+
+
+@dataclass(frozen=True)
+class Sip2Settings:
+    """The optional ``[sip2]`` section: the library system the device asks at tap time.
+
+    The names are ``sync.sip2.Sip2Config``'s, except that the login password is in
+    ``password_file`` (read when the device starts), so it stays out of a file that
+    installers copy around and paste into tickets.
+    """
+
+    host: str
+    port: int
+    username: str
+    password_file: Path
+    institution: str
+    profile: str
+    location: str = ""
+    terminal_password: str = field(default="", repr=False)
+    tls: bool = False
+    tls_verify: bool = True
+    tls_ca_file: Path | None = None
+    allowed_classes: tuple[str, ...] = ()
+    blocking_status: tuple[str, ...] = DEFAULT_BLOCKING_STATUS
+    #: Seconds one whole check may take. The door loop waits for it, so it is kept
+    #: below MAX_TAP_AGE_SECONDS: a longer wait would only answer a patron who left.
+    timeout: float = 1.5
+    breaker_failures: int = 3
+    breaker_cooldown: float = 30.0
+
+
+@dataclass(frozen=True)
+class Sections:
+    """The optional sections, checked with the rest of the file but kept out of ``Config``:
+    each is needed by one process only (``central`` by sync, ``sip2`` by the device)."""
+
+    central: CentralConfig | None = None
+    sip2: Sip2Settings | None = None
 
 
 @dataclass(frozen=True)
@@ -372,11 +411,17 @@ def parse(data: dict, path: Path | str = "<config>") -> Config:
 
 
 def parse_with_central(data: dict, path: Path | str = "<config>") -> tuple[Config, CentralConfig | None]:
-    """Build a Config and the optional ``[central]`` section, or raise ConfigError listing every problem.
+    """Build a Config and the optional ``[central]`` section, or raise ConfigError listing every problem."""
+    config, sections = parse_sections(data, path)
+    return config, sections.central
 
-    The central section is checked together with the rest of the file, so
-    ``check-config`` reports its problems too, but it is returned beside Config
-    rather than inside it: only ``omaovi sync`` needs it.
+
+def parse_sections(data: dict, path: Path | str = "<config>") -> tuple[Config, Sections]:
+    """Build a Config and the optional sections, or raise ConfigError listing every problem.
+
+    The optional sections are checked together with the rest of the file, so
+    ``check-config`` reports their problems too, but they are returned beside
+    Config rather than inside it: each is needed by one process only.
     """
     path = Path(path)
     problems: list[Problem] = []
@@ -408,6 +453,8 @@ def parse_with_central(data: dict, path: Path | str = "<config>") -> tuple[Confi
     # keeps listing the sections every branch uses.
     central_table = _table(s, "central", required=False) if "central" in data else None
     central = _central(central_table, a_path, problems) if central_table is not None else None
+    sip2_table = _table(s, "sip2", required=False) if "sip2" in data else None
+    sip2 = _sip2(sip2_table, a_path, problems) if sip2_table is not None else None
 
     s.seen.add("doors")
     raw_doors = data.get("doors", _MISSING)
@@ -427,7 +474,7 @@ def parse_with_central(data: dict, path: Path | str = "<config>") -> tuple[Confi
         path=path, branch=branch, timezone=timezone, database=database, consortium_key_file=key_file,
         doors=tuple(doors), uid_format=uid_format, policy=policy,
     )
-    return config, central
+    return config, Sections(central=central, sip2=sip2)
 
 
 def _central(table: dict, a_path: Callable[[Any], Path], problems: list[Problem]) -> CentralConfig | None:
@@ -444,6 +491,70 @@ def _central(table: dict, a_path: Callable[[Any], Path], problems: list[Problem]
     if any(value is None for value in values.values()):
         return None
     return CentralConfig(**values)
+
+
+#: The longest SIP2 check the door loop may wait for; see Sip2Settings.timeout.
+SIP2_MAX_TIMEOUT = 3.0
+
+
+def _sip2(table: dict, a_path: Callable[[Any], Path], problems: list[Problem]) -> Sip2Settings | None:
+    s = _Section(table, "sip2.", problems)
+    a_file = "must be a file path (relative paths are relative to this file)"
+    values: dict[str, Any] = {
+        "host": s.get("host", _host, "must be a host name or IP address, such as \"sip2.kirjasto.example\""),
+        "port": s.integer("port", 1, 65535),
+        "tls": s.boolean("tls", False),
+        "tls_verify": s.boolean("tls_verify", True),
+        "tls_ca_file": s.get("tls_ca_file", a_path, a_file, None),
+        "username": s.get("username", _sip2_text, "must be a non-empty string without '|'"),
+        "password_file": s.get("password_file", a_path, a_file),
+        "institution": s.get("institution", _sip2_text, "must be a non-empty string without '|'"),
+        "location": s.get("location", _sip2_field, "must be a string without '|'", ""),
+        "terminal_password": s.get("terminal_password", _sip2_field, "must be a string without '|'", ""),
+        "profile": s.choice("profile", tuple(PROFILES)),
+        "allowed_classes": s.get(
+            "allowed_classes", lambda v: _list_of(v, _text), "must be a list of patron class codes, such as [\"AIKUINEN\"]", ()
+        ),
+        "blocking_status": s.get(
+            "blocking_status", lambda v: _list_of(v, lambda x: _one_of(x, STATUS_BITS)),
+            "must be a list of status bit names from " + ", ".join(STATUS_BITS), DEFAULT_BLOCKING_STATUS,
+        ),
+        "timeout": s.number("timeout", 0.1, SIP2_MAX_TIMEOUT, 1.5),
+        "breaker_failures": s.integer("breaker_failures", 1, 100, 3),
+        "breaker_cooldown": s.number("breaker_cooldown", 1, 3600, 30.0),
+    }
+    s.finish()
+    if any(value is None for key, value in values.items() if key != "tls_ca_file") or (
+        "tls_ca_file" in table and values["tls_ca_file"] is None
+    ):
+        return None
+    return Sip2Settings(**values)
+
+
+def _host(value: Any) -> str:
+    """A bare name or address: a URL ("sip2://…", "host/path") or a "host:port" is a mistake to report."""
+    if not isinstance(value, str) or not value or any(c.isspace() or c in "/[]" for c in value):
+        raise ValueError
+    if value.count(":") == 1:  # host:port; an IPv6 address has at least two colons
+        raise ValueError
+    return value
+
+
+def _sip2_field(value: Any) -> str:
+    """SIP2 ends a field with '|' and a message with CR, so neither may be in a value."""
+    if not isinstance(value, str) or "|" in value or "\r" in value:
+        raise ValueError
+    return value
+
+
+def _sip2_text(value: Any) -> str:
+    return _sip2_field(_text(value))
+
+
+def _list_of(value: Any, check: Callable[[Any], Any]) -> tuple:
+    if not isinstance(value, list):
+        raise ValueError
+    return tuple(check(item) for item in value)
 
 
 def _base_url(value: Any) -> str:
@@ -519,7 +630,13 @@ def load_with_central(path: str | Path = DEFAULT_PATH, *, required: bool = False
     says so the same way as any other config problem.
     """
     path = Path(path)
-    config, central = parse_with_central(_read(path), path)
-    if required and central is None:
+    config, sections = load_sections(path)
+    if required and sections.central is None:
         raise ConfigError(path, [Problem("central", _MISSING, "required table for omaovi sync, with at least base_url and token_file")])
-    return config, central
+    return config, sections.central
+
+
+def load_sections(path: str | Path = DEFAULT_PATH) -> tuple[Config, Sections]:
+    """``load``, plus the optional sections (``[central]``, ``[sip2]``); each None when left out."""
+    path = Path(path)
+    return parse_sections(_read(path), path)

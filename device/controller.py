@@ -6,6 +6,10 @@ and follows the schedule. A decision is committed to the database *before* the
 relay is energised, so a power cut can lose an unlock but never an unlocked door's
 record. If the database cannot be written, only staff are let in and the events
 wait in memory until it can.
+
+With a ``[sip2]`` section, an entrance tap first asks the library system about the
+card (``sync.sip2.Sip2Checker``) and refreshes the patron cache with the answer;
+with no answer in time the tap is decided from the cache as without SIP2.
 """
 
 from __future__ import annotations
@@ -15,17 +19,19 @@ import queue
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Callable
 
 from device import events
 from device.cards import CardNumberError, card_key, load_consortium_key
-from device.config import Config, DoorConfig
+from device.config import Config, DoorConfig, Sip2Settings
 from device.door import Door
 from device.events import Event
-from device.policy import Decision, DoorState, Reason, decide
+from device.policy import Decision, DoorState, Patron, Reason, decide
 from device.store import Store
+from sync.sip2 import Sip2Checker, Sip2Config
 
 log = logging.getLogger("omaovi.device")
 
@@ -59,11 +65,17 @@ class Controller:
         on_tap: Callable[[TapResult], None] | None = None,
         start_readers: bool = True,
         keep_unpushed_events: bool = False,
+        sip2: Sip2Checker | None = None,
     ):
         """``keep_unpushed_events``: a branch with a central service deletes only the
-        old events the service already has, so a long outage loses nothing."""
+        old events the service already has, so a long outage loses nothing.
+
+        ``sip2``: the library system to ask at entrance taps (see ``sip2_checker``);
+        the caller owns it and closes it.
+        """
         self.config = config
         self.store = store
+        self.sip2 = sip2
         self.key = consortium_key if consortium_key is not None else load_consortium_key(config.consortium_key_file)
         self.clock = clock
         self.wall = wall
@@ -168,6 +180,8 @@ class Controller:
         now = self.wall()
         today = now.astimezone(self.config.tz).date()
         patron = self.store.patron(key, today)
+        if self._sip2_may_matter(door_cfg, door, patron, now):
+            patron = self._ask_sip2(key, number, patron, now)
         reservations = self.store.reservations_for(key, door_cfg.resource, now) if door_cfg.kind == "booth" else []
         decision = decide(
             key, door_cfg, now, self.schedule, patron, reservations, self.config.policy, DoorState(lockdown=door.lockdown)
@@ -192,6 +206,54 @@ class Controller:
             self.on_tap(result)
         self._publish_door(door_id)
         return result
+
+    def _sip2_may_matter(self, door_cfg: DoorConfig, door: Door, patron: Patron | None, now: datetime) -> bool:
+        """Whether the library system's answer could change this tap's decision.
+
+        Every check may cost the patron at the door up to the timeout, so it is
+        made only where ``decide()`` would look at the patron's permissions: not
+        at a booth (the reservation decides), not in lockdown or closed hours, not
+        while the entrance stands unlocked for staffed hours, and not for this
+        branch's own staff cards and blocks, which win over any answer.
+        """
+        if self.sip2 is None or door_cfg.kind != "entrance" or door.lockdown:
+            return False
+        if patron is not None and (patron.local_staff or patron.local_block):
+            return False
+        mode = self.schedule.mode_at(now)
+        return mode != "closed" and not (mode == "staffed" and self.config.policy.staffed_entrance == "unlocked")
+
+    def _ask_sip2(self, key: str, number: str, patron: Patron | None, now: datetime) -> Patron | None:
+        """The cached patron refreshed with the library system's answer, or as cached without one.
+
+        The answer is used for this tap even if it cannot be written to the cache.
+        SIP2 carries no age, so ``age_ok_from`` (and the staff flag) stay as cached:
+        a card the cache does not know gets no age and is ``underage`` in
+        self-service hours until the central service or a CSV import supplies it.
+        """
+        assert self.sip2 is not None
+        try:
+            result = self.sip2.check(number)
+        except Exception as exc:  # noqa: BLE001 - a bug in the check must not stop the door
+            # The type only: a message could quote the card number.
+            log.error("SIP2 check raised %s; deciding from the cache", type(exc).__name__,
+                      extra={"event_type": "sip2_error"})
+            return patron
+        if result is None:
+            return patron
+        fresh = replace(
+            patron or Patron(card_key=key),
+            self_service=result.self_service, blocked_reason=result.blocked_reason,
+            valid_until=result.valid_until, fetched_at=now,
+        )
+        try:
+            self.store.refresh_patron(
+                key, self_service=result.self_service, blocked_reason=result.blocked_reason,
+                valid_until=result.valid_until, fetched_at=now, source="sip2",
+            )
+        except sqlite3.Error as exc:
+            log.error("cannot write the SIP2 answer to the patron cache: %s", exc)
+        return fresh
 
     def _event(self, door_cfg: DoorConfig, type_: str, now: datetime, decision: Decision, key: str, **extra) -> Event:
         detail = {}
@@ -338,3 +400,33 @@ class Controller:
             Event(ts=now, door=door_id, type=events.READER_ONLINE if online else events.READER_OFFLINE,
                   mode=self.schedule.mode_at(now), door_kind=door_cfg.kind, detail={"detail": detail})
         )
+
+
+def sip2_checker(settings: Sip2Settings) -> Sip2Checker:
+    """The checker for a ``[sip2]`` section, with the login password read from its file.
+
+    Raises ValueError or OSError naming the file when the password cannot be read:
+    a device that was told to ask the library system should not start without it.
+    """
+    password = _read_password(settings.password_file)
+    return Sip2Checker(Sip2Config(
+        host=settings.host, port=settings.port, username=settings.username, password=password,
+        institution=settings.institution, profile=settings.profile, location=settings.location,
+        terminal_password=settings.terminal_password, tls=settings.tls, tls_verify=settings.tls_verify,
+        tls_ca_file=str(settings.tls_ca_file) if settings.tls_ca_file else None,
+        timeout=settings.timeout, allowed_classes=settings.allowed_classes,
+        blocking_status=settings.blocking_status, breaker_failures=settings.breaker_failures,
+        breaker_cooldown=settings.breaker_cooldown,
+    ))
+
+
+def _read_password(path: Path) -> str:
+    try:
+        password = Path(path).read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"sip2.password_file {path}: must be UTF-8 text") from None
+    except OSError as exc:
+        raise OSError(f"sip2.password_file {path}: cannot be read: {exc.strerror}") from None
+    if not password or "\n" in password or "|" in password or "\r" in password:
+        raise ValueError(f"sip2.password_file {path}: must hold the SIP2 password on one line, without '|'")
+    return password

@@ -318,6 +318,36 @@ class Store:
             )
         return len(rows)
 
+    def refresh_patron(
+        self,
+        card_key: str,
+        *,
+        self_service: bool,
+        blocked_reason: str | None,
+        valid_until: date | None,
+        fetched_at: datetime,
+        source: str,
+    ) -> None:
+        """Overwrite a cache entry's permissions with a fresh answer, keeping what the answer lacks.
+
+        For the tap-time SIP2 check: the library system says nothing about age or
+        staff, so ``age_ok_from`` and ``staff`` stay as the central service or the
+        CSV set them (a new entry has neither). One statement, so a sync writing
+        the same card at the same moment cannot interleave with it.
+        """
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO patrons (card_key, self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source)"
+                " VALUES (?, ?, ?, ?, NULL, 0, ?, ?)"
+                " ON CONFLICT (card_key) DO UPDATE SET self_service = excluded.self_service,"
+                " blocked_reason = excluded.blocked_reason, valid_until = excluded.valid_until,"
+                " fetched_at = excluded.fetched_at, source = excluded.source",
+                (
+                    card_key, int(self_service), blocked_reason, valid_until.isoformat() if valid_until else None,
+                    utc_text(fetched_at), source,
+                ),
+            )
+
     def add_staff_card(self, card_key: str, note: str, added_by: str) -> None:
         with self.conn:
             self.conn.execute(
