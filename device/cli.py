@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
 
     patrons = sub.add_parser("patrons", help="patron permissions").add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = patrons.add_parser("import", help="load patron permissions from a CSV file (card numbers are hashed)")
+    p = patrons.add_parser("import", help="load patron permissions from a CSV file (card numbers are hashed); columns: docs/imports.md")
     p.add_argument("file")
     p.add_argument("--replace", action="store_true", help="replace the whole cache instead of adding and updating")
     _config_arg(p)
@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         print(f"Run 'omaovi check-config {exc.path}' after fixing it.", file=sys.stderr)
         return 2
+    except FileNotFoundError as exc:
+        print(f"omaovi {args.command}: {exc.filename}: file not found", file=sys.stderr)
+        return 1
     except (ValueError, OSError) as exc:
         print(f"omaovi {args.command}: {exc}", file=sys.stderr)
         return 1
@@ -234,6 +237,11 @@ def cmd_patrons_import(args) -> int:
     store = _store(cfg)
     count = store.put_patrons(patrons, source="csv", replace=args.replace)
     print(f"Imported {count} patron(s){' (cache replaced)' if args.replace else ''}.")
+    ageless = sum(1 for p in patrons if p.age_ok_from is None and not p.staff)
+    if ageless:
+        print(f"Warning: {ageless} patron(s) have no age_ok_from; the door refuses them (underage) in "
+              "self-service hours. Add the age_ok_from column (the date each patron reaches the age limit).",
+              file=sys.stderr)
     return 0
 
 

@@ -205,6 +205,9 @@ def _log_to(path: Path) -> None:
 def _banner(cfg, controller: Controller, out: TextIO) -> None:
     print(f"omaovi demo — branch '{cfg.branch}', simulated pins, database {cfg.database}", file=out)
     print(f"The device's log goes to {cfg.database.parent / 'demo.log'}", file=out)
+    today = datetime.now(cfg.tz).date()
+    if today in controller.schedule.exceptions:
+        print("Today's weekly hours were replaced by a demo exception so the self-service cards work now.", file=out)
     _print_status(cfg, controller, out)
     print("\nDemo cards:", file=out)
     for number, (description, _) in DEMO_CARDS.items():
@@ -259,12 +262,14 @@ def _console(cfg, controller: Controller, factory, stdin: TextIO, out: TextIO) -
             pin.drive_high()
             controller.call(lambda: None)
             print(f"  exit button pressed; entrance is {controller.doors[entrance.id].state}", file=out)
-        elif command == "booth" and len(words) == 2:
+        elif command == "booth" and len(words) != 2:
+            print("  usage: booth NUMBER", file=out)
+        elif command == "booth":
             booth = next(d for d in cfg.doors if d.kind == "booth")
             controller.call(lambda: controller.tap(booth.id, words[1]))
         elif len(words) == 1:
             if controller.call(lambda: controller.tap(entrance.id, words[0])) is None:
-                print("  not a card number (letters and digits only); type 'help'", file=out)
+                print("  not a card number (A-Z and 0-9, at most 64); type 'help'", file=out)
         else:
             print("  unknown command; type 'help'", file=out)
         out.flush()

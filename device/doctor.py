@@ -24,6 +24,7 @@ import sqlite3
 import stat
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -206,14 +207,22 @@ class Doctor:
     # -- GPIO -------------------------------------------------------------------------
     def pins(self, door: DoorConfig) -> Check:
         """Claim the door's pins as the device does: the lock relay stays released (locked)."""
-        from gpiozero import GPIOZeroError
+        from gpiozero import BadPinFactory, GPIOZeroError
 
         from device.door import Door
 
         name = f"pins {door.id}"
         used = ", ".join(f"{key} GPIO{pin}" for key, pin in _pins(door))
         try:
-            claimed = Door(door, emit=lambda *_: None, post=lambda _: None, pin_factory=self.pin_factory)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # gpiozero's fallback warnings; the result says it all
+                claimed = Door(door, emit=lambda *_: None, post=lambda _: None, pin_factory=self.pin_factory)
+        except BadPinFactory:
+            return Check(
+                name, FAIL, f"cannot claim {used}: no GPIO pin factory could be loaded",
+                "this is not a Raspberry Pi, or python3-lgpio is missing (sudo apt install python3-lgpio; "
+                "see docs/install.md); to try a config off a Pi, run with GPIOZERO_PIN_FACTORY=mock",
+            )
         except (GPIOZeroError, OSError, RuntimeError) as exc:
             return Check(
                 name, FAIL, f"cannot claim {used}: {exc.__class__.__name__}: {exc}",

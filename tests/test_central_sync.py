@@ -707,3 +707,13 @@ def test_the_device_keeps_old_events_the_central_service_has_not_received(tmp_pa
     plain._apply_retention()
     assert store.events() == [], "without a central service retention deletes it"
     plain.close()
+
+
+def test_sync_without_a_central_section_stops_for_good_instead_of_restarting(tmp_path, capsys):
+    """Exit status 2 is what the unit's RestartPreventExitStatus names."""
+    config_path = write_config(tmp_path, "http://127.0.0.1:9")
+    config_path.write_text(config_path.read_text().split("[central]")[0])
+    assert main(["sync", "--once", "--config", str(config_path)]) == 2
+    assert "central = (missing): required table for omaovi sync" in capsys.readouterr().err
+    unit = (REPO / "systemd" / "omaovi-sync.service").read_text()
+    assert "\nRestartPreventExitStatus=2\n" in unit

@@ -58,6 +58,18 @@ def test_patrons_import_hashes_numbers_and_reports_count(branch, capsys):
     assert "12345678" not in dump and "87654321" not in dump
 
 
+def test_patrons_import_warns_that_patrons_without_an_age_are_refused(branch, capsys):
+    (branch / "patrons.csv").write_text("card_number,self_service\n12345678,1\n87654321,1\n")
+    code, out, err = run(branch, capsys, "patrons", "import", str(branch / "patrons.csv"))
+    assert code == 0 and "Imported 2 patron(s)" in out
+    assert "2 patron(s) have no age_ok_from" in err
+
+
+def test_a_missing_input_file_is_named_plainly(branch, capsys):
+    code, _, err = run(branch, capsys, "patrons", "import", str(branch / "missing.csv"))
+    assert code == 1 and err.strip() == f"omaovi patrons: {branch / 'missing.csv'}: file not found"
+
+
 def test_patrons_import_refuses_a_bad_file_whole(branch, capsys):
     (branch / "patrons.csv").write_text("card_number,valid_until\n111,2027-01-01\n222,31.12.2027\n")
     code, _, err = run(branch, capsys, "patrons", "import", str(branch / "patrons.csv"))
@@ -171,3 +183,18 @@ def test_a_missing_config_file_is_named(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert f"{tmp_path / 'nope.toml'}: (file)" in err and "file not found" in err
+
+
+def test_the_import_examples_in_the_docs_import(tmp_path):
+    import re
+    from pathlib import Path
+
+    from sync.kirkanta import parse_schedules
+    from sync.patrons_csv import parse_patrons
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "imports.md").read_text()
+    csv_block = re.search(r"```csv\n(.*?)```", text, re.S).group(1)
+    json_block = re.search(r"```json\n(.*?)```", text, re.S).group(1)
+    patrons = parse_patrons(csv_block, b"k" * 32, datetime.now(timezone.utc))
+    assert [p.blocked_reason for p in patrons] == [None, "fines"]
+    assert len(parse_schedules(json_block)) == 2

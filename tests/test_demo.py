@@ -52,10 +52,11 @@ def test_demo_stores_no_raw_card_number(tmp_path):
 
 
 def test_demo_door_commands_and_garbled_input(tmp_path):
-    result = run_demo(tmp_path, ["open", "close", "exit", "not-a-card!", "status", "events"])
+    result = run_demo(tmp_path, ["open", "close", "exit", "not-a-card!", "booth", "status", "events"])
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "entrance door is now forced" in out, "opening a locked door without a card is a forced opening"
     assert "exit button pressed; entrance is unlocked" in out
     assert "not a card number" in out
+    assert "usage: booth NUMBER" in out and "unknown_card" not in out
     assert "door_forced_open" in out and "exit" in out

@@ -232,3 +232,17 @@ def test_omaovi_doctor_exits_non_zero_when_a_check_fails(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "FAIL  reader entrance: cannot open serial port" in out
     assert "OK    pins entrance: free" in out
+
+
+def test_no_pin_factory_off_a_pi_gets_its_own_hint(healthy):
+    from gpiozero import BadPinFactory
+
+    class NoGpio:
+        """What gpiozero gives off a Pi: every use fails with BadPinFactory."""
+
+        def __getattr__(self, name):
+            raise BadPinFactory("Unable to load any default pin factory!")
+
+    check = by_name(doctor(NoGpio()).run(healthy / "omaovi.toml"))["pins entrance"]
+    assert check.status == FAIL and "no GPIO pin factory" in check.detail
+    assert "python3-lgpio" in check.hint and "systemctl stop" not in check.hint
