@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default="demo-data", help="where the demo keeps its config and database (default: %(default)s)")
     p.add_argument("--fresh", action="store_true", help="start again from fresh demo data")
 
-    p = sub.add_parser("doctor", help="check the installation: config, database, key, readers, pins, clock")
+    p = sub.add_parser("doctor", help="check the installation: config, database, key, readers, pins, clock, central service, SIP2")
     p.add_argument("--pulse", metavar="DOOR", help="instead: unlock DOOR once for its unlock_seconds, to test the relay")
     _config_arg(p)
 

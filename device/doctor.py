@@ -2,7 +2,9 @@
 
 Run it after installing, after changing the wiring and whenever a door misbehaves.
 It checks what the device needs to start and to decide correctly: the config, the
-database, the consortium key, each reader, the GPIO pins and the clock. It changes
+database, the consortium key, each reader, the GPIO pins and the clock, and, when
+the config has them, that the central service accepts the branch's token and that
+the library system accepts the SIP2 login. It changes
 nothing, with one exception asked for by name: ``--pulse DOOR`` clicks that door's
 relay once, to test the lock wiring.
 
@@ -27,12 +29,13 @@ import time
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from urllib.parse import quote
 from pathlib import Path
 from typing import Callable, TextIO
 
 from device import config as config_mod
 from device.cards import MIN_KEY_BYTES, load_consortium_key
-from device.config import Config, ConfigError, DoorConfig
+from device.config import CentralConfig, Config, ConfigError, DoorConfig, Sip2Settings
 from device.store import MIGRATIONS
 
 OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "--"
@@ -68,6 +71,8 @@ class Doctor:
     build_reader: makes a reader from its ReaderConfig (device.readers.build_reader).
     ntp_synchronized: returns timedatectl's "yes"/"no"; raises when it cannot tell.
     service_user: whose write access to the database is checked when running as root.
+    session: the requests.Session that asks the central service (None: a new one),
+        so tests can keep proxies from the environment out of the way.
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class Doctor:
         build_reader: Callable | None = None,
         ntp_synchronized: Callable[[], str] = _run_timedatectl,
         service_user: str = SERVICE_USER,
+        session=None,
     ):
         self.pin_factory = pin_factory
         if build_reader is None:
@@ -84,10 +90,11 @@ class Doctor:
         self.build_reader = build_reader
         self.ntp_synchronized = ntp_synchronized
         self.service_user = service_user
+        self.session = session
 
     def run(self, config_path: str | Path) -> list[Check]:
         try:
-            cfg = config_mod.load(config_path)
+            cfg, sections = config_mod.load_sections(config_path)
         except ConfigError as exc:
             problems = "; ".join(str(p) for p in exc.problems)
             return [Check("config", FAIL, f"{exc.path}: {problems}", f"omaovi check-config {exc.path}, fix each line, run doctor again")]
@@ -99,9 +106,103 @@ class Doctor:
         for door in cfg.doors:
             checks.append(self.pins(door))
         checks.append(self.clock())
-        checks.append(Check("central service", SKIP, "not configured (checked once omaovi sync is set up)"))
-        checks.append(Check("SIP2", SKIP, "not configured (checked once omaovi sync is set up)"))
+        checks.append(self.central(cfg, sections.central))
+        checks.append(self.sip2(sections.sip2))
         return checks
+
+    # -- the central service ------------------------------------------------------------
+    def central(self, cfg: Config, central: CentralConfig | None) -> Check:
+        """Ask the central service for today's hours once, as ``omaovi sync`` would.
+
+        One request and no retries: the doctor answers now whether the network, the
+        address and the token work, rather than waiting out sync's back-off. The
+        hours are the smallest answer every branch's token may ask for. The token is
+        never printed: doctor output gets pasted into tickets.
+        """
+        import requests
+
+        from sync.central import USER_AGENT, SyncError, read_token
+
+        name = "central service"
+        if central is None:
+            return Check(name, SKIP, "not configured (no [central] section)")
+        try:
+            token = read_token(central.token_file)
+        except SyncError as exc:
+            return Check(
+                name, FAIL, str(exc),
+                f"put this branch's token from the central service, on one line, in central.token_file "
+                f"({central.token_file}): sudo install -m 0640 -o root -g {self.service_user} THE-TOKEN-FILE {central.token_file}",
+            )
+        today = datetime.now(cfg.tz).date().isoformat()
+        url = f"{central.base_url}/v1/branches/{quote(cfg.branch)}/hours"
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", "User-Agent": USER_AGENT}
+        session = self.session or requests.Session()
+        try:
+            response = session.get(
+                url, params={"from": today, "to": today}, headers=headers,
+                timeout=central.timeout, allow_redirects=False,
+            )
+            response.close()
+        except requests.RequestException as exc:
+            return Check(
+                name, FAIL, f"{central.base_url} unreachable ({exc.__class__.__name__})",
+                "check the network (ping, DNS, firewall, proxy) and central.base_url in the config",
+            )
+        finally:
+            if self.session is None:
+                session.close()
+        status = response.status_code
+        if 200 <= status < 300:
+            return Check(name, OK, f"{central.base_url} accepted the token for branch {cfg.branch} (HTTP {status})")
+        if status in (401, 403):
+            return Check(
+                name, FAIL, f"{central.base_url}: token refused (HTTP {status})",
+                f"ask the central service for branch {cfg.branch}'s token and put it in central.token_file ({central.token_file})",
+            )
+        return Check(
+            name, FAIL, f"{central.base_url} answered HTTP {status} to GET .../v1/branches/{cfg.branch}/hours",
+            "check central.base_url (a 3xx or 404 usually means a wrong path or http:// for https://); "
+            "a 5xx is the central service's own problem: tell its operators",
+        )
+
+    # -- SIP2 ---------------------------------------------------------------------------
+    def sip2(self, settings: Sip2Settings | None) -> Check:
+        """Log in to the library system once, as the device does before its first tap.
+
+        The checker is built as the device builds it, so the password file and TLS
+        settings are read the same way, but only its client logs in: no breaker, and
+        no patron request, so no patron data is fetched. Neither the password nor
+        any reply is printed.
+        """
+        from device.controller import sip2_checker
+        from sync.sip2 import Sip2Error, Sip2LoginRefused
+
+        name = "SIP2"
+        if settings is None:
+            return Check(name, SKIP, "not configured (no [sip2] section)")
+        where = f"{settings.host}:{settings.port}"
+        try:
+            client = sip2_checker(settings).client
+        except (OSError, ValueError) as exc:
+            if not str(exc).startswith("sip2.password_file"):  # the TLS context: tls_ca_file
+                return Check(name, FAIL, f"cannot set up TLS for {where}: {exc}", _sip2_network_hint(settings))
+            return Check(
+                name, FAIL, str(exc),
+                f"put the SIP2 password on one line in sip2.password_file: "
+                f"sudo install -m 0640 -o root -g {self.service_user} THE-PASSWORD-FILE {settings.password_file}",
+            )
+        try:
+            client.login()
+        except Sip2LoginRefused:
+            return Check(
+                name, FAIL, f"login refused by {where}",
+                "check sip2.username and the password in sip2.password_file against the library system's "
+                "SIP2 account for this branch (and sip2.institution, which the first patron check sends)",
+            )
+        except Sip2Error as exc:
+            return Check(name, FAIL, _naming(where, exc), _sip2_network_hint(settings))
+        return Check(name, OK, f"login accepted by {where}")
 
     # -- the database -----------------------------------------------------------
     def database(self, cfg: Config) -> Check:
@@ -256,6 +357,19 @@ def _reader_hint(kind: str) -> str:
         "mfrc522": "enable SPI (sudo raspi-config nonint do_spi 0), check the wiring in docs/install.md, "
                    "and that omaovi is in the spi and gpio groups",
     }.get(kind, "check the reader settings in the config")
+
+
+def _naming(where: str, exc: Exception) -> str:
+    """The SIP2 client's message, led by host:port unless it already names them."""
+    return str(exc) if where in str(exc) else f"{where}: {exc}"
+
+
+def _sip2_network_hint(settings: Sip2Settings) -> str:
+    hint = (f"check the network and sip2.host/sip2.port ({settings.host}:{settings.port}); "
+            "the library system must allow this Pi's address")
+    if settings.tls:
+        hint += "; with tls = true also sip2.tls_ca_file and that the server speaks TLS on this port"
+    return hint
 
 
 def _writable_by(path: Path, user: pwd.struct_passwd) -> bool:

@@ -70,6 +70,10 @@ class Sip2Timeout(Sip2Error, TimeoutError):
     """No answer within the configured time; the circuit breaker opens on the first one."""
 
 
+class Sip2LoginRefused(Sip2Error):
+    """The server answered the login with "no": the account, not the network, is wrong."""
+
+
 class _Dropped(Sip2Error):
     """The server closed the connection; on a reused connection that is worth one retry."""
 
@@ -348,6 +352,14 @@ class Sip2Client:
             body += _field("AD", pin)
         return body
 
+    def login(self) -> None:
+        """Connect and log in once, within ``config.timeout``; for ``omaovi doctor``."""
+        with self._lock:
+            try:
+                self._connect(time.monotonic() + self.config.timeout)
+            finally:
+                self.close()
+
     def _connect(self, deadline: float) -> None:
         where = f"{self.config.host}:{self.config.port}"
         try:
@@ -371,7 +383,7 @@ class Sip2Client:
         login += _field("CP", self.config.location)
         reply = self._exchange(login, "94", deadline)
         if reply[2:] == b"0":
-            raise Sip2Error(f"SIP2 login to {where} refused (check username and password)")
+            raise Sip2LoginRefused(f"SIP2 login to {where} refused (check username and password)")
         if reply[2:] != b"1":
             raise Sip2Error("garbled 94 reply: the ok flag is not 0 or 1")
         log.info("SIP2 logged in to %s", where)

@@ -3,9 +3,13 @@
 import io
 import os
 import pwd
+import socket
 import sqlite3
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
+import requests
 from gpiozero import OutputDevice
 from gpiozero.pins.mock import MockFactory
 
@@ -14,6 +18,8 @@ from device.doctor import FAIL, OK, WARN, Doctor, pulse, report
 from device.readers import build_reader
 from device.readers.mfrc522_reader import Mfrc522Reader
 from device.store import MIGRATIONS, Store
+from tests.central_server import CentralServer
+from tests.sip2_server import Sip2Peer
 
 ME = pwd.getpwuid(os.geteuid()).pw_name
 
@@ -246,3 +252,134 @@ def test_no_pin_factory_off_a_pi_gets_its_own_hint(healthy):
     check = by_name(doctor(NoGpio()).run(healthy / "omaovi.toml"))["pins entrance"]
     assert check.status == FAIL and "no GPIO pin factory" in check.detail
     assert "python3-lgpio" in check.hint and "systemctl stop" not in check.hint
+
+
+# -- the central service and SIP2 ------------------------------------------------------------
+
+TOKEN = "kallio-device-token-3f9c"
+
+
+def central_section(url, token_file="central.token"):
+    return f'\n[central]\nbase_url = "{url}"\ntoken_file = "{token_file}"\ntimeout = 2\n'
+
+
+def sip2_section(port, tls=""):
+    return (f'\n[sip2]\nhost = "127.0.0.1"\nport = {port}\nusername = "ovi"\npassword_file = "sip2.password"\n'
+            f'institution = "KIRJASTO"\nprofile = "koha-suomi"\ntimeout = 1.5\n{tls}')
+
+
+def with_sections(branch, pty_reader, extra):
+    (branch / "omaovi.toml").write_text(branch_config(pty_reader, extra=extra))
+    return branch / "omaovi.toml"
+
+
+def no_proxy_session():
+    session = requests.Session()
+    session.trust_env = False  # no proxy from the environment between us and 127.0.0.1
+    return session
+
+
+def closed_port():
+    """A port nothing listens on: bound, then let go."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_central_service_accepting_the_token_passes(healthy, pty_reader):
+    (healthy / "central.token").write_text(TOKEN + "\n")
+    with CentralServer(token=TOKEN) as server:
+        path = with_sections(healthy, pty_reader, central_section(server.url))
+        checks = doctor(session=no_proxy_session()).run(path)
+    check = by_name(checks)["central service"]
+    assert check.status == OK
+    assert check.detail == f"{server.url} accepted the token for branch kallio (HTTP 200)"
+    today = datetime.now(ZoneInfo("Europe/Helsinki")).date().isoformat()
+    assert server.requests == [("GET", "hours", {"from": today, "to": today})]  # one request, today only
+    out = io.StringIO()
+    assert report(checks, out) == 0
+    assert TOKEN not in out.getvalue()
+
+
+def test_a_refused_token_fails_with_where_to_put_the_right_one(healthy, pty_reader):
+    (healthy / "central.token").write_text("the-old-token\n")
+    with CentralServer(token=TOKEN) as server:
+        path = with_sections(healthy, pty_reader, central_section(server.url))
+        checks = doctor(session=no_proxy_session()).run(path)
+    check = by_name(checks)["central service"]
+    assert check.status == FAIL and check.detail == f"{server.url}: token refused (HTTP 401)"
+    assert f"central.token_file ({healthy / 'central.token'})" in check.hint
+    out = io.StringIO()
+    report(checks, out)
+    assert "the-old-token" not in out.getvalue()
+
+
+def test_a_central_service_answering_an_error_fails_with_the_status(healthy, pty_reader):
+    (healthy / "central.token").write_text(TOKEN)
+    with CentralServer(token=TOKEN) as server:
+        server.down = True
+        path = with_sections(healthy, pty_reader, central_section(server.url))
+        check = by_name(doctor(session=no_proxy_session()).run(path))["central service"]
+    assert check.status == FAIL and "answered HTTP 503" in check.detail
+    assert len(server.requests) == 1  # no retries: the doctor reports at once
+
+
+def test_an_unreachable_central_service_fails_with_a_network_hint(healthy, pty_reader):
+    (healthy / "central.token").write_text(TOKEN)
+    url = f"http://127.0.0.1:{closed_port()}"
+    path = with_sections(healthy, pty_reader, central_section(url))
+    check = by_name(doctor(session=no_proxy_session()).run(path))["central service"]
+    assert check.status == FAIL and check.detail.startswith(f"{url} unreachable (")
+    assert "network" in check.hint and "central.base_url" in check.hint
+
+
+def test_a_missing_token_file_fails_naming_central_token_file(healthy, pty_reader):
+    path = with_sections(healthy, pty_reader, central_section("http://127.0.0.1:9"))
+    check = by_name(doctor(session=no_proxy_session()).run(path))["central service"]
+    assert check.status == FAIL and "no such file" in check.detail
+    assert f"central.token_file ({healthy / 'central.token'})" in check.hint
+
+
+@pytest.fixture
+def sip2_server():
+    server = Sip2Peer({}, username="ovi", password="salasana-123")
+    yield server
+    server.stop()
+
+
+def test_a_sip2_login_the_library_system_accepts_passes(healthy, pty_reader, sip2_server):
+    (healthy / "sip2.password").write_text("salasana-123\n")
+    checks = doctor().run(with_sections(healthy, pty_reader, sip2_section(sip2_server.port)))
+    check = by_name(checks)["SIP2"]
+    assert check.status == OK and check.detail == f"login accepted by 127.0.0.1:{sip2_server.port}"
+    assert [type(r).__name__ for r in sip2_server.requests] == ["LoginRequest"]  # no patron is asked about
+    out = io.StringIO()
+    assert report(checks, out) == 0
+    assert "salasana-123" not in out.getvalue()
+
+
+def test_a_wrong_sip2_password_fails_with_the_login_settings_to_check(healthy, pty_reader, sip2_server):
+    (healthy / "sip2.password").write_text("vanha-salasana\n")
+    checks = doctor().run(with_sections(healthy, pty_reader, sip2_section(sip2_server.port)))
+    check = by_name(checks)["SIP2"]
+    assert check.status == FAIL and check.detail == f"login refused by 127.0.0.1:{sip2_server.port}"
+    assert "sip2.username" in check.hint and "sip2.password_file" in check.hint
+    out = io.StringIO()
+    report(checks, out)
+    assert "vanha-salasana" not in out.getvalue()
+
+
+def test_a_sip2_server_not_listening_fails_with_a_network_hint(healthy, pty_reader):
+    (healthy / "sip2.password").write_text("salasana-123\n")
+    port = closed_port()
+    check = by_name(doctor().run(with_sections(healthy, pty_reader, sip2_section(port))))["SIP2"]
+    assert check.status == FAIL and check.detail.startswith(f"cannot connect to 127.0.0.1:{port}: ")
+    assert "sip2.host/sip2.port" in check.hint
+
+
+def test_a_sip2_server_without_tls_fails_a_tls_login_with_a_tls_hint(healthy, pty_reader, sip2_server):
+    (healthy / "sip2.password").write_text("salasana-123\n")
+    path = with_sections(healthy, pty_reader, sip2_section(sip2_server.port, tls="tls = true\n"))
+    check = by_name(doctor().run(path))["SIP2"]
+    assert check.status == FAIL and "TLS" in check.detail
+    assert "tls_ca_file" in check.hint
