@@ -182,3 +182,13 @@ def test_card_key_command_explains_a_short_key(branch, capsys):
     assert capsys.readouterr().err == (
         f"omaovi card-key: {branch / 'consortium.key'}: the consortium key is 9 bytes; it must be at least 16\n"
     )
+
+
+def test_the_card_key_test_vectors_in_the_protocol_doc_are_right():
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "central-protocol.md").read_text()
+    rows = re.findall(r"^\| `([^`]*)` \| `([0-9A-Z]+)` \| `([0-9a-f]{64})` \|$", doc, re.M)
+    assert len(rows) == 4
+    key = b"omaovi-test-vector-key-000000000"
+    for read, normalized, expected in rows:
+        assert normalize(read) == normalized
+        assert card_key(key, read) == expected
