@@ -73,6 +73,8 @@ class DoorConfig:
 class PolicyConfig:
     staffed_entrance: str = "card"
     booth_early_minutes: int = 10
+    #: A booth reservation whose holder has not tapped this long after its start is a no-show.
+    no_show_minutes: int = 15
     max_offline_age: timedelta = timedelta(hours=72)
     event_retention_days: int = 90
 
@@ -444,6 +446,7 @@ def parse_sections(data: dict, path: Path | str = "<config>") -> tuple[Config, S
     policy = PolicyConfig(
         staffed_entrance=p.choice("staffed_entrance", STAFFED_ENTRANCE, "card"),
         booth_early_minutes=p.integer("booth_early_minutes", 0, 60, 10),
+        no_show_minutes=p.integer("no_show_minutes", 1, 240, 15),
         max_offline_age=p.get("max_offline_age", _offline_age, 'must be a duration from "5m" to "90d", such as "72h"', timedelta(hours=72)),
         event_retention_days=p.integer("event_retention_days", 1, 3650, 90),
     )

@@ -39,6 +39,7 @@ TICK_SECONDS = 0.1
 COMMAND_POLL_SECONDS = 0.25
 HOURS_POLL_SECONDS = 2.0
 RETENTION_SECONDS = 3600.0
+NO_SHOW_POLL_SECONDS = 30.0
 #: A tap not decided within this many seconds of the read is dropped, not acted on.
 MAX_TAP_AGE_SECONDS = 3.0
 #: Events that could not be written are kept in memory up to this many.
@@ -126,7 +127,7 @@ class Controller:
     # -- the loop -------------------------------------------------------------
     def run(self, stop: threading.Event | None = None, on_tick: Callable[[], None] | None = None) -> None:
         stop = stop or self.stopped
-        last = {"commands": -1e9, "hours": -1e9, "retention": -1e9}
+        last = {"commands": -1e9, "hours": -1e9, "retention": -1e9, "no_shows": -1e9}
         self._follow_schedule()
         while not stop.is_set():
             deadline = self.clock() + TICK_SECONDS
@@ -150,6 +151,9 @@ class Controller:
             if now - last["retention"] >= RETENTION_SECONDS:
                 last["retention"] = now
                 self._run_safely(self._apply_retention)
+            if now - last["no_shows"] >= NO_SHOW_POLL_SECONDS:
+                last["no_shows"] = now
+                self._run_safely(self._report_no_shows)
             if on_tick is not None:
                 on_tick()
 
@@ -348,6 +352,25 @@ class Controller:
             # Remember the revision only once its hours are loaded, so a failed load is retried.
             self.schedule = self.store.schedule(self.config.tz)
             self._hours_revision = revision
+
+    def _report_no_shows(self) -> None:
+        """Log each booth reservation whose holder has not come, once, so the
+        central service may free the slot for someone else."""
+        now = self.wall()
+        begun_before = now - timedelta(minutes=self.config.policy.no_show_minutes)
+        for door_cfg in self.config.doors:
+            if door_cfg.kind != "booth":
+                continue
+            for reservation in self.store.no_shows(door_cfg.resource, door_cfg.id, begun_before, now):
+                if any(e.detail.get("reservation") == reservation.id for e in self._pending):
+                    continue  # already logged, waiting in memory for the database
+                self._record(Event(
+                    ts=now, door=door_cfg.id, type=events.RESERVATION_NO_SHOW, mode=self.schedule.mode_at(now),
+                    card_key=reservation.card_key, door_kind=door_cfg.kind,
+                    detail={"reservation": reservation.id, "begin": events.utc_text(reservation.begin)},
+                ))
+                log.info("booth %s: reservation %s is a no-show", door_cfg.id, reservation.id,
+                         extra={"door": door_cfg.id, "event_type": events.RESERVATION_NO_SHOW})
 
     def _apply_retention(self) -> None:
         cutoff = self.wall() - timedelta(days=self.config.policy.event_retention_days)

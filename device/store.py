@@ -389,6 +389,24 @@ class Store:
             )
         ]
 
+    def no_shows(self, resource: str, door: str, begun_before: datetime, now: datetime) -> list[Reservation]:
+        """Confirmed, still running reservations of a booth that began before ``begun_before``
+        with no granted tap at ``door`` and no no-show logged yet."""
+        return [
+            _reservation(row)
+            for row in self.db.query(
+                "SELECT r.* FROM reservations r WHERE r.resource = :resource AND r.state = 'confirmed'"
+                " AND r.begin <= :begun_before AND r.end > :now"
+                " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.door = :door AND e.ts >= :since"
+                "   AND json_extract(e.detail, '$.reservation') = r.id"
+                "   AND ((e.type = 'tap' AND e.reason = 'granted') OR e.type = 'reservation_no_show'))"
+                " ORDER BY r.begin",
+                {"resource": resource, "door": door, "begun_before": utc_text(begun_before), "now": utc_text(now),
+                 # Taps are looked for from a day before: early entry is at most an hour.
+                 "since": utc_text(begun_before - timedelta(days=1))},
+            )
+        ]
+
     # -- hours ----------------------------------------------------------------
     def schedule(self, tz: ZoneInfo) -> Schedule:
         weekly: dict[int, list[Period]] = {}

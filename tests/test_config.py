@@ -185,7 +185,7 @@ BAD_CONFIGS = [
     pytest.param(
         HEAD + ENTRANCE + '[policy]\nmax_offline = "72h"\n',
         ['policy.max_offline = "72h": unknown key; allowed keys here: '
-         "booth_early_minutes, event_retention_days, max_offline_age, staffed_entrance"],
+         "booth_early_minutes, event_retention_days, max_offline_age, no_show_minutes, staffed_entrance"],
         id="misspelt-policy-key",
     ),
     # Booths and resources.
@@ -321,7 +321,8 @@ def test_defaults_fill_in_what_the_file_leaves_out(tmp_path):
     cfg = load(write(tmp_path, text))
     assert (cfg.timezone, cfg.uid_format) == ("Europe/Helsinki", "hex")
     assert cfg.policy == PolicyConfig(
-        staffed_entrance="card", booth_early_minutes=10, max_offline_age=timedelta(hours=72), event_retention_days=90
+        staffed_entrance="card", booth_early_minutes=10, max_offline_age=timedelta(hours=72), event_retention_days=90,
+        no_show_minutes=15,
     )
     entrance = cfg.door("entrance")
     assert (entrance.lock_active_high, entrance.unlock_seconds, entrance.held_open_seconds) == (True, 5.0, 60.0)
@@ -385,7 +386,7 @@ def test_check_config_prints_every_problem_and_fails(tmp_path, capsys):
     assert main(["check-config", str(path)]) == 1
     assert capsys.readouterr().out.splitlines() == [
         f'{path}: policy.staffed = "card": unknown key; allowed keys here: '
-        "booth_early_minutes, event_retention_days, max_offline_age, staffed_entrance",
+        "booth_early_minutes, event_retention_days, max_offline_age, no_show_minutes, staffed_entrance",
         f"{path}: doors[1].lock_pin = 17: GPIO17 is already used by doors[0].lock_pin",
         "2 problem(s) found.",
     ]
@@ -417,7 +418,7 @@ def test_check_config_reports_a_file_it_cannot_read(tmp_path, capsys, content, e
 _GOOD = tomllib.loads(
     HEAD
     + '[cards]\nuid_format = "hex"\n'
-    + '[policy]\nstaffed_entrance = "card"\nbooth_early_minutes = 10\nmax_offline_age = "72h"\nevent_retention_days = 90\n'
+    + '[policy]\nstaffed_entrance = "card"\nbooth_early_minutes = 10\nno_show_minutes = 15\nmax_offline_age = "72h"\nevent_retention_days = 90\n'
     + ENTRANCE
     + 'name = "Main"\nlock_active_high = false\nunlock_seconds = 5\nheld_open_seconds = 60\n'
     + "contact_pin = 27\nexit_button_pin = 22\nled_pin = 23\nbuzzer_pin = 24\n"
