@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 from device.policy import Patron, Reservation
+from sync.json_input import decode_json
 
 RESERVATION_STATES = ("confirmed", "cancelled")
 #: A cursor is opaque, but it is stored and sent back in a URL; this bounds it.
@@ -52,14 +53,7 @@ class EventAck:
 
 def decode(body: bytes) -> Any:
     """The body as JSON, or MalformedAnswer saying where it broke."""
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError as error:
-        raise MalformedAnswer(
-            f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno} (character {error.pos})"
-        ) from None
-    except UnicodeDecodeError as error:
-        raise MalformedAnswer(f"not valid JSON: byte {error.start} cannot be decoded ({error.reason})") from None
+    return decode_json(body, MalformedAnswer)
 
 
 def parse_patron_page(body: bytes, fetched_at: datetime) -> PatronPage:

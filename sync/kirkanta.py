@@ -23,6 +23,7 @@ from datetime import date
 from typing import Any
 
 from device.schedule import Period, ScheduleError, format_hhmm, parse_hhmm
+from sync.json_input import decode_json
 
 #: Kirkanta's service-time status codes and the modes they become.
 STATUS_MODES = {0: "closed", 1: "staffed", 2: "self_service"}
@@ -47,7 +48,7 @@ def parse_schedules(data: str | bytes | dict) -> dict[date, tuple[Period, ...]]:
     Accepts the raw body or already decoded JSON. A closed day maps to an empty
     tuple. Raises KirkantaError for anything that is not a well-formed schedule.
     """
-    document = _decode(data) if isinstance(data, (str, bytes, bytearray)) else data
+    document = decode_json(data, KirkantaError) if isinstance(data, (str, bytes, bytearray)) else data
     if not isinstance(document, dict):
         raise KirkantaError(f"expected a JSON object with \"items\", got {_show(document)}")
     if "items" not in document:
@@ -67,17 +68,6 @@ def parse_schedules(data: str | bytes | dict) -> dict[date, tuple[Period, ...]]:
         days[day] = periods
         first_index[day] = index
     return days
-
-
-def _decode(raw: str | bytes | bytearray) -> Any:
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise KirkantaError(
-            f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno} (character {error.pos})"
-        ) from None
-    except UnicodeDecodeError as error:
-        raise KirkantaError(f"not valid JSON: byte {error.start} cannot be decoded ({error.reason})") from None
 
 
 def _parse_item(item: Any, where: str) -> tuple[date, tuple[Period, ...]]:
