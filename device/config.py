@@ -409,13 +409,7 @@ def _raise() -> Any:
 
 def parse(data: dict, path: Path | str = "<config>") -> Config:
     """Build a Config from parsed TOML, or raise ConfigError listing every problem."""
-    return parse_with_central(data, path)[0]
-
-
-def parse_with_central(data: dict, path: Path | str = "<config>") -> tuple[Config, CentralConfig | None]:
-    """Build a Config and the optional ``[central]`` section, or raise ConfigError listing every problem."""
-    config, sections = parse_sections(data, path)
-    return config, sections.central
+    return parse_sections(data, path)[0]
 
 
 def parse_sections(data: dict, path: Path | str = "<config>") -> tuple[Config, Sections]:

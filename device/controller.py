@@ -29,7 +29,7 @@ from device.cards import CardNumberError, card_key, load_consortium_key
 from device.config import Config, DoorConfig, Sip2Settings
 from device.door import Door
 from device.events import Event
-from device.policy import Decision, DoorState, Patron, Reason, decide
+from device.policy import Decision, DoorState, Patron, Reason, decide, open_to_all
 from device.store import Store
 from sync.sip2 import Sip2Checker, Sip2Config
 
@@ -225,7 +225,7 @@ class Controller:
         if patron is not None and (patron.local_staff or patron.local_block):
             return False
         mode = self.schedule.mode_at(now)
-        return mode != "closed" and not (mode == "staffed" and self.config.policy.staffed_entrance == "unlocked")
+        return mode != "closed" and not open_to_all(door_cfg, mode, self.config.policy)
 
     def _ask_sip2(self, key: str, number: str, patron: Patron | None, now: datetime) -> Patron | None:
         """The cached patron refreshed with the library system's answer, or as cached without one.
@@ -289,11 +289,17 @@ class Controller:
         self._pending = []
         return True
 
+    def _door_event(self, door_cfg: DoorConfig, type_: str, detail: dict, key: str | None = None) -> Event:
+        """An event that is not a tap decision, stamped now with the hours' mode."""
+        now = self.wall()
+        return Event(
+            ts=now, door=door_cfg.id, type=type_, mode=self.schedule.mode_at(now), card_key=key,
+            door_kind=door_cfg.kind, detail=detail,
+        )
+
     def _emitter(self, door_cfg: DoorConfig) -> Callable[[str, dict], None]:
         def emit(type_: str, detail: dict) -> None:
-            now = self.wall()
-            mode = self.schedule.mode_at(now)
-            self._record(Event(ts=now, door=door_cfg.id, type=type_, mode=mode, door_kind=door_cfg.kind, detail=detail))
+            self._record(self._door_event(door_cfg, type_, detail))
             log.info("door=%s event=%s", door_cfg.id, type_, extra={"door": door_cfg.id, "event_type": type_})
             self._publish_door(door_cfg.id)
 
@@ -310,9 +316,8 @@ class Controller:
 
     def _follow_schedule(self) -> None:
         mode = self.schedule.mode_at(self.wall())
-        unlocked = mode == "staffed" and self.config.policy.staffed_entrance == "unlocked"
         for door in self.doors.values():
-            door.set_schedule_unlocked(unlocked and door.cfg.kind == "entrance")
+            door.set_schedule_unlocked(open_to_all(door.cfg, mode, self.config.policy))
 
     def _run_commands(self) -> None:
         """Each command is marked done, with its event, before the door acts on it:
@@ -329,9 +334,7 @@ class Controller:
             detail = {"action": command.action, "by": command.requested_by, "command": command.id}
             if command.until is not None:
                 detail["until"] = events.utc_text(command.until)
-            now = self.wall()
-            event = Event(ts=now, door=door.cfg.id, type=events.COMMAND, mode=self.schedule.mode_at(now), door_kind=door.cfg.kind, detail=detail)
-            self.store.finish_command(command.id, "done", event)
+            self.store.finish_command(command.id, "done", self._door_event(door.cfg, events.COMMAND, detail))
             if command.action == "pulse":
                 door.pulse()
             elif command.action == "hold":
@@ -364,11 +367,8 @@ class Controller:
             for reservation in self.store.no_shows(door_cfg.resource, door_cfg.id, begun_before, now):
                 if any(e.detail.get("reservation") == reservation.id for e in self._pending):
                     continue  # already logged, waiting in memory for the database
-                self._record(Event(
-                    ts=now, door=door_cfg.id, type=events.RESERVATION_NO_SHOW, mode=self.schedule.mode_at(now),
-                    card_key=reservation.card_key, door_kind=door_cfg.kind,
-                    detail={"reservation": reservation.id, "begin": events.utc_text(reservation.begin)},
-                ))
+                detail = {"reservation": reservation.id, "begin": events.utc_text(reservation.begin)}
+                self._record(self._door_event(door_cfg, events.RESERVATION_NO_SHOW, detail, reservation.card_key))
                 log.info("booth %s: reservation %s is a no-show", door_cfg.id, reservation.id,
                          extra={"door": door_cfg.id, "event_type": events.RESERVATION_NO_SHOW})
 
@@ -417,12 +417,8 @@ class Controller:
 
     def _reader_status(self, door_id: str, online: bool, detail: str) -> None:
         self.store.set_status(f"reader:{door_id}", {"online": online, "detail": detail})
-        now = self.wall()
-        door_cfg = self.config.door(door_id)
-        self._record(
-            Event(ts=now, door=door_id, type=events.READER_ONLINE if online else events.READER_OFFLINE,
-                  mode=self.schedule.mode_at(now), door_kind=door_cfg.kind, detail={"detail": detail})
-        )
+        type_ = events.READER_ONLINE if online else events.READER_OFFLINE
+        self._record(self._door_event(self.config.door(door_id), type_, {"detail": detail}))
 
 
 def sip2_checker(settings: Sip2Settings) -> Sip2Checker:

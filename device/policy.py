@@ -125,7 +125,7 @@ def decide(
 
     if mode == "closed":
         return deny(Reason.CLOSED)
-    if mode == "staffed" and settings.staffed_entrance == "unlocked":
+    if open_to_all(door, mode, settings):
         # The door stands open for everyone; the tap only counts the visit.
         return Decision(True, Reason.GRANTED, mode)
     problem = _patron_problem(patron, now, today, settings, self_service=(mode == "self_service"))
@@ -139,6 +139,12 @@ def _with_pin(decision: Decision, pin: PinResult | None) -> Decision:
         return decision
     reason = Reason.WRONG_PIN if pin is PinResult.WRONG else Reason.PIN_TIMEOUT
     return Decision(False, reason, decision.mode, decision.reservation)
+
+
+def open_to_all(door: DoorConfig, mode: str, settings: PolicyConfig) -> bool:
+    """Whether the schedule holds this door unlocked: an entrance in staffed hours
+    with ``staffed_entrance = "unlocked"``."""
+    return door.kind == "entrance" and mode == "staffed" and settings.staffed_entrance == "unlocked"
 
 
 def _fresh(patron: Patron, now: datetime, settings: PolicyConfig) -> bool:

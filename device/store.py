@@ -664,9 +664,6 @@ class Store:
             for r in self.db.query("SELECT * FROM device_status")
         }
 
-    def integrity_ok(self) -> bool:
-        return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-
 
 def _patron_row(p: Patron, source: str) -> tuple:
     return (
