@@ -1,0 +1,123 @@
+"""The staff page and the API for the central office: a Flask app over the shared database.
+
+The web process never touches hardware. It reads what the device and sync write
+(door states, events, counts, sync state) and asks the device to act by writing
+a row to ``commands``, which the device picks up within a few hundred milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask, current_app, request
+from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFProtect
+
+from device.config import Config
+from device.store import Store
+
+csrf = CSRFProtect()
+
+#: The header's menu: endpoint, label, admin only. An area not built into this
+#: version is left out of the menu rather than linked to a 404.
+MAIN_NAV = (
+    ("today.index", _l("Today"), False),
+    ("hours.index", _l("Hours"), False),
+    ("events.index", _l("Events"), False),
+    ("stats.index", _l("Statistics"), False),
+    ("doors.index", _l("Doors"), False),
+    ("cards.index", _l("Cards"), True),
+    ("users.index", _l("Users"), True),
+    ("board.index", _l("Booth board"), False),
+)
+
+
+class Branch:
+    """What every request needs: the branch's config and a database connection per thread.
+
+    Waitress serves requests from a few threads; an SQLite connection must not be
+    shared between threads mid-transaction, and opening one per request would be
+    wasted work, so each thread keeps its own.
+    """
+
+    def __init__(self, config: Config):
+        self.config = config
+        self._local = threading.local()
+        config.database.parent.mkdir(parents=True, exist_ok=True)
+        Store(config.database).close()  # migrate once, before any request
+
+    @property
+    def store(self) -> Store:
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = Store(self.config.database, migrate=False)
+        return store
+
+
+def branch() -> Branch:
+    return current_app.extensions["omaovi"]
+
+
+def store() -> Store:
+    return branch().store
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The key that signs session cookies; made on first start, readable by its owner only."""
+    try:
+        secret = path.read_bytes().strip()
+    except FileNotFoundError:
+        secret = secrets.token_hex(32).encode()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secret + b"\n")
+    if len(secret) < 32:
+        raise ValueError(f"{path}: the web secret key must be at least 32 characters; delete the file to make a new one")
+    return secret
+
+
+def create_app(config: Config, *, secret_key: bytes | None = None, testing: bool = False) -> Flask:
+    from admin_web import auth, i18n, security
+
+    app = Flask(__name__)
+    web = config.web
+    app.config.update(
+        TESTING=testing,
+        SECRET_KEY=secret_key or load_or_create_secret(web.secret_key_file),
+        SESSION_COOKIE_NAME="omaovi_session",
+        SESSION_COOKIE_SECURE=web.secure_cookies,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=web.session_max_hours),
+        # A patron CSV of a large branch is a few megabytes; nothing else posted is big.
+        MAX_CONTENT_LENGTH=32 * 1024 * 1024,
+        # The token is bound to the session, which expires on its own.
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    app.extensions["omaovi"] = Branch(config)
+    csrf.init_app(app)
+    i18n.init_app(app)
+    auth.init_app(app)
+    for blueprint in _blueprints():
+        app.register_blueprint(blueprint)
+    app.jinja_env.globals.update(
+        branch_id=config.branch,
+        has_endpoint=lambda endpoint: endpoint in app.view_functions,
+        main_nav=lambda: MAIN_NAV,
+    )
+    app.after_request(
+        lambda response: security.set_headers(response, web.board_frame_ancestors, embeddable=request.blueprint == "board")
+    )
+    return app
+
+
+def _blueprints() -> list:
+    """Every area of the page; each module has one blueprint and its own templates folder."""
+    from admin_web import auth
+
+    return [auth.bp]

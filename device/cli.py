@@ -66,6 +66,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pulse", metavar="DOOR", help="instead: unlock DOOR once for its unlock_seconds, to test the relay")
     _config_arg(p)
 
+    p = sub.add_parser("web", help="serve the staff page and the API (waitress, on [web] host and port)")
+    _config_arg(p)
+
+    users = sub.add_parser("user", help="staff users of the staff page").add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = users.add_parser("add", help="add a staff user; asks for the password twice")
+    p.add_argument("name")
+    p.add_argument("--role", choices=("staff", "admin"), default="staff", help="admin may also manage users, cards and settings")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of standard input")
+    _config_arg(p)
+    p = users.add_parser("passwd", help="set a user's password (ends the user's sessions)")
+    p.add_argument("name")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of standard input")
+    _config_arg(p)
+    for action, text in (("disable", "disable a user and end the user's sessions"), ("enable", "enable a disabled user")):
+        p = users.add_parser(action, help=text)
+        p.add_argument("name")
+        _config_arg(p)
+    p = users.add_parser("list", help="list the staff users")
+    _config_arg(p)
+
     p = sub.add_parser("sync", help="keep patrons, reservations and hours in step with the central service, and send events")
     p.add_argument("--once", action="store_true", help="one round of every stream, then exit (non-zero if any failed)")
     _config_arg(p)
@@ -196,6 +216,60 @@ def cmd_sync(args) -> int:
     return 0
 
 
+def cmd_web(args) -> int:
+    from admin_web.serve import serve
+
+    return serve(_load(args))
+
+
+def _read_new_password(args) -> str:
+    """From stdin with --password-stdin (for scripts), else asked twice without echo."""
+    import getpass
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass(f"Password for {args.name}: ")
+    if first != getpass.getpass("Again: "):
+        raise ValueError("the passwords do not match; nothing was changed")
+    return first
+
+
+def _console_actor() -> str:
+    """Who the audit log says acted from the console: the Unix user behind sudo, if any."""
+    import getpass
+
+    return f"console:{os.environ.get('SUDO_USER') or getpass.getuser()}"
+
+
+def cmd_user(args) -> int:
+    from admin_web import accounts, audit
+
+    cfg = _load(args)
+    store = _store(cfg)
+    if args.action == "list":
+        for user in accounts.users(store):
+            state = "disabled" if user.disabled else "enabled"
+            print(f"{user.username:<24} {user.role:<6} {state:<9} since {user.created_at.astimezone(cfg.tz):%Y-%m-%d}")
+        return 0
+    try:
+        if args.action == "add":
+            accounts.add_user(store, args.name, _read_new_password(args), args.role)
+            detail = {"role": args.role}
+        elif args.action == "passwd":
+            accounts.set_password(store, args.name, _read_new_password(args))
+            detail = None
+        else:
+            accounts.set_disabled(store, args.name, args.action == "disable")
+            detail = None
+    except accounts.AccountError as exc:
+        print(f"omaovi user {args.action}: {exc}", file=sys.stderr)
+        return 1
+    audit.record(store, _console_actor(), f"user.{args.action}", args.name, detail)
+    print({"add": f"Added {args.role} user {args.name}.", "passwd": f"Changed the password of {args.name}; their sessions ended.",
+           "disable": f"Disabled {args.name}; their sessions ended.", "enable": f"Enabled {args.name}."}[args.action])
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from device import doctor
 
@@ -322,6 +396,8 @@ COMMANDS = {
     ("device", None): cmd_device,
     ("demo", None): cmd_demo,
     ("sync", None): cmd_sync,
+    ("web", None): cmd_web,
+    **{("user", action): cmd_user for action in ("add", "passwd", "disable", "enable", "list")},
     ("doctor", None): cmd_doctor,
     ("check-config", None): cmd_check_config,
     ("card-key", None): cmd_card_key,

@@ -7,6 +7,7 @@ naming the file, the key, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import tomllib
@@ -80,6 +81,33 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The optional ``[web]`` section: how ``omaovi web`` serves the staff page.
+
+    Every key has a default, so a branch without the section still gets a working
+    staff page on the LAN.
+    """
+
+    host: str = "0.0.0.0"
+    port: int = 8080
+    #: Send the session cookie only over HTTPS. A LAN page served over plain HTTP
+    #: (the usual Pi on the staff network) must turn this off or nobody can log in.
+    secure_cookies: bool = False
+    #: A session unused this long ends; staff then log in again.
+    session_idle_minutes: int = 60
+    #: Sessions end this long after login, however busy.
+    session_max_hours: int = 12
+    #: The file with the key that signs session cookies and CSRF tokens; created
+    #: (readable by its owner only) on first start when missing.
+    secret_key_file: Path | None = None
+    #: Addresses that may read /metrics without a token (a Prometheus on the LAN).
+    metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
+    #: Web sites that may show the public booth board in a frame (CSP frame-ancestors),
+    #: such as "https://kirjasto.example.fi". Empty: no site may.
+    board_frame_ancestors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class CentralConfig:
     """The optional ``[central]`` section: where ``omaovi sync`` finds the central service."""
 
@@ -145,6 +173,7 @@ class Config:
     doors: tuple[DoorConfig, ...]
     uid_format: str = "hex"
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     def door(self, door_id: str) -> DoorConfig:
         for door in self.doors:
@@ -446,6 +475,8 @@ def parse_sections(data: dict, path: Path | str = "<config>") -> tuple[Config, S
     )
     p.finish()
 
+    web = _web(_table(s, "web", required=False) or {}, a_path, database, problems)
+
     # Looked at only when present, so that the allowed-keys hint for a misspelt key
     # keeps listing the sections every branch uses.
     central_table = _table(s, "central", required=False) if "central" in data else None
@@ -469,9 +500,48 @@ def parse_sections(data: dict, path: Path | str = "<config>") -> tuple[Config, S
         raise ConfigError(path, problems)
     config = Config(
         path=path, branch=branch, timezone=timezone, database=database, consortium_key_file=key_file,
-        doors=tuple(doors), uid_format=uid_format, policy=policy,
+        doors=tuple(doors), uid_format=uid_format, policy=policy, web=web,
     )
     return config, Sections(central=central, sip2=sip2)
+
+
+def _web(table: dict, a_path: Callable[[Any], Path], database: Path | None, problems: list[Problem]) -> WebConfig:
+    s = _Section(table, "web.", problems)
+    default_secret = database.parent / "web-secret.key" if database is not None else None
+    values: dict[str, Any] = {
+        "host": s.get("host", _ip_address, "must be an IP address to listen on, such as \"0.0.0.0\" (every address) or \"127.0.0.1\"", "0.0.0.0"),
+        "port": s.integer("port", 1, 65535, 8080),
+        "secure_cookies": s.boolean("secure_cookies", False),
+        "session_idle_minutes": s.integer("session_idle_minutes", 5, 24 * 60, 60),
+        "session_max_hours": s.integer("session_max_hours", 1, 24 * 7, 12),
+        "secret_key_file": s.get("secret_key_file", a_path, "must be a file path (relative paths are relative to this file)", default_secret),
+        "metrics_allow": s.get(
+            "metrics_allow", lambda v: _list_of(v, _ip_address), "must be a list of IP addresses, such as [\"127.0.0.1\"]",
+            ("127.0.0.1", "::1"),
+        ),
+        "board_frame_ancestors": s.get(
+            "board_frame_ancestors", lambda v: _list_of(v, _origin),
+            "must be a list of web site origins, such as [\"https://kirjasto.example.fi\"]", (),
+        ),
+    }
+    s.finish()
+    return WebConfig(**{k: v for k, v in values.items() if v is not None})
+
+
+def _ip_address(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError
+    return str(ipaddress.ip_address(value))
+
+
+def _origin(value: Any) -> str:
+    """scheme://host[:port] and nothing else, as CSP frame-ancestors wants it."""
+    if not isinstance(value, str):
+        raise ValueError
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _central(table: dict, a_path: Callable[[Any], Path], problems: list[Problem]) -> CentralConfig | None:

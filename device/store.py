@@ -137,6 +137,48 @@ MIGRATIONS: list[str] = [
         last_snapshot TEXT
     );
     """,
+    # 3: the staff page and the API. Passwords and tokens are stored only as hashes;
+    # a web session is a random id in the browser's cookie and its hash here, so
+    # that disabling a user or logging out ends the session on the server.
+    """
+    CREATE TABLE users (
+        username TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('staff', 'admin')),
+        language TEXT,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        password_changed_at TEXT NOT NULL
+    );
+    CREATE TABLE web_sessions (
+        id_hash TEXT PRIMARY KEY,
+        username TEXT NOT NULL REFERENCES users (username) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        last_seen TEXT NOT NULL
+    );
+    CREATE TABLE login_failures (
+        address TEXT NOT NULL,
+        ts TEXT NOT NULL
+    );
+    CREATE INDEX login_failures_address ON login_failures (address, ts);
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL DEFAULT '',
+        detail TEXT,
+        address TEXT
+    );
+    CREATE INDEX audit_log_ts ON audit_log (ts);
+    CREATE TABLE api_tokens (
+        name TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT,
+        last_used_at TEXT
+    );
+    """,
 ]
 
 COMMAND_ACTIONS = ("pulse", "hold", "lockdown", "release")
@@ -168,12 +210,14 @@ def _now() -> datetime:
 
 
 class Store:
-    def __init__(self, path: str | Path, *, durable: bool = False, busy_timeout_ms: int = 5000):
+    def __init__(self, path: str | Path, *, durable: bool = False, busy_timeout_ms: int = 5000, migrate: bool = True):
         """Open (creating if needed) and migrate the database.
 
         ``durable`` makes every commit reach the disk before it returns
         (``synchronous=FULL``): the device uses it so that a decision survives a
-        power cut that happens right after the door opened.
+        power cut that happens right after the door opened. ``migrate=False`` is
+        for the web's per-thread connections, opened after the app has migrated
+        once: migrating takes the write lock, which the door should not wait for.
         """
         self.path = Path(path)
         conn = sqlite3.connect(str(self.path), timeout=busy_timeout_ms / 1000, check_same_thread=False)
@@ -182,7 +226,8 @@ class Store:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         conn.execute("PRAGMA foreign_keys=ON")
-        self.migrate()
+        if migrate:
+            self.migrate()
 
     def close(self) -> None:
         self.conn.close()

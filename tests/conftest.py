@@ -19,3 +19,50 @@ def no_reader_left_running():
             break
         time.sleep(0.05)
     assert not alive, f"reader threads still running after the test: {alive}"
+
+
+@pytest.fixture
+def branch_config(tmp_path):
+    """A branch with an entrance and a booth in a temporary folder (see tests/webclient.py)."""
+    from webclient import write_branch
+
+    return write_branch(tmp_path)
+
+
+@pytest.fixture
+def web_app(branch_config):
+    """The staff page app with two users, ``admin`` and ``staff``."""
+    from webclient import WebClient, make_app
+
+    app = make_app(branch_config)
+    app.test_client_class = WebClient
+    return app
+
+
+@pytest.fixture
+def web_store(web_app, branch_config):
+    """The database the app uses, opened as the device would."""
+    from device.store import Store
+
+    store = Store(branch_config.database)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def anonymous(web_app):
+    return web_app.test_client()
+
+
+@pytest.fixture
+def staff(web_app):
+    client = web_app.test_client()
+    assert client.login("staff").status_code == 302
+    return client
+
+
+@pytest.fixture
+def admin(web_app):
+    client = web_app.test_client()
+    assert client.login("admin").status_code == 302
+    return client

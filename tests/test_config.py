@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from device.cli import main
-from device.config import Config, ConfigError, DoorConfig, PolicyConfig, ReaderConfig, load, parse
+from device.config import Config, ConfigError, DoorConfig, PolicyConfig, ReaderConfig, WebConfig, load, parse
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "omaovi.toml"
@@ -169,7 +169,7 @@ BAD_CONFIGS = [
     # An unknown or misspelt key, with the keys allowed in its place.
     pytest.param(
         HEAD + 'timezon = "Europe/Helsinki"\n' + ENTRANCE,
-        ['timezon = "Europe/Helsinki": unknown key; allowed keys here: branch, cards, consortium_key_file, database, doors, policy, timezone'],
+        ['timezon = "Europe/Helsinki": unknown key; allowed keys here: branch, cards, consortium_key_file, database, doors, policy, timezone, web'],
         id="misspelt-top-level-key",
     ),
     pytest.param(
@@ -352,13 +352,14 @@ def test_the_example_writes_out_every_key():
     assert set(data) == _fields(Config) - _NOT_TOP_LEVEL_KEYS | {"cards"}
     assert set(data["cards"]) == {"uid_format"}
     assert set(data["policy"]) == _fields(PolicyConfig)
+    assert set(data["web"]) == _fields(WebConfig)
     assert {key for door in data["doors"] for key in door} == _fields(DoorConfig)
     assert {key for door in data["doors"] for key in door["reader"]} == _fields(ReaderConfig)
 
 
 def test_the_docs_name_every_key():
     docs = DOCS.read_text(encoding="utf-8")
-    keys = _fields(Config, PolicyConfig, DoorConfig, ReaderConfig) - {"path"}
+    keys = _fields(Config, PolicyConfig, DoorConfig, ReaderConfig, WebConfig) - {"path"}
     assert sorted(key for key in keys if f"`{key}`" not in docs) == []
 
 

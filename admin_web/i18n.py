@@ -1,0 +1,119 @@
+"""Languages and local time on the staff page.
+
+The page speaks Finnish (the default), Swedish and English through Flask-Babel and
+gettext catalogues in ``admin_web/translations``; English is the source language.
+A logged-in user's own choice wins, then the language picked on this browser, then
+the browser's Accept-Language. Times are stored in UTC and shown in the branch's
+zone, written the Finnish way (25.11.2026 14.05) whatever the language, because
+that is how the library's own notices write them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from babel.dates import format_date
+from flask import Flask, current_app, g, request, session
+from flask_babel import Babel, get_locale, lazy_gettext as _l
+
+from admin_web.accounts import LANGUAGES
+from device.events import parse_utc
+
+LANGUAGE_NAMES = {"fi": "Suomi", "sv": "Svenska", "en": "English"}
+
+MODE_LABELS = {"self_service": _l("Self-service"), "staffed": _l("Staffed"), "closed": _l("Closed")}
+
+REASON_LABELS = {
+    "granted": _l("Welcome"),
+    "staff": _l("Staff card"),
+    "unknown_card": _l("Card not known here"),
+    "blocked": _l("Card blocked"),
+    "underage": _l("Too young for self-service"),
+    "terms_not_accepted": _l("Self-service terms not accepted"),
+    "card_expired": _l("Card expired"),
+    "closed": _l("Library closed"),
+    "no_reservation": _l("No reservation now"),
+    "wrong_pin": _l("Wrong PIN"),
+    "pin_timeout": _l("PIN not entered in time"),
+    "unavailable": _l("Card could not be checked"),
+}
+
+DOOR_STATE_LABELS = {
+    "locked": _l("Locked"),
+    "unlocked": _l("Unlocked"),
+    "open": _l("Open"),
+    "held_open": _l("Held open too long"),
+    "forced": _l("Forced open"),
+    "unknown": _l("Unknown"),
+}
+
+EVENT_TYPE_LABELS = {
+    "tap": _l("Card tap"),
+    "exit": _l("Exit button"),
+    "door_opened": _l("Door opened"),
+    "door_closed": _l("Door closed"),
+    "door_held_open": _l("Door held open"),
+    "door_forced_open": _l("Door forced open"),
+    "command": _l("Staff command"),
+    "reservation_no_show": _l("Booth no-show"),
+    "reader_offline": _l("Reader offline"),
+    "reader_online": _l("Reader back online"),
+}
+
+
+def select_locale() -> str:
+    user = g.get("user")
+    if user is not None and user.language in LANGUAGES:
+        return user.language
+    if session.get("lang") in LANGUAGES:
+        return session["lang"]
+    return request.accept_languages.best_match(LANGUAGES, default="fi")
+
+
+def _tz():
+    return current_app.extensions["omaovi"].config.tz
+
+
+def _local(value: datetime | str) -> datetime:
+    moment = parse_utc(value) if isinstance(value, str) else value
+    return moment.astimezone(_tz())
+
+
+def local_datetime(value: datetime | str | None) -> str:
+    return "" if value is None else f"{_local(value):%-d.%-m.%Y %H.%M}"
+
+
+def local_time(value: datetime | str | None) -> str:
+    return "" if value is None else f"{_local(value):%H.%M}"
+
+
+def day_label(value: date) -> str:
+    """"ke 25.11." in Finnish, "ons 25.11." in Swedish: the weekday in the page's language."""
+    return f"{format_date(value, 'EEE', locale=str(get_locale()))} {value.day}.{value.month}."
+
+
+def full_date(value: date) -> str:
+    return f"{format_date(value, 'EEEE', locale=str(get_locale()))} {value.day}.{value.month}.{value.year}"
+
+
+def label(table: dict, key: str | None) -> str:
+    """The translated label, or the key itself for a value this version does not know yet."""
+    if key is None:
+        return ""
+    return str(table.get(key, key))
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", "fi")
+    Babel(app, locale_selector=select_locale)
+    app.jinja_env.filters.update(
+        local_datetime=local_datetime,
+        local_time=local_time,
+        day_label=day_label,
+        full_date=full_date,
+        mode_label=lambda key: label(MODE_LABELS, key),
+        reason_label=lambda key: label(REASON_LABELS, key),
+        door_state_label=lambda key: label(DOOR_STATE_LABELS, key),
+        event_type_label=lambda key: label(EVENT_TYPE_LABELS, key),
+    )
+    app.jinja_env.globals.update(LANGUAGE_NAMES=LANGUAGE_NAMES, current_language=lambda: str(get_locale()))
