@@ -100,9 +100,10 @@ def create_app(config: Config, *, secret_key: bytes | None = None, testing: bool
         WTF_CSRF_TIME_LIMIT=None,
     )
     app.extensions["omaovi"] = Branch(config)
-    csrf.init_app(app)
     i18n.init_app(app)
+    # Before CSRF: a visitor who is not logged in is sent to the login page, whatever he posts.
     auth.init_app(app)
+    csrf.init_app(app)
     for blueprint in _blueprints():
         app.register_blueprint(blueprint)
     app.jinja_env.globals.update(
