@@ -215,6 +215,36 @@ def test_omaovi_device_reports_ready_pings_and_stopping_to_systemd(tmp_path, not
         device.stderr.close()
 
 
+def test_omaovi_web_reports_ready_once_it_serves_and_stops_cleanly(tmp_path, notify_socket):
+    """The staff page as systemd starts it: Type=notify; READY=1 means the page answers."""
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "omaovi.toml").write_text(DEVICE_CONFIG + f'\n[web]\nhost = "127.0.0.1"\nport = {port}\n')
+    (tmp_path / "consortium.key").write_bytes(KEY)
+    env = dict(os.environ, NOTIFY_SOCKET=str(notify_socket.path))
+    web = subprocess.Popen(
+        [sys.executable, "-m", "device.cli", "web", "-c", str(tmp_path / "omaovi.toml")],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        notify_socket.wait_for("READY=1", timeout=20)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=5) as response:
+            # No staff user yet: the login page leads to the page that says how to make one.
+            assert response.status == 200 and "omaovi user add" in response.read().decode()
+        web.send_signal(signal.SIGTERM)
+        notify_socket.wait_for("STOPPING=1")
+        assert web.wait(10) == 0
+    finally:
+        if web.poll() is None:
+            web.kill()
+            web.wait()
+        web.stdout.close()
+        web.stderr.close()
+
+
 # -- the journal --------------------------------------------------------------
 
 def parse_journal_entry(data: bytes) -> dict[str, str]:
