@@ -118,10 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     _config_arg(p)
 
-    p = sub.add_parser("stats", help="visit statistics per local hour or day")
+    p = sub.add_parser("stats", help="visit statistics per local hour, day, ISO week or month")
     p.add_argument("--from", dest="start", type=_date, required=True)
     p.add_argument("--to", dest="end", type=_date, required=True)
-    p.add_argument("--by", choices=("hour", "day"), default="day")
+    p.add_argument("--by", choices=("hour", "day", "week", "month"), default="day")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")
@@ -387,7 +387,7 @@ def cmd_stats(args) -> int:
         print("  ".join(f.ljust(w) for f, w in zip(FIELDS, widths)))
         for row in rows:
             print("  ".join(str(row[f]).ljust(w) for f, w in zip(FIELDS, widths)))
-        totals = {f: sum(r[f] for r in rows) for f in FIELDS[1:]}
+        totals = {f: round(sum(r[f] for r in rows), 2) for f in FIELDS[1:]}
         print("  ".join(["total".ljust(widths[0])] + [str(totals[f]).ljust(w) for f, w in zip(FIELDS[1:], widths[1:])]))
     return 0
 

@@ -29,7 +29,7 @@ from device.cards import CardNumberError, card_key, load_consortium_key
 from device.config import Config, DoorConfig, Sip2Settings
 from device.door import Door
 from device.events import Event
-from device.policy import Decision, DoorState, Patron, Reason, decide, open_to_all
+from device.policy import Decision, DoorState, Patron, Reason, Reservation, decide, open_to_all
 from device.store import Store
 from sync.sip2 import Sip2Checker, Sip2Config
 
@@ -263,10 +263,28 @@ class Controller:
         detail = {}
         if decision.reservation is not None:
             detail = {"reservation": decision.reservation.id, "begin": events.utc_text(decision.reservation.begin)}
+            if decision.granted and self._first_use(door_cfg, decision.reservation):
+                reservation = decision.reservation
+                detail[events.BOOTH_MINUTES] = int((reservation.end - reservation.begin).total_seconds() // 60)
         return Event(
             ts=now, door=door_cfg.id, type=type_, reason=decision.reason.value, mode=decision.mode,
             card_key=key, door_kind=door_cfg.kind, detail=detail, **extra,
         )
+
+    def _first_use(self, door_cfg: DoorConfig, reservation: Reservation) -> bool:
+        """Whether this grant is the reservation's first, so its minutes count as booth hours.
+
+        If the log cannot be read the minutes are left uncounted rather than the
+        tap failing: the door matters more than the figure.
+        """
+        if any(e.reason == "granted" and e.detail.get("reservation") == reservation.id for e in self._pending):
+            return False
+        try:
+            # Early entry is at most an hour, so a day before the begin finds every earlier use.
+            return not self.store.reservation_used(door_cfg.id, reservation.id, reservation.begin - timedelta(days=1))
+        except sqlite3.Error as exc:
+            log.error("cannot read whether reservation %s was used already: %s", reservation.id, exc)
+            return False
 
     def _record(self, *new: Event) -> bool:
         """Write the events waiting in memory and the new ones; on failure keep them all.

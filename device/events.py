@@ -24,6 +24,9 @@ RESERVATION_NO_SHOW = "reservation_no_show"
 READER_OFFLINE = "reader_offline"
 READER_ONLINE = "reader_online"
 
+#: The counter of booth reservation minutes, and the detail key of a first use that adds to it.
+BOOTH_MINUTES = "booth_minutes"
+
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 HOUR_FORMAT = "%Y-%m-%dT%H:00Z"
 
@@ -65,14 +68,25 @@ class Event:
             "detail": json.dumps(self.detail, sort_keys=True) if self.detail else None,
         }
 
-    def metrics(self) -> list[str]:
-        """The hourly counters this event adds one to."""
+    def metrics(self) -> dict[str, int]:
+        """The hourly counters this event adds to, with how much it adds to each.
+
+        Most add one. The first granted tap of a booth reservation also adds the
+        reservation's length in minutes to ``booth_minutes`` (the controller marks
+        it in the detail): booth hours must outlive the raw events like every
+        other figure, and a holder who taps in and out again is counted once.
+        """
         if self.type == TAP:
             if self.reason == "granted":
-                return ["booth_use"] if self.door_kind == "booth" else [f"visit_{self.mode}"]
+                if self.door_kind != "booth":
+                    return {f"visit_{self.mode}": 1}
+                metrics = {"booth_use": 1}
+                if self.detail.get(BOOTH_MINUTES):
+                    metrics[BOOTH_MINUTES] = int(self.detail[BOOTH_MINUTES])
+                return metrics
             if self.reason == "staff":
-                return ["staff_entry"]
-            return [f"denied_{self.reason}"]
+                return {"staff_entry": 1}
+            return {f"denied_{self.reason}": 1}
         if self.type in (EXIT, HELD_OPEN, FORCED_OPEN):
-            return [self.type]
-        return []
+            return {self.type: 1}
+        return {}

@@ -1,7 +1,12 @@
-"""Visit statistics by local hour or day, from the hourly counters.
+"""Visit statistics by local hour, day, ISO week or month, from the hourly counters.
 
 Counters are kept per UTC hour; Finnish offsets are whole hours, so every UTC hour
-is exactly one local hour and a local day is 23, 24 or 25 of them.
+is exactly one local hour and a local day is 23, 24 or 25 of them. Booth hours come
+from the ``booth_minutes`` counter (each reservation counted at its first use), so
+they outlive the raw events like every other figure.
+
+Open hours are measured from the schedule as it is stored now: the hours keep no
+history, so after the hours have been edited, past periods show the new hours.
 """
 
 from __future__ import annotations
@@ -10,16 +15,38 @@ from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from device.events import HOUR_FORMAT
+from device.events import BOOTH_MINUTES, HOUR_FORMAT
+from device.schedule import Schedule
 from device.store import Store, day_bounds
 
 #: Columns in the order the CLI, CSV and API show them.
-FIELDS = ("period", "visits_self_service", "visits_staffed", "booth_uses", "staff_entries", "exits", "denied")
-BY = ("hour", "day")
+FIELDS = (
+    "period", "visits_self_service", "visits_staffed", "booth_uses", "booth_hours", "staff_entries", "exits",
+    "denied", "self_service_open_hours", "staffed_open_hours",
+)
+BY = ("hour", "day", "week", "month")
+
+#: Counter name -> the column it adds to.
+_COLUMNS = {
+    "visit_self_service": "visits_self_service",
+    "visit_staffed": "visits_staffed",
+    "booth_use": "booth_uses",
+    BOOTH_MINUTES: BOOTH_MINUTES,
+    "staff_entry": "staff_entries",
+    "exit": "exits",
+}
+_OPEN_COLUMNS = {"self_service": "self_service_open_hours", "staffed": "staffed_open_hours"}
 
 
-def summarize(store: Store, tz: ZoneInfo, start: date, end: date, by: str = "day") -> list[dict]:
-    """One row per local hour or day from ``start`` to ``end`` inclusive, empty periods included."""
+def summarize(
+    store: Store, tz: ZoneInfo, start: date, end: date, by: str = "day", schedule: Schedule | None = None
+) -> list[dict]:
+    """One row per local period from ``start`` to ``end`` inclusive, empty periods included.
+
+    Each row also has ``denials``, the denied taps by reason. ``schedule``
+    defaults to the hours stored now; a week or month cut by the range counts
+    only its days inside the range.
+    """
     if by not in BY:
         raise ValueError(f"by must be one of {', '.join(BY)}")
     if end < start:
@@ -28,35 +55,74 @@ def summarize(store: Store, tz: ZoneInfo, start: date, end: date, by: str = "day
     _, utc_end = day_bounds(end, tz)
     rows: dict[str, dict] = {}
     for period in _periods(tz, utc_start, utc_end, by):
-        rows[period] = {name: 0 for name in FIELDS[1:]} | {"period": period, "denials": defaultdict(int)}
+        rows[period] = {name: 0 for name in FIELDS[1:]} | {"period": period, BOOTH_MINUTES: 0, "denials": defaultdict(int)}
     for counter in store.counts(utc_start, utc_end):
         local = datetime.strptime(counter["hour"], HOUR_FORMAT).replace(tzinfo=timezone.utc).astimezone(tz)
-        row = rows[_label(local, by)]
+        row = rows[label(local, by)]
         metric, count = counter["metric"], counter["count"]
-        if metric in ("visit_self_service", "visit_staffed"):
-            row[metric.replace("visit_", "visits_")] += count
-        elif metric == "booth_use":
-            row["booth_uses"] += count
-        elif metric == "staff_entry":
-            row["staff_entries"] += count
-        elif metric == "exit":
-            row["exits"] += count
+        if metric in _COLUMNS:
+            row[_COLUMNS[metric]] += count
         elif metric.startswith("denied_"):
             row["denied"] += count
             row["denials"][metric.removeprefix("denied_")] += count
-    return [row | {"denials": dict(row["denials"])} for row in rows.values()]
+    _add_open_hours(rows, schedule or store.schedule(tz), start, end, by)
+    return [_finish(row) for row in rows.values()]
 
 
-def _label(local: datetime, by: str) -> str:
-    return local.date().isoformat() if by == "day" else local.isoformat(timespec="minutes")
+def label(local: datetime, by: str) -> str:
+    """The period a local instant falls in: "2026-11-25T14:00+02:00", "2026-11-25", "2026-W48" or "2026-11"."""
+    if by == "hour":
+        return local.isoformat(timespec="minutes")
+    if by == "week":
+        year, week, _ = local.isocalendar()
+        return f"{year}-W{week:02d}"
+    if by == "month":
+        return f"{local.year}-{local.month:02d}"
+    return local.date().isoformat()
+
+
+def _finish(row: dict) -> dict:
+    minutes = row.pop(BOOTH_MINUTES)
+    return row | {
+        "booth_hours": round(minutes / 60, 2),
+        "self_service_open_hours": round(row["self_service_open_hours"], 2),
+        "staffed_open_hours": round(row["staffed_open_hours"], 2),
+        "denials": dict(row["denials"]),
+    }
+
+
+def _add_open_hours(rows: dict[str, dict], schedule: Schedule, start: date, end: date, by: str) -> None:
+    """Add each open stretch of the schedule to its periods, measured in real (UTC) time."""
+    day = start
+    while day <= end:
+        for begin, finish, mode in schedule.day_timeline(day):
+            if mode not in _OPEN_COLUMNS:
+                continue
+            begin, finish = begin.astimezone(timezone.utc), finish.astimezone(timezone.utc)
+            # A stretch never leaves its day; only hours need it cut at each hour.
+            cuts = _hour_cuts(begin, finish) if by == "hour" else [(begin, finish)]
+            for piece_start, piece_end in cuts:
+                row = rows[label(piece_start.astimezone(schedule.tz), by)]
+                row[_OPEN_COLUMNS[mode]] += (piece_end - piece_start).total_seconds() / 3600
+        day += timedelta(days=1)
+
+
+def _hour_cuts(begin: datetime, finish: datetime) -> list[tuple[datetime, datetime]]:
+    cuts = []
+    while begin < finish:
+        next_hour = begin.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        cuts.append((begin, min(next_hour, finish)))
+        begin = next_hour
+    return cuts
 
 
 def _periods(tz: ZoneInfo, utc_start: datetime, utc_end: datetime, by: str) -> list[str]:
     labels: list[str] = []
     moment = utc_start
+    step = timedelta(hours=1)
     while moment < utc_end:
-        label = _label(moment.astimezone(tz), by)
-        if not labels or labels[-1] != label:
-            labels.append(label)
-        moment += timedelta(hours=1)
+        text = label(moment.astimezone(tz), by)
+        if not labels or labels[-1] != text:
+            labels.append(text)
+        moment += step
     return labels

@@ -266,11 +266,11 @@ class Store:
             if not inserted:
                 continue
             hour = hour_text(event.ts)
-            for metric in event.metrics():
+            for metric, amount in event.metrics().items():
                 self.conn.execute(
-                    "INSERT INTO hourly_counts (hour, door, metric, count) VALUES (?, ?, ?, 1)"
-                    " ON CONFLICT (hour, door, metric) DO UPDATE SET count = count + 1",
-                    (hour, event.door, metric),
+                    "INSERT INTO hourly_counts (hour, door, metric, count) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (hour, door, metric) DO UPDATE SET count = count + excluded.count",
+                    (hour, event.door, metric, amount),
                 )
 
     def events(self, since: datetime | None = None, limit: int = 100) -> list[dict]:
@@ -407,6 +407,29 @@ class Store:
                 (card_key, until.isoformat() if until else None, note, added_by, utc_text(_now())),
             )
 
+    def staff_cards(self) -> list[dict]:
+        """This branch's own staff cards, newest first, ``added_at`` as an aware datetime."""
+        return [
+            dict(row) | {"added_at": parse_utc(row["added_at"])}
+            for row in self.db.query("SELECT card_key, note, added_by, added_at FROM staff_cards ORDER BY added_at DESC")
+        ]
+
+    def remove_staff_card(self, card_key: str) -> bool:
+        """False when the card was not a staff card (already removed in another tab, say)."""
+        with self.conn:
+            return self.conn.execute("DELETE FROM staff_cards WHERE card_key = ?", (card_key,)).rowcount > 0
+
+    def local_blocks(self) -> list[dict]:
+        """Every local block, expired ones too, newest first; ``until`` is the last blocked day or None."""
+        return [
+            dict(row) | {"until": date.fromisoformat(row["until"]) if row["until"] else None, "added_at": parse_utc(row["added_at"])}
+            for row in self.db.query("SELECT card_key, until, note, added_by, added_at FROM local_blocks ORDER BY added_at DESC")
+        ]
+
+    def remove_local_block(self, card_key: str) -> bool:
+        with self.conn:
+            return self.conn.execute("DELETE FROM local_blocks WHERE card_key = ?", (card_key,)).rowcount > 0
+
     # -- reservations ---------------------------------------------------------
     def put_reservations(self, reservations: Iterable[Reservation]) -> None:
         with self.conn:
@@ -451,6 +474,14 @@ class Store:
                  "since": utc_text(begun_before - timedelta(days=1))},
             )
         ]
+
+    def reservation_used(self, door: str, reservation_id: str, since: datetime) -> bool:
+        """Whether a granted tap at ``door`` since ``since`` already used this reservation."""
+        return self.conn.execute(
+            "SELECT 1 FROM events WHERE door = ? AND ts >= ? AND type = 'tap' AND reason = 'granted'"
+            " AND json_extract(detail, '$.reservation') = ? LIMIT 1",
+            (door, utc_text(since), reservation_id),
+        ).fetchone() is not None
 
     # -- hours ----------------------------------------------------------------
     def schedule(self, tz: ZoneInfo) -> Schedule:
@@ -500,6 +531,35 @@ class Store:
                     [(day.isoformat(), p.start, p.end, p.mode) for p in periods],
                 )
             self._bump_hours_revision()
+
+    def exception_days(self, start: date | None = None, end: date | None = None) -> list[dict]:
+        """Dated exceptions from ``start`` to ``end`` (both included), by date.
+
+        Each is ``{"date", "note", "source", "periods"}``: the staff page shows
+        where a day's hours came from (local, kirkanta, central) before anyone
+        edits it, because a later import may overwrite it.
+        """
+        first = start.isoformat() if start else "0000-01-01"
+        last = end.isoformat() if end else "9999-12-31"
+        days = {
+            row["date"]: {"date": date.fromisoformat(row["date"]), "note": row["note"], "source": row["source"], "periods": []}
+            for row in self.db.query(
+                "SELECT date, note, source FROM exception_days WHERE date BETWEEN ? AND ? ORDER BY date", [first, last]
+            )
+        }
+        for row in self.db.query(
+            "SELECT date, start, end, mode FROM exception_periods WHERE date BETWEEN ? AND ? ORDER BY date, start", [first, last]
+        ):
+            days[row["date"]]["periods"].append(Period(row["start"], row["end"], row["mode"]))
+        return [day | {"periods": tuple(day["periods"])} for day in days.values()]
+
+    def delete_exception(self, day: date) -> bool:
+        """Remove a date's exception, so the weekly pattern applies again; False if it had none."""
+        with self.conn:
+            deleted = self.conn.execute("DELETE FROM exception_days WHERE date = ?", (day.isoformat(),)).rowcount
+            if deleted:
+                self._bump_hours_revision()
+        return bool(deleted)
 
     # -- commands from the staff page -----------------------------------------
     def add_command(self, door: str, action: str, requested_by: str, until: datetime | None = None) -> int:

@@ -62,3 +62,13 @@ def test_no_no_show_for_a_holder_who_came_or_is_not_late_yet_or_cancelled(booth)
     reserve(store, "r-cancelled", began_minutes_ago=30, state="cancelled")
     controller._report_no_shows()
     assert no_show_ids(store) == []
+
+
+def test_booth_minutes_count_a_reservation_once_however_often_its_holder_taps(booth):
+    controller, store = booth
+    reserve(store, "r-twice", began_minutes_ago=5)  # two hours long
+    assert controller.tap("booth", HOLDER).decision.granted
+    assert controller.tap("booth", HOLDER).decision.granted
+    now = datetime.now(timezone.utc)
+    counts = {r["metric"]: r["count"] for r in store.counts(now - timedelta(hours=2), now + timedelta(hours=1))}
+    assert counts == {"booth_use": 2, "booth_minutes": 120}

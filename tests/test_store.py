@@ -147,3 +147,15 @@ def test_unchanged_central_cards_stay_as_fresh_as_the_last_patrons_sync(store):
     assert store.patron("f").fetched_at == week_ago, "a CSV import is only as fresh as the file"
     store.note_sync_success("events", NOW + timedelta(hours=1))
     assert store.patron("c").fetched_at == NOW, "only the patrons stream vouches for patrons"
+
+
+def test_an_event_adds_its_amount_to_a_counter(store):
+    first = Event(ts=NOW, door="booth", type="tap", reason="granted", mode="self_service", door_kind="booth",
+                  detail={"reservation": "r1", "booth_minutes": 90})
+    again = Event(ts=NOW, door="booth", type="tap", reason="granted", mode="self_service", door_kind="booth",
+                  detail={"reservation": "r1"})
+    store.record([first, again, first])  # the repeated uuid is not counted again
+    counts = {r["metric"]: r["count"] for r in store.counts(NOW - timedelta(hours=1), NOW + timedelta(hours=1))}
+    assert counts == {"booth_use": 2, "booth_minutes": 90}
+    assert store.reservation_used("booth", "r1", NOW - timedelta(days=1))
+    assert not store.reservation_used("booth", "r2", NOW - timedelta(days=1))
