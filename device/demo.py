@@ -30,6 +30,10 @@ timezone = "Europe/Helsinki"
 database = "omaovi.db"
 consortium_key_file = "consortium.key"
 
+[web]
+host = "127.0.0.1"
+secret_key_file = "web-secret.key"
+
 [policy]
 staffed_entrance = "card"
 booth_early_minutes = 10
@@ -155,7 +159,37 @@ def seed(store: Store, cfg: config_mod.Config, now: datetime) -> None:
     ])
 
 
-def run_demo(directory: Path, fresh: bool = False, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+DEMO_USER = "demo"
+
+
+def demo_login(store: Store) -> str:
+    """A fresh password for the demo's admin user at every start: the demo has no default password either."""
+    from admin_web import accounts
+
+    password = accounts.new_password() + "-demo"
+    if accounts.get_user(store, DEMO_USER) is None:
+        accounts.add_user(store, DEMO_USER, password, "admin")
+    else:
+        accounts.set_password(store, DEMO_USER, password)
+    return password
+
+
+def start_web(cfg: config_mod.Config, port: int, out: TextIO):
+    """The staff page on 127.0.0.1 in a thread, or None (said on ``out``) when the port is taken."""
+    from admin_web.serve import make_server
+
+    try:
+        server = make_server(cfg, host="127.0.0.1", port=port)
+    except OSError as exc:
+        print(f"The staff page could not start on port {port} ({exc.strerror}); try --web-port.", file=out)
+        return None
+    threading.Thread(target=server.run, name="demo-web", daemon=True).start()
+    return server
+
+
+def run_demo(
+    directory: Path, fresh: bool = False, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout, web_port: int = 8080
+) -> int:
     from gpiozero.pins.mock import MockFactory
 
     cfg = prepare(directory, fresh)
@@ -163,6 +197,8 @@ def run_demo(directory: Path, fresh: bool = False, stdin: TextIO = sys.stdin, ou
     _log_to(log_file)
     factory = MockFactory()
     store = Store(cfg.database, durable=True)
+    password = demo_login(store)
+    server = start_web(cfg, web_port, out)
 
     def show(result: TapResult) -> None:
         d = result.decision
@@ -182,8 +218,13 @@ def run_demo(directory: Path, fresh: bool = False, stdin: TextIO = sys.stdin, ou
     controller.call(lambda: None)  # the loop has seen them close
     try:
         _banner(cfg, controller, out)
+        if server is not None:
+            print(f"Staff page: http://127.0.0.1:{server.effective_port}/  (user {DEMO_USER}, password {password})\n",
+                  file=out, flush=True)
         _console(cfg, controller, factory, stdin, out)
     finally:
+        if server is not None:
+            server.close()
         stop.set()
         loop.join(timeout=2)
         controller.close()

@@ -10,7 +10,7 @@ from device.demo import DEMO_CARDS
 
 def run_demo(tmp_path, lines):
     return subprocess.run(
-        [sys.executable, "-m", "device.cli", "demo", "--dir", str(tmp_path / "demo")],
+        [sys.executable, "-m", "device.cli", "demo", "--dir", str(tmp_path / "demo"), "--web-port", "0"],
         input="\n".join(lines) + "\n",
         capture_output=True, text=True, timeout=60,
         env={"GPIOZERO_PIN_FACTORY": "mock", "PATH": "/usr/bin:/bin"},
@@ -60,3 +60,39 @@ def test_demo_door_commands_and_garbled_input(tmp_path):
     assert "not a card number" in out
     assert "usage: booth NUMBER" in out and "unknown_card" not in out
     assert "door_forced_open" in out and "exit" in out
+
+
+def test_the_demo_serves_the_staff_page_with_a_fresh_demo_login(tmp_path):
+    import urllib.parse
+    import urllib.request
+    from http.cookiejar import CookieJar
+
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "device.cli", "demo", "--dir", str(tmp_path / "demo"), "--web-port", "0"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={"GPIOZERO_PIN_FACTORY": "mock", "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        for line in demo.stdout:
+            found = re.search(r"Staff page: (http://127\.0\.0\.1:\d+/)\s+\(user (\w+), password (\S+)\)", line)
+            if found:
+                break
+        else:
+            raise AssertionError("the banner names no staff page")
+        url, user, password = found.groups()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+        login_page = opener.open(url + "login", timeout=5).read().decode()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', login_page).group(1)
+        form = urllib.parse.urlencode({"csrf_token": token, "username": user, "password": password}).encode()
+        after = opener.open(url + "login?next=/account", data=form, timeout=5)
+        assert after.url.endswith("/account") and f"{user}" in after.read().decode()
+        demo.stdin.write("quit\n")
+        demo.stdin.flush()
+        assert demo.wait(20) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        demo.stdout.close()
+        demo.stderr.close()
+        demo.stdin.close()
