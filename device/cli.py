@@ -12,6 +12,7 @@ import sys
 import threading
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Callable
 
 from device import config as config_mod
 from device.cards import CardNumberError, card_key, load_consortium_key
@@ -38,6 +39,19 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+def _positive(kind: type) -> Callable[[str], int | float]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be a number above zero")
+        return value
+
+    return parse
+
+
 def _since(text: str) -> datetime:
     """A local date or date-time, or an age such as 30m, 2h, 7d."""
     try:
@@ -48,6 +62,15 @@ def _since(text: str) -> datetime:
         return datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is neither a date-time (2026-11-23 or 2026-11-23T08:00) nor an age (30m, 2h, 7d)") from None
+
+
+def _name_actions(group, actions: tuple[tuple[str, str], ...]) -> None:
+    """Subcommands that take a NAME and the config, except ``list``, which takes only the config."""
+    for action, text in actions:
+        p = group.add_parser(action, help=text)
+        if action != "list":
+            p.add_argument("name")
+        _config_arg(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,12 +103,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of standard input")
     _config_arg(p)
-    for action, text in (("disable", "disable a user and end the user's sessions"), ("enable", "enable a disabled user")):
-        p = users.add_parser(action, help=text)
-        p.add_argument("name")
-        _config_arg(p)
-    p = users.add_parser("list", help="list the staff users")
-    _config_arg(p)
+    _name_actions(users, (("disable", "disable a user and end the user's sessions"), ("enable", "enable a disabled user"),
+                          ("list", "list the staff users")))
+
+    tokens = sub.add_parser("token", help="API tokens for the central office and monitoring").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    _name_actions(tokens, (("add", "make a token and print it, the only time it is shown"), ("revoke", "revoke a token at once"),
+                           ("list", "list the tokens, revoked ones too, with when each was last used")))
+
+    central = sub.add_parser("central", help="for the central office").add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = central.add_parser("pull", help="gather the daily statistics of many branches into one CSV")
+    p.add_argument("--branches", required=True, metavar="FILE.toml", help="the branches: [[branches]] id, url, token_file")
+    p.add_argument("--from", dest="start", type=_date, required=True)
+    p.add_argument("--to", dest="end", type=_date, required=True)
+    p.add_argument("--out", required=True, metavar="FILE.csv")
+    p.add_argument("--parallel", type=_positive(int), default=8, help="branches asked at the same time (default: %(default)s)")
+    p.add_argument("--attempts", type=_positive(int), default=3, help="tries per branch before it is listed as failed (default: %(default)s)")
+    p.add_argument("--timeout", type=_positive(float), default=30.0, help="seconds to wait for a branch to connect or send (default: %(default)s)")
 
     p = sub.add_parser("sync", help="keep patrons, reservations and hours in step with the central service, and send events")
     p.add_argument("--once", action="store_true", help="one round of every stream, then exit (non-zero if any failed)")
@@ -271,6 +305,70 @@ def cmd_user(args) -> int:
     return 0
 
 
+def cmd_token(args) -> int:
+    from admin_web import audit, tokens
+
+    cfg = _load(args)
+    store = _store(cfg)
+    if args.action == "list":
+        if not tokens.tokens(store):
+            print("No API tokens. Make one with 'omaovi token add NAME'.")
+        for token in tokens.tokens(store):
+            state = f"revoked {_local_day(token.revoked_at, cfg)}" if token.revoked_at else "active"
+            used = f"last used {token.last_used_at.astimezone(cfg.tz):%Y-%m-%d %H:%M}" if token.last_used_at else "never used"
+            print(f"{token.name:<24} {state:<18} since {_local_day(token.created_at, cfg)}  {used}")
+        return 0
+    try:
+        if args.action == "add":
+            secret = tokens.add(store, args.name)
+        else:
+            tokens.revoke(store, args.name)
+    except tokens.TokenError as exc:
+        print(f"omaovi token {args.action}: {exc}", file=sys.stderr)
+        return 1
+    audit.record(store, _console_actor(), f"token.{args.action}", args.name)
+    if args.action == "add":
+        print(secret)
+        print(f"Added API token {args.name}. It is shown only this once: put it in the caller's token file now.", file=sys.stderr)
+    else:
+        print(f"Revoked API token {args.name}; calls with it are refused from now on.")
+    return 0
+
+
+def _local_day(moment: datetime, cfg: Config) -> str:
+    return f"{moment.astimezone(cfg.tz):%Y-%m-%d}"
+
+
+def cmd_central_pull(args) -> int:
+    from admin_web.api import MAX_DAYS_DEFAULT
+    from sync import central_pull
+
+    try:
+        sources = central_pull.load_branches(args.branches)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.end < args.start:
+        print(f"omaovi central pull: --to {args.end} is before --from {args.start}", file=sys.stderr)
+        return 2
+    if (args.end - args.start).days + 1 > MAX_DAYS_DEFAULT:
+        print(f"omaovi central pull: a pull covers at most {MAX_DAYS_DEFAULT} days; pull a year at a time", file=sys.stderr)
+        return 2
+    periods, failures = central_pull.pull(
+        sources, args.start, args.end, workers=args.parallel, attempts=args.attempts, timeout=args.timeout,
+        progress=central_pull.Progress(len(sources)),
+    )
+    rows = central_pull.write_csv(args.out, sources, periods)
+    print(f"Wrote {rows} row(s) from {len(periods)} of {len(sources)} branch(es) to {args.out}.")
+    if failures:
+        print(f"{len(failures)} branch(es) failed and are not in the file:", file=sys.stderr)
+        for source in sources:
+            if source.id in failures:
+                print(f"  {source.id}: {failures[source.id]}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from device import doctor
 
@@ -399,6 +497,8 @@ COMMANDS = {
     ("sync", None): cmd_sync,
     ("web", None): cmd_web,
     **{("user", action): cmd_user for action in ("add", "passwd", "disable", "enable", "list")},
+    **{("token", action): cmd_token for action in ("add", "list", "revoke")},
+    ("central", "pull"): cmd_central_pull,
     ("doctor", None): cmd_doctor,
     ("check-config", None): cmd_check_config,
     ("card-key", None): cmd_card_key,

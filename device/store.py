@@ -293,6 +293,12 @@ class Store:
             )
         )
 
+    def count_totals(self) -> list[dict]:
+        """Every counter summed over all hours, per door: the ever-growing totals /metrics exports."""
+        return list(
+            self.db.query("SELECT door, metric, sum(count) AS count FROM hourly_counts GROUP BY door, metric ORDER BY door, metric")
+        )
+
     def purge_events(self, older_than: datetime) -> int:
         """Delete raw events past retention. Their counts are already in hourly_counts."""
         with self.conn:

@@ -1,0 +1,268 @@
+"""The API for the central office: tokens, /api/v1/stats, /api/v1/status and /metrics."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from admin_web import audit, tokens
+from device.cli import main
+from device.events import Event, utc_text
+from device.policy import Patron
+from device.schedule import Period
+from webclient import BRANCH_CONFIG, make_app, write_branch
+
+HEL = ZoneInfo("Europe/Helsinki")
+MONDAY = date(2026, 11, 23)
+
+
+def seed_monday(store) -> None:
+    """Hours and taps of one Monday at a branch; the expected figures are in EXPECTED_MONDAY."""
+    store.set_weekly({0: (Period(7 * 60, 10 * 60, "self_service"), Period(10 * 60, 16 * 60, "staffed"),
+                          Period(16 * 60, 21 * 60, "self_service"))})
+
+    def at(hour: int, minute: int = 0) -> datetime:
+        return datetime(2026, 11, 23, hour, minute, tzinfo=HEL).astimezone(timezone.utc)
+
+    def tap(moment, reason, mode, door="entrance", **extra):
+        return Event(ts=moment, door=door, type="tap", reason=reason, mode=mode, card_key="c0ffee" * 10, **extra)
+
+    store.record(
+        [tap(at(8, 15), "granted", "self_service") for _ in range(3)]
+        + [tap(at(11, 30), "granted", "staffed") for _ in range(2)]
+        + [tap(at(12), "granted", "staffed", door="booth", door_kind="booth", detail={"booth_minutes": 90})]
+        + [tap(at(8, 20), "blocked", "self_service") for _ in range(2)]
+        + [tap(at(22), "closed", "closed"), tap(at(9), "staff", "self_service")]
+    )
+
+
+EXPECTED_MONDAY = {
+    "visits_self_service": 3, "visits_staffed": 2, "booth_uses": 1, "booth_hours": 1.5, "staff_entries": 1, "exits": 0,
+    "denied": 3, "self_service_open_hours": 8, "staffed_open_hours": 6,
+}
+
+
+@pytest.fixture
+def token(web_store) -> str:
+    return tokens.add(web_store, "central")
+
+
+@pytest.fixture
+def api(anonymous, token):
+    """A client that sends the token, as the central office's scripts do."""
+
+    def get(url, **headers):
+        return anonymous.get(url, headers={"Authorization": f"Bearer {token}"} | headers)
+
+    return get
+
+
+# -- tokens ---------------------------------------------------------------------
+def test_tokens_are_made_listed_and_revoked_from_the_console_and_stored_only_hashed(branch_config, capsys):
+    config = ["-c", str(branch_config.path)]
+    assert main(["token", "add", "central-office", *config]) == 0
+    secret = capsys.readouterr().out.strip()
+    assert len(secret) >= 40
+    assert main(["token", "list", *config]) == 0
+    assert "central-office" in (listing := capsys.readouterr().out) and "active" in listing and "never used" in listing
+
+    database = branch_config.database
+    stored = b"".join(path.read_bytes() for path in database.parent.glob(database.name + "*"))
+    assert secret.encode() not in stored
+    assert hashlib.sha256(secret.encode()).hexdigest().encode() in stored
+
+    assert main(["token", "revoke", "central-office", *config]) == 0
+    assert main(["token", "list", *config]) == 0
+    assert "revoked" in capsys.readouterr().out
+    from device.store import Store
+
+    store = Store(database)
+    assert tokens.authenticate(store, secret) is None
+    assert [(e["action"], e["target"]) for e in audit.entries(store)][:2] == [
+        ("token.revoke", "central-office"), ("token.add", "central-office")]
+    assert audit.entries(store)[0]["actor"].startswith("console:")
+    store.close()
+
+
+def test_a_second_active_token_of_the_same_name_is_refused_but_a_revoked_name_can_be_reused(branch_config, capsys):
+    config = ["-c", str(branch_config.path)]
+    assert main(["token", "add", "prometheus", *config]) == 0
+    assert main(["token", "add", "prometheus", *config]) == 1
+    assert "already an active token" in capsys.readouterr().err
+    assert main(["token", "add", "Not A Name", *config]) == 1
+    assert main(["token", "revoke", "nobody", *config]) == 1
+    assert main(["token", "revoke", "prometheus", *config]) == 0
+    assert main(["token", "add", "prometheus", *config]) == 0
+
+
+@pytest.mark.parametrize("header", [None, "Bearer not-the-token", "Basic YWRtaW46YWRtaW4=", "Bearer "])
+@pytest.mark.parametrize("url", ["/api/v1/stats?from=2026-11-23&to=2026-11-23", "/api/v1/status"])
+def test_a_missing_or_wrong_token_gets_401_with_a_bearer_challenge_and_json(anonymous, token, url, header):
+    response = anonymous.get(url, headers={"Authorization": header} if header else {})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert response.is_json and response.get_json()["message"]
+
+
+def test_a_revoked_token_is_refused_at_once(api, web_store):
+    assert api("/api/v1/status").status_code == 200
+    tokens.revoke(web_store, "central")
+    refused = api("/api/v1/status")
+    assert refused.status_code == 401 and 'error="invalid_token"' in refused.headers["WWW-Authenticate"]
+
+
+def test_a_staff_login_is_not_a_token(staff):
+    assert staff.get("/api/v1/status").status_code == 401
+
+
+def test_the_last_use_is_noted_at_most_once_a_minute(api, web_store):
+    def last_used():
+        return web_store.conn.execute("SELECT last_used_at FROM api_tokens WHERE name = 'central'").fetchone()[0]
+
+    assert last_used() is None
+    api("/api/v1/status")
+    first = last_used()
+    assert first is not None
+    api("/api/v1/status")
+    assert last_used() == first
+    a_while_ago = utc_text(datetime.now(timezone.utc) - timedelta(minutes=5))
+    with web_store.conn:
+        web_store.conn.execute("UPDATE api_tokens SET last_used_at = ?", (a_while_ago,))
+    api("/api/v1/status")
+    assert last_used() > a_while_ago
+
+
+# -- statistics -----------------------------------------------------------------
+def test_stats_as_json_match_the_counted_taps_and_the_hours(api, web_store):
+    seed_monday(web_store)
+    body = api("/api/v1/stats?from=2026-11-23&to=2026-11-24").get_json()
+    assert (body["branch"], body["by"], body["timezone"]) == ("kallio", "day", "Europe/Helsinki")
+    monday, tuesday = body["periods"]
+    assert monday["period"] == "2026-11-23"
+    assert {k: monday[k] for k in EXPECTED_MONDAY} == EXPECTED_MONDAY
+    assert monday["denials"]["blocked"] == 2 and monday["denials"]["closed"] == 1 and monday["denials"]["unknown_card"] == 0
+    assert tuesday["visits_self_service"] == 0 and tuesday["self_service_open_hours"] == 0
+    assert body["totals"]["visits_self_service"] == 3 and body["totals"]["denials"]["blocked"] == 2
+
+
+def test_stats_by_hour_put_each_tap_in_its_local_hour(api, web_store):
+    seed_monday(web_store)
+    periods = api("/api/v1/stats?from=2026-11-23&to=2026-11-23&by=hour").get_json()["periods"]
+    assert len(periods) == 24
+    assert periods[8]["period"] == "2026-11-23T08:00+02:00"
+    assert periods[8]["visits_self_service"] == 3 and periods[8]["denied"] == 2
+    assert periods[8]["self_service_open_hours"] == 1 and periods[11]["staffed_open_hours"] == 1
+
+
+def test_stats_as_csv_hold_the_same_figures(api, web_store):
+    seed_monday(web_store)
+    response = api("/api/v1/stats?from=2026-11-23&to=2026-11-24", Accept="text/csv")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert "attachment" in response.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert [r["period"] for r in rows] == ["2026-11-23", "2026-11-24"]
+    monday = rows[0]
+    assert {k: float(monday[k]) for k in EXPECTED_MONDAY} == EXPECTED_MONDAY
+    assert monday["denied_blocked"] == "2" and monday["denied_closed"] == "1" and monday["denied_wrong_pin"] == "0"
+
+
+@pytest.mark.parametrize("query, parameter", [
+    ("to=2026-11-23", "from"),
+    ("from=2026-11-23", "to"),
+    ("from=23.11.2026&to=2026-11-24", "from"),
+    ("from=2026-02-30&to=2026-03-01", "from"),
+    ("from=2026-11-23&to=2026-11-22", "to"),
+    ("from=2026-11-23&to=2026-11-24&by=year", "by"),
+    ("from=2020-01-01&to=2026-11-24", "to"),
+    ("from=2026-01-01&to=2026-04-30&by=hour", "to"),
+])
+def test_bad_stats_parameters_get_400_naming_the_parameter(api, query, parameter):
+    response = api(f"/api/v1/stats?{query}")
+    assert response.status_code == 400
+    assert response.get_json()["parameter"] == parameter
+    assert parameter in response.get_json()["message"]
+
+
+def test_the_longest_allowed_ranges_are_answered(api):
+    assert api("/api/v1/stats?from=2026-01-01&to=2026-04-03&by=hour").status_code == 200  # 93 days
+    assert api("/api/v1/stats?from=2024-01-01&to=2026-12-31").status_code == 200  # 3 years
+
+
+def test_stats_in_a_format_nobody_offers_get_406(api):
+    response = api("/api/v1/stats?from=2026-11-23&to=2026-11-23", Accept="image/png")
+    assert response.status_code == 406 and response.get_json()["error"] == "not_acceptable"
+
+
+# -- live state -----------------------------------------------------------------
+def test_status_shows_doors_mode_and_sync_but_no_card(api, web_store):
+    seed_monday(web_store)
+    web_store.put_patrons([Patron(card_key="abad1dea" * 8, self_service=True)], source="csv")
+    web_store.set_status("door:entrance", {"state": "held_open", "lockdown": False, "hold_until": None})
+    web_store.set_status("reader:entrance", {"online": False, "detail": "/dev/ttyUSB0: no such device"})
+    web_store.note_sync_error("patrons", "HTTP 503 from the central service", datetime.now(timezone.utc))
+    response = api("/api/v1/status")
+    body = response.get_json()
+    doors = {d["id"]: d for d in body["doors"]}
+    assert doors["entrance"]["state"] == "held_open" and doors["entrance"]["reader"]["online"] is False
+    assert doors["booth"]["state"] == "unknown" and doors["booth"]["reader"] is None
+    assert body["mode"] in ("staffed", "self_service", "closed")
+    assert body["next_change"]["mode"] != body["mode"]
+    assert body["sync"]["patrons"]["last_error"] == "HTTP 503 from the central service"
+    assert body["unpushed_events"] == 10
+    text = response.get_data(as_text=True)
+    assert "c0ffee" not in text and "abad1dea" not in text
+
+
+# -- monitoring -----------------------------------------------------------------
+def _samples(response) -> dict:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True)) for s in family.samples
+    }
+
+
+def test_metrics_with_a_token_give_doors_counts_and_sync(api, web_store):
+    seed_monday(web_store)
+    web_store.set_status("door:entrance", {"state": "forced", "lockdown": False, "hold_until": None})
+    web_store.set_status("door:booth", {"state": "unlocked", "lockdown": True, "hold_until": None})
+    at = datetime(2026, 11, 25, 10, tzinfo=timezone.utc)
+    web_store.note_sync_success("patrons", at)
+    web_store.note_sync_error("events", "cannot connect", at)
+    response = api("/metrics", REMOTE_ADDR="192.0.2.7")
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    samples = _samples(response)
+    assert samples[("omaovi_door_open", (("door", "entrance"),))] == 1
+    assert samples[("omaovi_door_alarm", (("door", "entrance"),))] == 1
+    assert samples[("omaovi_door_unlocked", (("door", "booth"),))] == 1
+    assert samples[("omaovi_door_lockdown", (("door", "booth"),))] == 1
+    assert samples[("omaovi_visits_total", (("door", "entrance"), ("mode", "self_service")))] == 3
+    assert samples[("omaovi_denials_total", (("door", "entrance"), ("reason", "blocked")))] == 2
+    assert samples[("omaovi_booth_minutes_total", (("door", "booth"),))] == 90
+    assert samples[("omaovi_sync_last_success_timestamp_seconds", (("stream", "patrons"),))] == at.timestamp()
+    assert samples[("omaovi_sync_error", (("stream", "events"),))] == 1
+    assert samples[("omaovi_sync_error", (("stream", "patrons"),))] == 0
+    assert samples[("omaovi_unpushed_events", ())] == 10
+
+
+def test_metrics_are_refused_to_an_address_off_the_allow_list_without_a_token(anonymous, token):
+    refused = anonymous.get("/metrics", environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
+    # The default allow-list is this machine, over IPv4, IPv6 and IPv4 on a dual-stack socket.
+    for address in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
+        assert anonymous.get("/metrics", environ_base={"REMOTE_ADDR": address}).status_code == 200
+
+
+def test_metrics_follow_the_configured_allow_list(tmp_path):
+    config = write_branch(tmp_path)
+    config.path.write_text(BRANCH_CONFIG.replace("[web]\n", '[web]\nmetrics_allow = ["192.0.2.10"]\n'))
+    from device import config as config_mod
+
+    client = make_app(config_mod.load(config.path)).test_client()
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "192.0.2.10"}).status_code == 200
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 401
