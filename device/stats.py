@@ -57,7 +57,7 @@ def summarize(
     for period in _periods(tz, utc_start, utc_end, by):
         rows[period] = {name: 0 for name in FIELDS[1:]} | {"period": period, BOOTH_MINUTES: 0, "denials": defaultdict(int)}
     for counter in store.counts(utc_start, utc_end):
-        local = datetime.strptime(counter["hour"], HOUR_FORMAT).replace(tzinfo=timezone.utc).astimezone(tz)
+        local = _local_hour(counter["hour"], tz)
         row = rows[label(local, by)]
         metric, count = counter["metric"], counter["count"]
         if metric in _COLUMNS:
@@ -67,6 +67,18 @@ def summarize(
             row["denials"][metric.removeprefix("denied_")] += count
     _add_open_hours(rows, schedule or store.schedule(tz), start, end, by)
     return [_finish(row) for row in rows.values()]
+
+
+def visits_by_hour_of_week(store: Store, tz: ZoneInfo, start: date, end: date) -> list[list[int]]:
+    """Visits (self-service and staffed) per local weekday (Monday first) and hour, a 7 × 24 grid."""
+    utc_start, _ = day_bounds(start, tz)
+    _, utc_end = day_bounds(end, tz)
+    grid = [[0] * 24 for _ in range(7)]
+    for counter in store.counts(utc_start, utc_end):
+        if counter["metric"] in ("visit_self_service", "visit_staffed"):
+            local = _local_hour(counter["hour"], tz)
+            grid[local.weekday()][local.hour] += counter["count"]
+    return grid
 
 
 def label(local: datetime, by: str) -> str:
@@ -79,6 +91,10 @@ def label(local: datetime, by: str) -> str:
     if by == "month":
         return f"{local.year}-{local.month:02d}"
     return local.date().isoformat()
+
+
+def _local_hour(text: str, tz: ZoneInfo) -> datetime:
+    return datetime.strptime(text, HOUR_FORMAT).replace(tzinfo=timezone.utc).astimezone(tz)
 
 
 def _finish(row: dict) -> dict:

@@ -284,6 +284,22 @@ class Store:
         params.append(limit)
         return [dict(row) for row in self.db.query(sql, params)]
 
+    def find_events(
+        self, *, door: str | None = None, type: str | None = None, reason: str | None = None, card_key: str | None = None,
+        start: datetime | None = None, end: datetime | None = None, before_seq: int | None = None, limit: int = 50,
+    ) -> list[dict]:
+        """Events matching every filter given, newest first, for a page of the log.
+
+        Paged by ``seq`` (pass the last row's seq as ``before_seq``), not by
+        offset, so that taps arriving while staff read do not shift the pages.
+        """
+        filters = {"door = ?": door, "type = ?": type, "reason = ?": reason, "card_key = ?": card_key,
+                   "ts >= ?": utc_text(start) if start else None, "ts < ?": utc_text(end) if end else None,
+                   "seq < ?": before_seq}
+        used = {clause: value for clause, value in filters.items() if value is not None}
+        where = " WHERE " + " AND ".join(used) if used else ""
+        return [dict(row) for row in self.db.query(f"SELECT * FROM events{where} ORDER BY seq DESC LIMIT ?", [*used.values(), limit])]
+
     def counts(self, start: datetime, end: datetime) -> list[dict]:
         """Hourly counter rows with start <= hour < end."""
         return list(

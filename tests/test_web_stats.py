@@ -1,0 +1,104 @@
+"""The statistics page and its CSV: figures from the counters, charts, ranges and groupings."""
+
+import csv
+import io
+import re
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from device.events import Event
+from device.schedule import Period
+
+HEL = ZoneInfo("Europe/Helsinki")
+
+
+@pytest.fixture
+def staff(staff):
+    staff.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return staff
+
+
+def visit(local: datetime, mode="self_service", reason="granted", door="entrance", kind="entrance", detail=None):
+    return Event(ts=local.replace(tzinfo=HEL).astimezone(timezone.utc), door=door, type="tap", reason=reason,
+                 mode=mode, door_kind=kind, detail=detail or {})
+
+
+@pytest.fixture
+def seeded(web_store):
+    web_store.set_weekly({d: (Period(480, 600, "self_service"), Period(600, 960, "staffed")) for d in range(7)})
+    web_store.record([
+        visit(datetime(2026, 11, 2, 8, 15)), visit(datetime(2026, 11, 2, 8, 45)),  # Monday 8-9
+        visit(datetime(2026, 11, 2, 12, 0), "staffed"),
+        visit(datetime(2026, 11, 10, 9, 0), reason="blocked"), visit(datetime(2026, 11, 10, 9, 5), reason="blocked"),
+        visit(datetime(2026, 11, 10, 9, 10), reason="card_expired"),
+        visit(datetime(2026, 11, 11, 13, 0), door="booth", kind="booth", detail={"reservation": "r1", "booth_minutes": 90}),
+        visit(datetime(2026, 11, 11, 13, 30), door="booth", kind="booth", detail={"reservation": "r1"}),
+    ])
+    return web_store
+
+
+def table_row(html: str, label: str) -> list[str]:
+    row = re.search(rf"<tr><td class=\"nowrap\">{re.escape(label)}</td>(.*?)</tr>", html).group(1)
+    return re.findall(r'<td class="num">([^<]*)</td>', row)
+
+
+def test_the_page_shows_this_months_figures_table_and_charts(seeded, staff):
+    html = staff.get("/stats?from=2026-11-01&to=2026-11-30").get_data(as_text=True)
+    # self-service, staffed, all, booth uses, booth hours, refused, self-service hours, staffed hours
+    assert table_row(html, "Mon 2.11.2026") == ["2", "1", "3", "0", "0", "0", "2", "6"]
+    assert table_row(html, "Wed 11.11.2026") == ["0", "0", "0", "2", "1,5", "0", "2", "6"]
+    assert table_row(html, "Tue 10.11.2026")[5] == "3"
+    assert html.count('class="bar-self_service"') == 1 and html.count('class="bar-staffed"') == 1
+    assert "style=" not in html
+    # The refusals list: translated, most common first.
+    assert html.index("Card blocked") < html.index("Card expired")
+    # The heatmap: Monday 8-9 is the busiest cell.
+    assert html.count('class="heat-') == 7 * 24
+    assert re.search(r'class="heat-5"[^>]*><title>Mon 8–9: 2</title>', html)
+
+
+def test_an_empty_range_says_so_and_defaults_to_this_month(staff):
+    html = staff.get("/stats").get_data(as_text=True)
+    assert "No visits in this range yet." in html and "Nobody was refused" in html
+    today = datetime.now(HEL).date()
+    assert f'value="{today.replace(day=1).isoformat()}"' in html
+
+
+def test_bad_ranges_are_refused_with_a_message(staff):
+    response = staff.get("/stats?from=2026-11-10&to=2026-11-01")
+    assert response.status_code == 400 and "must not be before" in response.get_data(as_text=True)
+    response = staff.get("/stats?from=2020-01-01&to=2026-11-01")
+    assert response.status_code == 400 and "at most three years" in response.get_data(as_text=True)
+    assert staff.get("/stats?by=year").status_code == 400
+    assert staff.get("/stats.csv?from=2020-01-01&to=2026-11-01").status_code == 400
+
+
+def test_weeks_across_the_dst_change(web_store, staff):
+    # Sunday 25 October 2026 is the autumn change; 26 October starts week 44.
+    web_store.record([visit(datetime(2026, 10, 25, 23, 30)), visit(datetime(2026, 10, 26, 0, 30), "staffed")])
+    html = staff.get("/stats?from=2026-10-19&to=2026-11-01&by=week").get_data(as_text=True)
+    assert table_row(html, "Week 43/2026")[:2] == ["1", "0"]
+    assert table_row(html, "Week 44/2026")[:2] == ["0", "1"]
+    web_store.record([visit(datetime(2026, 11, 1, 0, 30))])  # still 31 October in UTC
+    months = staff.get("/stats?from=2026-10-01&to=2026-11-30&by=month").get_data(as_text=True)
+    assert table_row(months, "October 2026")[:3] == ["1", "1", "2"]
+    assert table_row(months, "November 2026")[:3] == ["1", "0", "1"]
+
+
+def test_the_csv_matches_the_table_and_opens_in_finnish_excel(seeded, staff):
+    response = staff.get("/stats.csv?from=2026-11-01&to=2026-11-30&by=week")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"] == 'attachment; filename="omaovi-kallio-2026-11-01-2026-11-30-week.csv"'
+    body = response.get_data()
+    assert body.startswith("\ufeff".encode())
+    rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig")), delimiter=";"))
+    assert rows[0][:4] == ["Period", "Self-service visits", "Staffed-hours visits", "Visits in all"]
+    assert rows[0][-2:] == ["Refused: Card blocked", "Refused: Card expired"]
+    by_period = {row[0]: row[1:] for row in rows[1:]}
+    assert list(by_period) == ["2026-W44", "2026-W45", "2026-W46", "2026-W47", "2026-W48", "2026-W49"]
+    html = staff.get("/stats?from=2026-11-01&to=2026-11-30&by=week").get_data(as_text=True)
+    for period, label in (("2026-W45", "Week 45/2026"), ("2026-W46", "Week 46/2026")):
+        assert by_period[period][:8] == table_row(html, label)
+    assert by_period["2026-W46"][-2:] == ["2", "1"]
