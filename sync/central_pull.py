@@ -175,9 +175,9 @@ def _period(item: dict) -> dict:
 class Progress:
     """A bar redrawn in place on a terminal; on a log or a file, one line per finished branch."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr, width: int = 30):
-        self.total, self.stream, self.width = total, stream, width
-        self.tty = stream.isatty()
+    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30):
+        self.total, self.stream, self.width = total, stream or sys.stderr, width
+        self.tty = self.stream.isatty()
         self.done = self.failed = 0
 
     def finished(self, branch: str, problem: str | None) -> None:
