@@ -15,6 +15,7 @@ with no answer in time the tap is decided from the cache as without SIP2.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -40,6 +41,8 @@ COMMAND_POLL_SECONDS = 0.25
 HOURS_POLL_SECONDS = 2.0
 RETENTION_SECONDS = 3600.0
 NO_SHOW_POLL_SECONDS = 30.0
+#: How often the loop tells the staff page it is alive (the page warns after 90 s of silence).
+HEARTBEAT_SECONDS = 30.0
 #: A tap not decided within this many seconds of the read is dropped, not acted on.
 MAX_TAP_AGE_SECONDS = 3.0
 #: Events that could not be written are kept in memory up to this many.
@@ -127,7 +130,8 @@ class Controller:
     # -- the loop -------------------------------------------------------------
     def run(self, stop: threading.Event | None = None, on_tick: Callable[[], None] | None = None) -> None:
         stop = stop or self.stopped
-        last = {"commands": -1e9, "hours": -1e9, "retention": -1e9, "no_shows": -1e9}
+        last = {"commands": -1e9, "hours": -1e9, "retention": -1e9, "no_shows": -1e9, "heartbeat": -1e9}
+        started_at = events.utc_text(self.wall())
         self._follow_schedule()
         while not stop.is_set():
             deadline = self.clock() + TICK_SECONDS
@@ -154,6 +158,9 @@ class Controller:
             if now - last["no_shows"] >= NO_SHOW_POLL_SECONDS:
                 last["no_shows"] = now
                 self._run_safely(self._report_no_shows)
+            if now - last["heartbeat"] >= HEARTBEAT_SECONDS:
+                last["heartbeat"] = now
+                self._heartbeat(started_at)
             if on_tick is not None:
                 on_tick()
 
@@ -373,6 +380,14 @@ class Controller:
             # Remember the revision only once its hours are loaded, so a failed load is retried.
             self.schedule = self.store.schedule(self.config.tz)
             self._hours_revision = revision
+
+    def _heartbeat(self, started_at: str) -> None:
+        """Tell the staff page the loop is running: without this it cannot tell a
+        quiet night from a stopped device, and the door states it shows would be stale."""
+        try:
+            self.store.set_status("device", {"pid": os.getpid(), "started_at": started_at})
+        except sqlite3.Error as exc:
+            log.error("cannot write the heartbeat: %s", exc)
 
     def _report_no_shows(self) -> None:
         """Log each booth reservation whose holder has not come, once, so the

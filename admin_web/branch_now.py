@@ -1,0 +1,185 @@
+"""The branch as it is right now: the mode of the hours, the doors, the booths.
+
+The Today page, the Doors page and the public booth board all answer "what is
+happening now?" from the same rows the device and sync write; this module is
+where those rows become plain values, so the three pages can never disagree.
+Nothing here knows about HTML or languages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from device.config import Config, DoorConfig
+from device.events import parse_utc
+from device.policy import Reservation
+from device.schedule import Schedule
+from device.store import Store, day_bounds
+
+#: A gap between booth reservations shorter than this is not worth offering.
+MIN_FREE_SLOT = timedelta(minutes=30)
+#: How far ahead the Today page looks for a booth's next reservation.
+NEXT_RESERVATION_HORIZON = timedelta(days=7)
+
+
+def utc_now() -> datetime:
+    """The one clock of these pages; tests pin it."""
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class ModeNow:
+    mode: str
+    #: When the mode changes next (local time), and to what; None for two weeks of the same.
+    change_at: datetime | None
+    next_mode: str | None
+    #: 0 when the change is today, 1 tomorrow, and so on.
+    days_ahead: int
+
+
+def mode_now(schedule: Schedule, now: datetime) -> ModeNow:
+    local_today = now.astimezone(schedule.tz).date()
+    change = schedule.next_change(now)
+    if change is None:
+        return ModeNow(schedule.mode_at(now), None, None, 0)
+    at = change[0].astimezone(schedule.tz)
+    return ModeNow(schedule.mode_at(now), at, change[1], (at.date() - local_today).days)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of a local day in one mode, with where it sits on a 0..1 timeline of the day."""
+
+    start: datetime
+    end: datetime
+    mode: str
+    x: float
+    width: float
+
+
+def day_segments(schedule: Schedule, day: date) -> list[Segment]:
+    """The whole day as segments, measured in real time so DST days draw right."""
+    day_start, day_end = day_bounds(day, schedule.tz)
+    length = (day_end - day_start).total_seconds()
+
+    def fraction(moment: datetime) -> float:
+        return (moment.astimezone(timezone.utc) - day_start).total_seconds() / length
+
+    return [
+        Segment(start, end, mode, fraction(start), fraction(end) - fraction(start))
+        for start, end, mode in schedule.day_timeline(day)
+    ]
+
+
+def day_fraction(tz: ZoneInfo, day: date, moment: datetime) -> float:
+    """Where ``moment`` falls in the local ``day``, from 0 (midnight) to 1 (the next)."""
+    day_start, day_end = day_bounds(day, tz)
+    return (moment - day_start).total_seconds() / (day_end - day_start).total_seconds()
+
+
+def open_spans(schedule: Schedule, day: date) -> list[tuple[datetime, datetime]]:
+    """The day's stretches when the library is open in any mode, back-to-back modes merged; UTC."""
+    spans: list[tuple[datetime, datetime]] = []
+    for start, end, mode in schedule.day_timeline(day):
+        if mode == "closed":
+            continue
+        start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+        if spans and spans[-1][1] == start:
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+    return spans
+
+
+@dataclass(frozen=True)
+class DoorNow:
+    id: str
+    label: str
+    kind: str
+    unlock_seconds: float
+    state: str
+    lockdown: bool
+    hold_until: datetime | None
+    #: When the device last wrote this door's state; None if it never has.
+    updated_at: datetime | None
+
+
+def doors_now(config: Config, status: dict[str, dict]) -> list[DoorNow]:
+    """Every configured door with the state the device last published for it."""
+    return [door_now(door, status.get(f"door:{door.id}")) for door in config.doors]
+
+
+def door_now(door: DoorConfig, published: dict | None) -> DoorNow:
+    value = (published or {}).get("value") or {}
+    hold = value.get("hold_until")
+    return DoorNow(
+        id=door.id,
+        label=door.label,
+        kind=door.kind,
+        unlock_seconds=door.unlock_seconds,
+        state=value.get("state", "unknown"),
+        lockdown=bool(value.get("lockdown")),
+        hold_until=datetime.fromisoformat(hold) if hold else None,
+        updated_at=parse_utc(published["updated_at"]) if published else None,
+    )
+
+
+@dataclass(frozen=True)
+class BoothNow:
+    """A booth's reservations as the public may see them: times only, never whose."""
+
+    id: str
+    label: str
+    #: The end of the reservation in progress (back-to-back ones joined), or None when free.
+    in_use_until: datetime | None
+    #: The next confirmed reservation that has not begun: (begin, end), or None.
+    next_reservation: tuple[datetime, datetime] | None
+    #: Today's stretches from now on when the library is open and the booth is not reserved.
+    free_slots: list[tuple[datetime, datetime]]
+
+
+def booths_now(config: Config, store: Store, schedule: Schedule, now: datetime) -> list[BoothNow]:
+    return [booth_now(door, store, schedule, now) for door in config.doors if door.kind == "booth" and door.resource]
+
+
+def booth_now(door: DoorConfig, store: Store, schedule: Schedule, now: datetime) -> BoothNow:
+    today = now.astimezone(schedule.tz).date()
+    _, day_end = day_bounds(today, schedule.tz)
+    # Only a confirmed reservation opens the booth; requested or unpaid ones leave it free.
+    taken = [r for r in store.reservations_between(door.resource, now, now + NEXT_RESERVATION_HORIZON) if r.state == "confirmed"]
+    upcoming = next(((r.begin, r.end) for r in taken if r.begin > now), None)
+    return BoothNow(
+        id=door.id,
+        label=door.label,
+        in_use_until=_in_use_until(taken, now),
+        next_reservation=upcoming,
+        free_slots=free_slots(open_spans(schedule, today), [r for r in taken if r.begin < day_end], now),
+    )
+
+
+def _in_use_until(reservations: list[Reservation], now: datetime) -> datetime | None:
+    until = None
+    for reservation in reservations:  # ordered by begin
+        if reservation.begin <= (until or now) and reservation.end > (until or now):
+            until = reservation.end
+    return until
+
+
+def free_slots(
+    spans: list[tuple[datetime, datetime]], reservations: list[Reservation], now: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The open spans from ``now`` on, minus the reservations, leaving out gaps under MIN_FREE_SLOT."""
+    slots = []
+    for span_start, span_end in spans:
+        cursor = max(span_start, now)
+        for reservation in reservations:
+            if reservation.end <= cursor or reservation.begin >= span_end:
+                continue
+            if reservation.begin > cursor:
+                slots.append((cursor, reservation.begin))
+            cursor = max(cursor, reservation.end)
+        if cursor < span_end:
+            slots.append((cursor, span_end))
+    return [(start, end) for start, end in slots if end - start >= MIN_FREE_SLOT]

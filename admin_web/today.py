@@ -1,0 +1,123 @@
+"""The Today page: what staff glance at first — hours now, doors, booth, visits, latest events, warnings.
+
+The page polls its live part every few seconds (``today.live``), so a door that
+opens or a sync that fails shows up without anyone reloading.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, time, timedelta
+
+from flask import Blueprint, render_template
+from flask_babel import gettext as _, lazy_gettext as _l
+
+from admin_web import branch, branch_now, store
+from admin_web.doors import ACTION_LABELS
+from admin_web.i18n import local_datetime
+from device import stats
+from device.events import parse_utc
+
+bp = Blueprint("today", __name__)
+
+#: The device writes its heartbeat every 30 s; this long without one means it is not running.
+DEVICE_SILENT_AFTER = timedelta(seconds=90)
+#: A card key is shown only this far, enough to tell two taps apart, never to look a card up.
+CARD_KEY_PREFIX = 6
+
+SYNC_STREAM_LABELS = {
+    "patrons": _l("Patron permissions"),
+    "reservations": _l("Booth reservations"),
+    "hours": _l("Opening hours"),
+    "events": _l("Sending events"),
+}
+
+
+@bp.route("/")
+def index():
+    return render_template("today/index.html", **_snapshot())
+
+
+@bp.route("/today/live")
+def live():
+    return render_template("today/_live.html", **_snapshot())
+
+
+def _snapshot() -> dict:
+    config, db = branch().config, store()
+    now = branch_now.utc_now()
+    today = now.astimezone(config.tz).date()
+    schedule = db.schedule(config.tz)
+    status = db.status()
+    return {
+        "now": now,
+        "today": today,
+        "mode": branch_now.mode_now(schedule, now),
+        "segments": branch_now.day_segments(schedule, today),
+        "now_x": branch_now.day_fraction(config.tz, today, now),
+        "ticks": [(str(hour), branch_now.day_fraction(config.tz, today, _at(today, hour, config.tz))) for hour in (6, 12, 18)],
+        "doors": branch_now.doors_now(config, status),
+        "booths": branch_now.booths_now(config, db, schedule, now),
+        "visits": stats.summarize(db, config.tz, today, today)[0],
+        "events": _latest_events(),
+        "warnings": _warnings(status, now),
+        "local_day": lambda moment: moment.astimezone(config.tz).date(),
+    }
+
+
+def _at(day, hour: int, tz) -> datetime:
+    return datetime.combine(day, time(hour), tzinfo=tz)
+
+
+def _latest_events(limit: int = 10) -> list[dict]:
+    doors = {door.id: door.label for door in branch().config.doors}
+    shown = []
+    for event in store().events(limit=limit):
+        detail = json.loads(event["detail"]) if event["detail"] else {}
+        shown.append({
+            "ts": parse_utc(event["ts"]),
+            "door": doors.get(event["door"], event["door"]),
+            "type": event["type"],
+            "reason": event["reason"],
+            "card": event["card_key"][:CARD_KEY_PREFIX] if event["card_key"] else None,
+            "action": ACTION_LABELS.get(detail.get("action")),
+            "by": detail.get("by"),
+        })
+    return shown
+
+
+def _warnings(status: dict[str, dict], now: datetime) -> list[str]:
+    """What staff should act on, in plain words: the device, the readers, the central service."""
+    config = branch().config
+    warnings = []
+    heartbeat = status.get("device")
+    if heartbeat is None:
+        warnings.append(_("The door controller is not running: cards do not open the doors. Start the omaovi-device service or restart the device."))
+    elif now - parse_utc(heartbeat["updated_at"]) > DEVICE_SILENT_AFTER:
+        warnings.append(_(
+            "The door controller has not answered since %(time)s: cards may not open the doors. Restart the device.",
+            time=local_datetime(heartbeat["updated_at"]),
+        ))
+    for door in config.doors:
+        reader = status.get(f"reader:{door.id}")
+        if reader is not None and reader["value"].get("online") is False:
+            warnings.append(_(
+                "The card reader of %(door)s is offline since %(time)s. Check its cable.",
+                door=door.label, time=local_datetime(reader["updated_at"]),
+            ))
+    stale_after = config.policy.max_offline_age / 2
+    for stream, state in store().sync_states().items():
+        what = SYNC_STREAM_LABELS.get(stream, stream)
+        if state["last_error"]:
+            warnings.append(_(
+                "%(what)s: the last sync with the central service failed at %(time)s (%(error)s).",
+                what=what, time=local_datetime(state["last_error_at"]), error=state["last_error"],
+            ))
+        elif state["last_success"] is None:
+            warnings.append(_("%(what)s: the sync with the central service has not succeeded yet.", what=what))
+        elif now - parse_utc(state["last_success"]) > stale_after:
+            warnings.append(_(
+                "%(what)s: last synced with the central service at %(time)s. Check the network connection.",
+                what=what, time=local_datetime(state["last_success"]),
+            ))
+    return warnings
