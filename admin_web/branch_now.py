@@ -149,11 +149,13 @@ def booth_now(door: DoorConfig, store: Store, schedule: Schedule, now: datetime)
     _, day_end = day_bounds(today, schedule.tz)
     # Only a confirmed reservation opens the booth; requested or unpaid ones leave it free.
     taken = [r for r in store.reservations_between(door.resource, now, now + NEXT_RESERVATION_HORIZON) if r.state == "confirmed"]
-    upcoming = next(((r.begin, r.end) for r in taken if r.begin > now), None)
+    in_use_until = _in_use_until(taken, now)
+    # A reservation that carries on the one in progress is part of "in use", not the next one.
+    upcoming = next(((r.begin, r.end) for r in taken if r.begin > (in_use_until or now)), None)
     return BoothNow(
         id=door.id,
         label=door.label,
-        in_use_until=_in_use_until(taken, now),
+        in_use_until=in_use_until,
         next_reservation=upcoming,
         free_slots=free_slots(open_spans(schedule, today), [r for r in taken if r.begin < day_end], now),
     )

@@ -75,6 +75,8 @@ def test_after_closing_there_are_no_slots_left(anonymous, booked, monkeypatch):
     page = anonymous.get("/board", headers=EN).get_data(as_text=True)
     assert "No free time left today." in page
     assert "Closed until tomorrow 08.00" in page
+    # Not reserved, but nobody should set out for a closed library thinking it is free.
+    assert '<p class="board-status">Closed</p>' in page and ">Free<" not in page
 
 
 def test_a_closed_day(anonymous, web_store, monkeypatch):

@@ -144,3 +144,10 @@ def test_doors_in_swedish(staff):
     page = staff.get("/doors/entrance/pulse", headers={"Accept-Language": "sv"}).get_data(as_text=True)
     assert "Lås upp Main entrance i 5 sekunder?" in page
     assert "Bekräfta" in page
+
+
+def test_unlocking_a_locked_down_door_warns_that_it_stays_locked(staff, web_store):
+    web_store.set_status("door:entrance", {"state": "locked", "lockdown": True, "hold_until": None})
+    for url in ("/doors/entrance/pulse", "/doors/entrance/hold?until=18.00"):
+        assert "is locked down, so it will not unlock until someone releases it" in staff.get(url, headers=EN).get_data(as_text=True)
+    assert "is locked down" not in staff.get("/doors/entrance/release", headers=EN).get_data(as_text=True)

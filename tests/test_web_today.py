@@ -46,6 +46,7 @@ def branch_today(web_store, monkeypatch):
     web_store.set_status("door:booth", {"state": "locked", "lockdown": True, "hold_until": None})
     web_store.put_reservations([
         Reservation("res-now-771", "smartblock-1", CARD_KEY, at(13, 30), at(14, 30)),
+        Reservation("res-next-773", "smartblock-1", CARD_KEY, at(14, 30), at(15)),
         Reservation("res-later-772", "smartblock-1", CARD_KEY, at(16), at(17)),
     ])
     web_store.record([
@@ -53,6 +54,7 @@ def branch_today(web_store, monkeypatch):
         Event(at(9, 5), "entrance", "tap", "granted", "staffed", "aa" * 16),
         Event(at(13, 31), "booth", "tap", "granted", "staffed", CARD_KEY, door_kind="booth"),
         Event(at(13, 40), "entrance", "tap", "blocked", "staffed", "bb" * 16),
+        Event(at(13, 50), "entrance", "command", mode="staffed", detail={"action": "pulse", "by": "staff", "command": 1}),
     ])
     return web_store
 
@@ -69,11 +71,14 @@ def test_today_shows_the_hours_doors_booth_visits_and_events(staff, branch_today
     assert "08.00–16.00 Staffed" in page and "16.00–21.00 Self-service" in page
     assert "Main entrance" in page and "Open" in page
     assert "Locked down" in page
-    assert "In use until 14.30" in page and "16.00–17.00" in page
+    assert "In use until 15.00" in page
     # Two staffed visits, one booth use, one denial.
     assert '<div class="big-number">2</div><div class="stat-label">Staffed</div>' in page
     assert '<div class="big-number">1</div><div class="stat-label">Booth uses</div>' in page
     assert "Card blocked" in page
+    assert "Staff command: Pulse unlock (staff)" in page
+    # Back-to-back reservations are one use; the next one is the one after them.
+    assert "Next reservation:" in page and "16.00–17.00" in page and "14.30–15.00" not in page
     # A card is shown by a short prefix, never whole; reservations never by id.
     assert CARD_KEY[:6] in page and CARD_KEY not in page
     assert "res-now-771" not in page
