@@ -36,6 +36,9 @@ DENIAL_REASONS = tuple(r.value for r in Reason if r not in (Reason.GRANTED, Reas
 SUMMED = stats.FIELDS[1:]
 CSV_FIELDS = stats.FIELDS + tuple(f"denied_{reason}" for reason in DENIAL_REASONS)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: Dates outside these are refused: no branch has figures there, and the far ends of
+#: the calendar cannot even be turned into UTC instants.
+FIRST_DATE, LAST_DATE = date(2000, 1, 1), date(2099, 12, 31)
 
 
 class ApiError(Exception):
@@ -122,9 +125,12 @@ def _date_arg(name: str) -> date:
     try:
         if not _DATE.match(text):
             raise ValueError
-        return date.fromisoformat(text)
+        value = date.fromisoformat(text)
     except ValueError:
         raise ApiError(400, "bad_parameter", f"{name} must be a date written YYYY-MM-DD, such as 2026-11-01", name) from None
+    if not FIRST_DATE <= value <= LAST_DATE:
+        raise ApiError(400, "bad_parameter", f"{name} must be from {FIRST_DATE} to {LAST_DATE}", name)
+    return value
 
 
 def _wants_csv() -> bool:

@@ -58,8 +58,9 @@ def serve():
 
 
 @pytest.fixture(autouse=True)
-def quick_retries(monkeypatch):
+def quick_retries_straight_to_the_branches(monkeypatch):
     monkeypatch.setattr(central_pull, "RETRY_BASE_SECONDS", 0.01)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # no proxy from the environment between us and the test branches
 
 
 def branches_file(directory: Path, branches: dict[str, tuple[str, str]]) -> Path:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from datetime import date, datetime, timedelta, timezone
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,7 +22,6 @@ from device.schedule import Period
 from webclient import BRANCH_CONFIG, make_app, write_branch
 
 HEL = ZoneInfo("Europe/Helsinki")
-MONDAY = date(2026, 11, 23)
 
 
 def seed_monday(store) -> None:
@@ -181,6 +183,8 @@ def test_stats_as_csv_hold_the_same_figures(api, web_store):
     ("from=2026-11-23&to=2026-11-24&by=year", "by"),
     ("from=2020-01-01&to=2026-11-24", "to"),
     ("from=2026-01-01&to=2026-04-30&by=hour", "to"),
+    ("from=9999-12-31&to=9999-12-31", "from"),
+    ("from=0001-01-01&to=0001-01-02", "from"),
 ])
 def test_bad_stats_parameters_get_400_naming_the_parameter(api, query, parameter):
     response = api(f"/api/v1/stats?{query}")
@@ -266,3 +270,36 @@ def test_metrics_follow_the_configured_allow_list(tmp_path):
     client = make_app(config_mod.load(config.path)).test_client()
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": "192.0.2.10"}).status_code == 200
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 401
+
+
+# -- the documentation ------------------------------------------------------------
+WEB_API_DOC = (Path(__file__).resolve().parent.parent / "docs" / "web-api.md").read_text(encoding="utf-8")
+
+
+def doc_example(name: str) -> str:
+    return re.search(rf"<!-- example: {name} -->\s*```\w+\n(.*?)```", WEB_API_DOC, re.S).group(1)
+
+
+def test_the_documented_statistics_are_what_the_branch_answers(api, web_store):
+    seed_monday(web_store)
+    assert api("/api/v1/stats?from=2026-11-23&to=2026-11-23").get_json() == json.loads(doc_example("stats-day"))
+    csv_text = api("/api/v1/stats?from=2026-11-23&to=2026-11-24", Accept="text/csv").get_data(as_text=True)
+    assert csv_text.replace("\r\n", "\n") == doc_example("stats-csv")
+
+
+def test_the_documented_status_has_the_fields_the_branch_sends(api, web_store):
+    web_store.set_status("door:entrance", {"state": "locked", "lockdown": False, "hold_until": None})
+    web_store.note_sync_success("patrons", datetime.now(timezone.utc))
+    real, documented = api("/api/v1/status").get_json(), json.loads(doc_example("status"))
+    assert set(real) == set(documented)
+    assert set(real["doors"][0]) == set(documented["doors"][0])
+    assert set(real["sync"]["patrons"]) == set(documented["sync"]["patrons"])
+
+
+def test_the_openapi_file_describes_every_route_of_the_api(web_app):
+    openapi = (Path(__file__).resolve().parent.parent / "docs" / "web-api-openapi.yaml").read_text(encoding="utf-8")
+    assert openapi.startswith("openapi: 3.1.0\n")
+    routes = [rule.rule for rule in web_app.url_map.iter_rules() if rule.endpoint.startswith("api.")]
+    assert sorted(routes) == ["/api/v1/stats", "/api/v1/status", "/metrics"]
+    for route in routes:
+        assert f"\n  {route}:\n" in openapi
