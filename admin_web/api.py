@@ -42,6 +42,8 @@ FIRST_DATE, LAST_DATE = date(2000, 1, 1), date(2099, 12, 31)
 
 
 class ApiError(Exception):
+    """A refusal the caller can act on; answered as JSON naming the problem (and the parameter)."""
+
     def __init__(self, status: int, error: str, message: str, parameter: str | None = None):
         super().__init__(message)
         self.status, self.error, self.message, self.parameter = status, error, message, parameter

@@ -114,12 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     central = sub.add_parser("central", help="for the central office").add_subparsers(dest="action", required=True, metavar="ACTION")
     p = central.add_parser("pull", help="gather the daily statistics of many branches into one CSV")
     p.add_argument("--branches", required=True, metavar="FILE.toml", help="the branches: [[branches]] id, url, token_file")
-    p.add_argument("--from", dest="start", type=_date, required=True)
-    p.add_argument("--to", dest="end", type=_date, required=True)
-    p.add_argument("--out", required=True, metavar="FILE.csv")
-    p.add_argument("--parallel", type=_positive(int), default=8, help="branches asked at the same time (default: %(default)s)")
-    p.add_argument("--attempts", type=_positive(int), default=3, help="tries per branch before it is listed as failed (default: %(default)s)")
-    p.add_argument("--timeout", type=_positive(float), default=30.0, help="seconds to wait for a branch to connect or send (default: %(default)s)")
+    p.add_argument("--from", dest="start", type=_date, required=True, metavar="D", help="the first local date, YYYY-MM-DD")
+    p.add_argument("--to", dest="end", type=_date, required=True, metavar="D", help="the last local date, YYYY-MM-DD")
+    p.add_argument("--out", required=True, metavar="FILE.csv", help="the combined CSV, one row per branch and day")
+    p.add_argument("--parallel", type=_positive(int), default=8, metavar="N", help="branches asked at the same time (default: %(default)s)")
+    p.add_argument("--attempts", type=_positive(int), default=3, metavar="N",
+                   help="tries per branch before it is listed as failed (default: %(default)s)")
+    p.add_argument("--timeout", type=_positive(float), default=30.0, metavar="SECONDS",
+                   help="how long to wait for a branch to connect or send (default: %(default)s)")
 
     p = sub.add_parser("sync", help="keep patrons, reservations and hours in step with the central service, and send events")
     p.add_argument("--once", action="store_true", help="one round of every stream, then exit (non-zero if any failed)")
@@ -353,6 +355,9 @@ def cmd_central_pull(args) -> int:
         return 2
     if (args.end - args.start).days + 1 > MAX_DAYS_DEFAULT:
         print(f"omaovi central pull: a pull covers at most {MAX_DAYS_DEFAULT} days; pull a year at a time", file=sys.stderr)
+        return 2
+    if not Path(args.out).resolve().parent.is_dir():
+        print(f"omaovi central pull: --out {args.out}: there is no folder {Path(args.out).resolve().parent}", file=sys.stderr)
         return 2
     periods, failures = central_pull.pull(
         sources, args.start, args.end, workers=args.parallel, attempts=args.attempts, timeout=args.timeout,

@@ -160,9 +160,13 @@ def test_a_wrong_branches_file_names_the_file_the_key_and_what_is_allowed(tmp_pa
     assert not (tmp_path / "stats.csv").exists()
 
 
-def test_dates_are_checked_before_any_branch_is_asked(tmp_path, capsys):
+def test_dates_and_the_output_folder_are_checked_before_any_branch_is_asked(tmp_path, capsys):
     path = branches_file(tmp_path, {"kallio": ("http://127.0.0.1:9", "x" * 40)})
     out = tmp_path / "stats.csv"
     assert main(["central", "pull", "--branches", str(path), "--from", "2026-11-24", "--to", "2026-11-23", "--out", str(out)]) == 2
     assert main(["central", "pull", "--branches", str(path), "--from", "2020-01-01", "--to", "2026-11-23", "--out", str(out)]) == 2
-    assert "before --from" in capsys.readouterr().err and not out.exists()
+    assert main(["central", "pull", "--branches", str(path), "--from", "2026-11-23", "--to", "2026-11-24",
+                 "--out", str(tmp_path / "missing" / "stats.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "before --from" in err and "at most 1096 days" in err and "there is no folder" in err
+    assert not out.exists()
