@@ -27,6 +27,8 @@ bp = Blueprint("hours", __name__, url_prefix="/hours")
 PREVIEW_DAYS = 14
 #: Past exceptions are history; the page shows only the latest few.
 PAST_EXCEPTIONS_SHOWN = 10
+#: A Kirkanta import brings every day of a year, so the list stops after a month or so.
+UPCOMING_EXCEPTIONS_SHOWN = 31
 #: Further ahead than this is more likely a mistyped year than a plan.
 MAX_DAYS_AHEAD = 2 * 366
 NOTE_MAX_LENGTH = 200
@@ -92,6 +94,7 @@ def _index_page(*, first: date | None = None, status: int = 200, **context):
     first = first or today
     schedule = store().schedule(branch().config.tz)
     exceptions = store().exception_days()
+    upcoming = [row for row in exceptions if row["date"] >= today]
     return _render(
         "index.html",
         status,
@@ -101,7 +104,8 @@ def _index_page(*, first: date | None = None, status: int = 200, **context):
         previous_from=first - timedelta(days=PREVIEW_DAYS),
         next_from=first + timedelta(days=PREVIEW_DAYS),
         weekly=[schedule.weekly.get(weekday, ()) for weekday in range(7)],
-        upcoming=[row for row in exceptions if row["date"] >= today],
+        upcoming=upcoming[:UPCOMING_EXCEPTIONS_SHOWN],
+        more_upcoming=max(0, len(upcoming) - UPCOMING_EXCEPTIONS_SHOWN),
         past=[row for row in reversed(exceptions) if row["date"] < today][:PAST_EXCEPTIONS_SHOWN],
         **context,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -288,3 +288,11 @@ def test_hours_managed_centrally_cannot_be_changed_here(tmp_path):
     assert refused.status_code == 403
     assert "cannot be changed here" in refused.get_data(as_text=True)
     assert upload(client, json.dumps(GOOD).encode()).status_code == 403
+
+
+def test_a_year_of_imported_days_does_not_flood_the_list_of_exceptions(staff_en, web_store):
+    first = date(2026, 11, 25)
+    web_store.set_exceptions({first + timedelta(days=n): (Period(480, 1200, "self_service"),) for n in range(365)}, source="kirkanta")
+    html = staff_en.get("/hours").get_data(as_text=True)
+    assert html.count('href="/hours/exceptions/2') == 31
+    assert "And 334 more later" in html
