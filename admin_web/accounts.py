@@ -84,6 +84,11 @@ def check_password(password: str, username: str) -> str:
     return password
 
 
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise AccountError("bad_role", f"{role!r}: the role must be one of {', '.join(ROLES)}")
+
+
 def new_password() -> str:
     """A password for a reset, easy to read aloud to a colleague and type on a tablet."""
     return "-".join(secrets.token_hex(3) for _ in range(3))
@@ -104,8 +109,7 @@ def get_user(store: Store, username: str) -> User | None:
 
 def add_user(store: Store, username: str, password: str, role: str) -> User:
     check_username(username)
-    if role not in ROLES:
-        raise AccountError("bad_role", f"{role!r}: the role must be one of {', '.join(ROLES)}")
+    _check_role(role)
     check_password(password, username)
     now = utc_text(_now())
     try:
@@ -139,16 +143,37 @@ def set_disabled(store: Store, username: str, disabled: bool) -> None:
     the staff page any more.
     """
     with store.conn:
-        user = get_user(store, username)
-        if user is None:
-            raise AccountError("no_such_user", f"there is no user {username!r}")
-        if disabled and user.is_admin and not user.disabled:
-            admins = store.conn.execute("SELECT count(*) FROM users WHERE role = 'admin' AND disabled = 0").fetchone()[0]
-            if admins <= 1:
-                raise AccountError("last_admin", "the last admin cannot be disabled")
+        user = _existing_user(store, username)
+        if disabled:
+            _keep_an_admin(store, user, AccountError("last_admin", "the last admin cannot be disabled"))
         store.conn.execute("UPDATE users SET disabled = ? WHERE username = ?", (int(disabled), username))
         if disabled:
             store.conn.execute("DELETE FROM web_sessions WHERE username = ?", (username,))
+
+
+def set_role(store: Store, username: str, role: str) -> None:
+    """Change a user's role; the last enabled admin stays an admin, for the same reason as above."""
+    _check_role(role)
+    with store.conn:
+        user = _existing_user(store, username)
+        if role != "admin":
+            _keep_an_admin(store, user, AccountError("last_admin_role", "the last admin must stay an admin"))
+        store.conn.execute("UPDATE users SET role = ? WHERE username = ?", (role, username))
+
+
+def _existing_user(store: Store, username: str) -> User:
+    user = get_user(store, username)
+    if user is None:
+        raise AccountError("no_such_user", f"there is no user {username!r}")
+    return user
+
+
+def _keep_an_admin(store: Store, user: User, refusal: AccountError) -> None:
+    """Raise ``refusal`` if taking ``user`` away would leave no enabled admin."""
+    if user.is_admin and not user.disabled:
+        admins = store.conn.execute("SELECT count(*) FROM users WHERE role = 'admin' AND disabled = 0").fetchone()[0]
+        if admins <= 1:
+            raise refusal
 
 
 def set_language(store: Store, username: str, language: str | None) -> None:

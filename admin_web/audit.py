@@ -35,3 +35,8 @@ def entries(store: Store, limit: int = 100, offset: int = 0, actor: str | None =
     sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
     params += [limit, offset]
     return [row | {"detail": json.loads(row["detail"]) if row["detail"] else {}} for row in store.db.query(sql, params)]
+
+
+def actors(store: Store) -> list[str]:
+    """Everyone who has an entry, for the audit page's filter; former users too."""
+    return [row[0] for row in store.conn.execute("SELECT DISTINCT actor FROM audit_log ORDER BY actor")]

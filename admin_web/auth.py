@@ -169,6 +169,7 @@ def account_error_text(exc: accounts.AccountError) -> str:
         "user_exists": _("That username is already taken."),
         "no_such_user": _("There is no such user."),
         "last_admin": _("The last admin cannot be disabled."),
+        "last_admin_role": _("The last admin must stay an admin."),
         "bad_language": _("Unknown language."),
     }
     return texts.get(exc.code, str(exc))

@@ -106,7 +106,7 @@ def remove_staff(key: str):
 @access(ADMIN)
 def add_block():
     errors: dict[str, str] = {}
-    key, note = _card_and_note("block", errors, missing_note=_("Note: write why the card is blocked."))
+    key, note = _card_and_note("block", errors, missing_note=_("Reason: write why the card is blocked."))
     until = _field(errors, "block_until", _until, request.form.get("block_until", ""))
     if key is not None and _is_local_staff(key):
         errors["block_number"] = _(
@@ -204,9 +204,9 @@ def _card_and_note(form: str, errors: dict, *, missing_note: str) -> tuple[str |
     if not note:
         errors[f"{form}_note"] = missing_note
     elif len(note) > MAX_NOTE:
-        errors[f"{form}_note"] = _("Note: at most %(length)d characters.", length=MAX_NOTE)
+        errors[f"{form}_note"] = _("At most %(length)d characters.", length=MAX_NOTE)
     elif key is not None and normalize(number) in _SEPARATORS.sub("", note).upper():
-        errors[f"{form}_note"] = _("Note: do not write the card number in the note; the list shows the card by its code.")
+        errors[f"{form}_note"] = _("Do not write the card number here; the list shows the card by its code.")
     return key, note
 
 

@@ -7,13 +7,13 @@ nowhere else: not the database, the audit log or the page shown back.
 from __future__ import annotations
 
 import io
-import re
 from datetime import date, timedelta
 
 import pytest
 
 from admin_web import audit
 from device.cards import card_key, load_consortium_key
+from webclient import blueprint_routes
 
 EN = {"Accept-Language": "en"}
 NUMBER = "2040718893"
@@ -26,16 +26,8 @@ def key_of(branch_config):
     return lambda number: card_key(consortium_key, number)
 
 
-def _cards_routes(app):
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint.startswith("cards."):
-            url = re.sub(r"<[^>]+>", "x", rule.rule)
-            for method in rule.methods - {"HEAD", "OPTIONS"}:
-                yield method, url
-
-
 def test_every_cards_route_refuses_staff(web_app, staff):
-    routes = list(_cards_routes(web_app))
+    routes = list(blueprint_routes(web_app, "cards"))
     assert len(routes) >= 7
     for method, url in routes:
         assert staff.open(url, method=method, data={"csrf_token": staff.csrf_token()}).status_code == 403, (method, url)
@@ -49,7 +41,7 @@ def test_the_page_explains_itself_when_there_is_nothing_yet(admin):
 
 
 def test_a_staff_card_added_opens_for_the_device_and_is_listed_and_audited(admin, web_store, key_of):
-    response = admin.post("/cards/staff", data={"staff_number": NUMBER, "staff_note": "Maija's card"})
+    response = admin.post("/cards/staff", data={"staff_number": NUMBER, "staff_note": "Maija's card"}, headers=EN)
     assert response.status_code == 302
     key = key_of(NUMBER)
     assert web_store.patron(key).local_staff
@@ -112,11 +104,11 @@ def test_expired_blocks_are_listed_apart(admin, web_store, key_of):
 
 
 @pytest.mark.parametrize("form, field_text", [
-    ({"block_note": "", "block_until": ""}, "Note: write why the card is blocked."),
+    ({"block_note": "", "block_until": ""}, "Reason: write why the card is blocked."),
     ({"block_note": "x", "block_until": "2020-01-01"}, "Blocked until: that date is already past."),
     ({"block_note": "x", "block_until": "31.2.2099"}, "Blocked until: write a date such as 24.12.2026"),
     ({"block_note": "x", "block_until": "next week"}, "Blocked until: write a date such as 24.12.2026"),
-    ({"block_note": "x" * 201, "block_until": ""}, "Note: at most 200 characters."),
+    ({"block_note": "x" * 201, "block_until": ""}, "At most 200 characters."),
 ])
 def test_a_bad_block_is_refused_naming_the_field_and_keeping_the_other_values(admin, web_store, form, field_text):
     response = admin.post("/cards/blocks", data={"block_number": NUMBER, **form}, headers=EN)
@@ -147,7 +139,7 @@ def test_a_bad_card_number_is_refused_without_showing_it_back(admin, web_store, 
 def test_the_card_number_may_not_be_written_into_the_note(admin, web_store):
     response = admin.post("/cards/staff", data={"staff_number": NUMBER, "staff_note": "Maija, card 2040 7188 93"}, headers=EN)
     assert response.status_code == 400
-    assert "do not write the card number in the note" in response.get_data(as_text=True)
+    assert "Do not write the card number here" in response.get_data(as_text=True)
     assert web_store.staff_cards() == []
 
 
@@ -244,3 +236,9 @@ def test_a_missing_or_unreadable_file_is_explained(admin, payload, text):
     data = {} if payload is None else {"csv_file": (io.BytesIO(payload), "p.csv")}
     response = admin.post("/cards/import", data=data, headers=EN, content_type="multipart/form-data")
     assert response.status_code == 400 and text in response.get_data(as_text=True)
+
+
+def test_after_a_refused_block_the_page_says_to_enter_the_number_again(admin):
+    response = admin.post("/cards/blocks", data={"block_number": NUMBER, "block_note": "", "block_until": ""}, headers=EN)
+    page = response.get_data(as_text=True)
+    assert "Type or scan the card number again" in page and NUMBER not in page

@@ -80,3 +80,12 @@ class WebClient(FlaskClient):
 
     def login(self, username: str, password: str | None = None):
         return self.post("/login", data={"username": username, "password": password or PASSWORDS[username]})
+
+
+def blueprint_routes(app, blueprint: str, placeholder: str = "x"):
+    """Every (method, url) of one blueprint, each URL argument filled with ``placeholder``."""
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith(f"{blueprint}."):
+            url = re.sub(r"<[^>]+>", placeholder, rule.rule)
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                yield method, url
