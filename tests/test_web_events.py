@@ -112,3 +112,9 @@ def test_staff_do_not_get_the_card_lookup(web_store, staff):
     assert staff.post("/events/card", data={"card_number": NUMBER}).status_code == 403
     assert staff.get(f"/events?card={card_key(KEY, NUMBER)}").status_code == 403
     assert web_store.conn.execute("SELECT count(*) FROM audit_log WHERE action = 'events.card_lookup'").fetchone()[0] == 0
+
+
+def test_the_log_speaks_finnish(web_store, staff):
+    web_store.record([tap(reason="blocked")])
+    html = staff.get("/events", headers={"Accept-Language": "fi"}).get_data(as_text=True)
+    assert "Tapahtumat" in html and "Kortti estetty" in html and "Omatoimiaika" in html

@@ -51,6 +51,8 @@ def test_the_page_shows_this_months_figures_table_and_charts(seeded, staff):
     assert table_row(html, "Wed 11.11.2026") == ["0", "0", "0", "2", "1,5", "0", "2", "6"]
     assert table_row(html, "Tue 10.11.2026")[5] == "3"
     assert html.count('class="bar-self_service"') == 1 and html.count('class="bar-staffed"') == 1
+    heights = {series: float(height) for series, height in re.findall(r'class="bar-(\w+)" x="[^"]+" y="[^"]+" width="[^"]+" height="([^"]+)"', html)}
+    assert heights["self_service"] == pytest.approx(2 * heights["staffed"])  # 2 self-service visits, 1 staffed
     assert "style=" not in html
     # The refusals list: translated, most common first.
     assert html.index("Card blocked") < html.index("Card expired")
