@@ -23,12 +23,20 @@ TOKEN_BLUEPRINTS = {"api"}      # the central office's API: bearer tokens
 
 
 def _routes(app):
+    """Every (endpoint, method, URL) of the app, with a plausible value for each URL argument."""
+    from werkzeug.routing import AnyConverter, IntegerConverter
+
+    adapter = app.url_map.bind("localhost")
     for rule in app.url_map.iter_rules():
-        url = rule.rule
-        for argument in rule.arguments:
-            url = url.replace(f"<{argument}>", "x")
-            for converter in ("int", "string", "path"):
-                url = url.replace(f"<{converter}:{argument}>", "1" if converter == "int" else "x")
+        values = {}
+        for argument, converter in rule._converters.items():
+            if isinstance(converter, AnyConverter):
+                values[argument] = sorted(converter.items)[0]
+            elif isinstance(converter, IntegerConverter):
+                values[argument] = 1
+            else:
+                values[argument] = "entrance"
+        url = adapter.build(rule.endpoint, values, force_external=False)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             yield rule.endpoint, method, url
 
