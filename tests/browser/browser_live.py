@@ -10,6 +10,8 @@ from pathlib import Path
 from gpiozero.pins.mock import MockFactory
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+#: Screenshots for people to look at; git-ignored.
+ARTIFACTS = ROOT / "test-artifacts"
 sys.path.insert(0, str(ROOT / "tests"))
 
 from webclient import PASSWORDS, write_branch  # noqa: E402

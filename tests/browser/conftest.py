@@ -8,14 +8,11 @@ never skip.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 import pytest
 
 from browser_live import LiveBranch
 
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parent.parent.parent / "test-artifacts"
 #: Flags that keep Chromium from reaching for Google's services on a closed network.
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
