@@ -23,6 +23,13 @@ COMMAND = "command"
 RESERVATION_NO_SHOW = "reservation_no_show"
 READER_OFFLINE = "reader_offline"
 READER_ONLINE = "reader_online"
+PIN_LOCKOUT = "pin_lockout"
+TAILGATING = "tailgating"
+PEOPLE_INSIDE_AFTER_CLOSE = "people_inside_after_close"
+ANNOUNCEMENT = "announcement"
+BUILDING_OUTPUT = "building_output"
+#: Door happenings that the statistics count, one per event.
+COUNTED = (EXIT, HELD_OPEN, FORCED_OPEN, PIN_LOCKOUT, TAILGATING, PEOPLE_INSIDE_AFTER_CLOSE)
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 HOUR_FORMAT = "%Y-%m-%dT%H:00Z"
@@ -73,6 +80,6 @@ class Event:
             if self.reason == "staff":
                 return ["staff_entry"]
             return [f"denied_{self.reason}"]
-        if self.type in (EXIT, HELD_OPEN, FORCED_OPEN):
+        if self.type in COUNTED:
             return [self.type]
         return []
