@@ -49,9 +49,10 @@ def offsets(first_minutes: int, every_minutes: int) -> list[int]:
 def due(schedule: Schedule, since: datetime, until: datetime, first_minutes: int, every_minutes: int) -> list[Announcement]:
     """The announcements whose moment is in (since, until], in time order.
 
-    A closing announcement comes before each end of self-service, at each offset
-    that still falls inside self-service; one more comes when staffed hours turn
-    into self-service, so that patrons know staff have left.
+    A closing announcement comes before each change from self-service to closed,
+    at each offset that still falls inside self-service (self-service giving way
+    to staffed hours closes nothing); one more comes when staffed hours turn into
+    self-service, so that patrons know staff have left.
     """
     minutes = offsets(first_minutes, every_minutes)
     horizon = until + timedelta(minutes=max(minutes, default=0))
@@ -59,7 +60,7 @@ def due(schedule: Schedule, since: datetime, until: datetime, first_minutes: int
     mode, moment = schedule.mode_at(since), since
     while (change := schedule.next_change(moment)) is not None and change[0] <= horizon:
         at, new_mode = change
-        if mode == "self_service":
+        if mode == "self_service" and new_mode == "closed":
             for left in minutes:
                 when = at - timedelta(minutes=left)
                 if since < when <= until and schedule.mode_at(when) == "self_service":

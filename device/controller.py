@@ -131,6 +131,7 @@ class Controller:
                 pin_factory=pin_factory,
             )
         self._door_status: dict[str, dict] = {}
+        self._last_polled: dict[str, float] = {}
         self._start_extras(pin_factory, player, pepper)
         self._readers = []
         if start_readers:
@@ -162,7 +163,6 @@ class Controller:
     # -- the loop -------------------------------------------------------------
     def run(self, stop: threading.Event | None = None, on_tick: Callable[[], None] | None = None) -> None:
         stop = stop or self.stopped
-        last = {"commands": -1e9, "hours": -1e9, "retention": -1e9, "no_shows": -1e9, "announce": -1e9}
         self._follow_schedule()
         while not stop.is_set():
             deadline = self.clock() + TICK_SECONDS
@@ -175,27 +175,39 @@ class Controller:
                 self._run_safely(work)
                 if self.clock() >= deadline:
                     break
-            now = self.clock()
-            self._run_safely(self._tick)
-            if now - last["commands"] >= COMMAND_POLL_SECONDS:
-                last["commands"] = now
-                self._run_safely(self._run_commands)
-            if now - last["hours"] >= HOURS_POLL_SECONDS:
-                last["hours"] = now
-                self._run_safely(self._reload_hours)
-            if now - last["retention"] >= RETENTION_SECONDS:
-                last["retention"] = now
-                self._run_safely(self._apply_retention)
-            if now - last["no_shows"] >= NO_SHOW_POLL_SECONDS:
-                last["no_shows"] = now
-                self._run_safely(self._report_no_shows)
-            if now - last["announce"] >= ANNOUNCE_POLL_SECONDS:
-                last["announce"] = now
-                self._run_safely(self._announce)
-                if self.config.pin is not None:
-                    self._run_safely(self._publish_lockouts)
+            self._periodic()
             if on_tick is not None:
                 on_tick()
+
+    def step(self) -> None:
+        """The work waiting now, then one round of periodic work, on the calling thread.
+
+        For driving the device by hand with a simulated clock (a whole day of
+        hours in a second); ``run`` is this with real waiting in between.
+        """
+        while True:
+            try:
+                work = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._run_safely(work)
+        self._periodic()
+
+    def _periodic(self) -> None:
+        now = self.clock()
+        last = self._last_polled
+        self._run_safely(self._tick)
+        for name, interval, work in (
+            ("commands", COMMAND_POLL_SECONDS, self._run_commands),
+            ("hours", HOURS_POLL_SECONDS, self._reload_hours),
+            ("retention", RETENTION_SECONDS, self._apply_retention),
+            ("no_shows", NO_SHOW_POLL_SECONDS, self._report_no_shows),
+            ("announce", ANNOUNCE_POLL_SECONDS, self._announce),
+            ("lockouts", ANNOUNCE_POLL_SECONDS, self._publish_lockouts),
+        ):
+            if now - last.get(name, -1e9) >= interval:
+                last[name] = now
+                self._run_safely(work)
 
     def close(self) -> None:
         for reader in self._readers:
@@ -396,6 +408,8 @@ class Controller:
         self._publish_lockouts()
 
     def _publish_lockouts(self) -> None:
+        if self.config.pin is None:
+            return
         now = self.wall()
         self._lockouts = {key: until for key, until in self._lockouts.items() if until > now}
         shown = sorted(({"card_key": k, "until": events.utc_text(u)} for k, u in self._lockouts.items()),

@@ -254,7 +254,7 @@ def test_a_lockout_survives_a_restart(tmp_path):
     try:
         assert again.store.status()["pin_lockouts"]["value"][0]["card_key"] == card_key(KEY, CARD)
         again.tap(CARD)
-        wait_for(again.taps, what="the tap")
+        wait_for(lambda: len(again.taps()) == 2, what="the tap after the restart")
         assert again.taps()[-1]["reason"] == "wrong_pin" and '"locked_out"' in again.taps()[-1]["detail"]
     finally:
         again.close()
