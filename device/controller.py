@@ -112,6 +112,8 @@ class Controller:
         self.store = store
         self.sip2 = sip2
         self.key = consortium_key if consortium_key is not None else load_consortium_key(config.consortium_key_file)
+        # Read before any pin is touched: a device told to check PINs does not start without its pepper.
+        self.pepper = pepper if pepper is not None or config.pin is None else load_pepper(config.pin.pepper_file)
         self.clock = clock
         self.wall = wall
         self.on_tap = on_tap
@@ -132,7 +134,7 @@ class Controller:
             )
         self._door_status: dict[str, dict] = {}
         self._last_polled: dict[str, float] = {}
-        self._start_extras(pin_factory, player, pepper)
+        self._start_extras(pin_factory, player)
         self._readers = []
         if start_readers:
             self._start_readers()
@@ -523,13 +525,12 @@ class Controller:
         return emit
 
     # -- the extras: keypads, displays, building, announcements ---------------
-    def _start_extras(self, pin_factory, player: Player | None, pepper: bytes | None) -> None:
+    def _start_extras(self, pin_factory, player: Player | None) -> None:
         cfg = self.config
         self._pin_waits: dict[str, PinWait] = {}
         self._lockouts: dict[str, datetime] = {}
         self._shown_lockouts: list | None = None
         self._status_cache: dict[str, object] = {}
-        self.pepper = pepper if pepper is not None or cfg.pin is None else load_pepper(cfg.pin.pepper_file)
         if cfg.pin is not None:
             self._lockout_rule = LockoutRule(cfg.pin.max_wrong, cfg.pin.wrong_window, cfg.pin.lockout)
             self._load_lockouts()
