@@ -26,6 +26,8 @@ log = logging.getLogger("omaovi.display")
 
 #: Characters per line of luma's default font on a 128-pixel-wide OLED.
 OLED_COLUMNS = 21
+#: Pixels per line: luma's default font is 11 pixels high with its descenders.
+OLED_LINE_HEIGHT = 12
 HTTP_TIMEOUT_SECONDS = 2.0
 
 
@@ -54,8 +56,8 @@ class Oled:
 
         lines = [line for text in texts for line in textwrap.wrap(text, OLED_COLUMNS)]
         with canvas(self._device) as draw:
-            for row, line in enumerate(lines[: self._device.height // 10]):
-                draw.text((0, row * 10), line, fill="white")
+            for row, line in enumerate(lines[: self._device.height // OLED_LINE_HEIGHT]):
+                draw.text((0, row * OLED_LINE_HEIGHT), line, fill="white")
 
     def close(self) -> None:
         self._device.cleanup()
