@@ -640,7 +640,7 @@ def parse_sections(data: dict, path: Path | str = "<config>") -> tuple[Config, S
     s.finish()
     _check_doors_together(doors, extras.get("building", BuildingConfig()), problems)
     if "pin" in extras and not any(d.keypad for d in doors):
-        problems.append(Problem("pin", "{…}", "asks for a PIN, but no door has a [doors.keypad] to type it on"))
+        problems.append(Problem("pin", data["pin"], "asks for a PIN, but no door has a [doors.keypad] to type it on"))
 
     if problems:
         raise ConfigError(path, problems)
@@ -707,7 +707,9 @@ ANNOUNCEMENT_KINDS = ("closing", "self_service_starts")
 
 def _announcements(table: dict, a_path: Callable[[Any], Path], problems: list[Problem]) -> AnnouncementConfig | None:
     s = _Section(table, "announcements.", problems)
-    per_language = "must be a table of languages ({}) to {}, such as {{ fi = {} }}".format(", ".join(LANGUAGES), "{}", "{}")
+    def per_language(what: str, example: str) -> str:
+        return f"must be a table of languages ({', '.join(LANGUAGES)}) to {what}, such as {{ fi = {example} }}"
+
     values: dict[str, Any] = {
         "first_minutes": s.integer("first_minutes", 1, 120, 15),
         "every_minutes": s.integer("every_minutes", 1, 60, 5),
@@ -715,9 +717,9 @@ def _announcements(table: dict, a_path: Callable[[Any], Path], problems: list[Pr
     }
     texts, files = {}, {}
     for kind in ANNOUNCEMENT_KINDS:
-        texts[kind] = s.get(kind, lambda v: _by_language(v, _text), per_language.format("texts", '"…"'), {})
+        texts[kind] = s.get(kind, lambda v: _by_language(v, _text), per_language("texts", '"…"'), {})
         files[kind] = s.get(
-            f"{kind}_files", lambda v: _by_language(v, a_path), per_language.format("audio files", '"closing-fi.wav"'), {}
+            f"{kind}_files", lambda v: _by_language(v, a_path), per_language("audio files", '"closing-fi.wav"'), {}
         )
     s.finish()
     if any(v is None for v in (*values.values(), *texts.values(), *files.values())):
