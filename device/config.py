@@ -556,6 +556,10 @@ def _door(table: Any, index: int, problems: list[Problem]) -> DoorConfig | None:
     elif "resource" in table:
         s.seen.add("resource")
         s.fail("resource", table["resource"], "only a booth has a resource; remove it or set kind = \"booth\"")
+    for counter in ("counter_in_pin", "counter_out_pin"):
+        if values["kind"] == "booth" and values[counter] is not None:
+            s.fail(counter, values[counter], "only an entrance has a people counter; a booth is inside the building")
+            values[counter] = None
     reader_table = _table(s, "reader", required=False)
     reader = _reader(reader_table, f"{prefix}reader.", problems) if reader_table is not None else None
     parts, broken = {}, reader_table is not None and reader is None

@@ -252,22 +252,28 @@ class Controller:
             return self._ask_pin(door_cfg, decision, key, number, patron, reservations, now)
         return self._act(door_cfg, decision, key, now)
 
-    def _act(self, door_cfg: DoorConfig, decision: Decision, key: str, now: datetime, **detail) -> TapResult:
-        """Record a decision, then open or refuse, tell the patron and count the entry."""
+    def _act(
+        self, door_cfg: DoorConfig, decision: Decision, key: str, now: datetime, notice: str | None = None, **detail
+    ) -> TapResult:
+        """Record a decision, then open or refuse, tell the patron and count the entry.
+
+        ``notice``: a catalogue message to show instead of the reason's own.
+        """
         door = self.doors[door_cfg.id]
-        event = self._event(door_cfg, events.TAP, now, decision, key, detail)
+        event = self._event(door_cfg, events.TAP, now, decision, key, detail, notice)
         if not self._record(event) and decision.granted and decision.reason is not Reason.STAFF:
             # No record, no entry: only staff pass while the database cannot be written.
             decision = Decision(False, Reason.UNAVAILABLE, decision.mode)
             event = self._event(door_cfg, events.TAP, now, decision, key, detail, uuid=event.uuid)
             self._pending[-1] = event
+            notice = None
         if decision.granted:
             door.grant()
             if door_cfg.kind == "entrance":
                 self.occupancy.granted(door_cfg.id)
         else:
             door.deny()
-        self._show(door_cfg.id, self._tap_message(decision))
+        self._show(door_cfg.id, self._tap_message(decision, notice))
         log.info(
             "tap door=%s granted=%s reason=%s mode=%s event=%s",
             door_cfg.id, decision.granted, decision.reason.value, decision.mode, event.uuid,
@@ -279,7 +285,9 @@ class Controller:
         self._publish_door(door_cfg.id)
         return result
 
-    def _tap_message(self, decision: Decision) -> dict[str, str]:
+    def _tap_message(self, decision: Decision, notice: str | None = None) -> dict[str, str]:
+        if notice is not None:
+            return messages.message(notice)
         begin = decision.reservation.begin.astimezone(self.config.tz) if decision.reservation else None
         return messages.tap_message(decision.reason, begin)
 
@@ -303,12 +311,12 @@ class Controller:
         """Refuse a locked-out card at once; otherwise start waiting for its PIN (None: not decided yet)."""
         if self._locked_until(key, now) is not None:
             refused = Decision(False, Reason.WRONG_PIN, decision.mode)
-            result = self._act(door_cfg, refused, key, now, pin="locked_out")
-            self._show(door_cfg.id, messages.message(messages.PIN_LOCKED))
-            return result
+            return self._act(door_cfg, refused, key, now, notice=messages.PIN_LOCKED, pin="locked_out")
+        # A wait being checked is decided when its answer comes; one still being
+        # typed ends as a timeout, unless it is the same card tapped again.
         earlier = self._pin_waits.pop(door_cfg.id, None)
-        if earlier is not None and not earlier.checking:
-            self._pin_decided(door_cfg, earlier, PinResult.TIMEOUT)  # the next card came before this PIN
+        if earlier is not None and not earlier.checking and earlier.key != key:
+            self._pin_decided(door_cfg, earlier, PinResult.TIMEOUT)
         pin = self.config.pin
         self._pin_waits[door_cfg.id] = PinWait(
             key, number, patron, reservations, PinEntry(pin.length, pin.enter_key, pin.reset_key),
@@ -358,9 +366,11 @@ class Controller:
             return None
 
     def _pin_checked(self, door_id: str, wait: PinWait, result: PinResult | None) -> None:
+        """The answer for a typed PIN. Each wait being checked gets exactly one, so each is
+        decided once, even if another card has started a new wait at the door meanwhile."""
         if self._pin_waits.get(door_id) is wait:
             del self._pin_waits[door_id]
-            self._pin_decided(self.config.door(door_id), wait, result)
+        self._pin_decided(self.config.door(door_id), wait, result)
 
     def _pin_decided(self, door_cfg: DoorConfig, wait: PinWait, result: PinResult | None) -> TapResult:
         """Decide the tap again with the PIN's outcome: the hours may have moved on meanwhile."""
@@ -469,10 +479,11 @@ class Controller:
         return fresh
 
     def _event(
-        self, door_cfg: DoorConfig, type_: str, now: datetime, decision: Decision, key: str, detail: dict, **extra
+        self, door_cfg: DoorConfig, type_: str, now: datetime, decision: Decision, key: str, detail: dict,
+        notice: str | None = None, **extra,
     ) -> Event:
         # The patron saw the Finnish text first; the staff page translates the reason itself.
-        detail = {**detail, "message": self._tap_message(decision)["fi"]}
+        detail = {**detail, "message": self._tap_message(decision, notice)["fi"]}
         if decision.reservation is not None:
             detail |= {"reservation": decision.reservation.id, "begin": events.utc_text(decision.reservation.begin)}
         return Event(
@@ -563,7 +574,10 @@ class Controller:
         self._announced_upto = now
         if cfg.announcements is not None:
             self._announcement_defaults = announcements.default_settings(cfg.announcements)
-            self.store.set_announcement_settings(self._announcement_defaults, keep_existing=True)
+            try:
+                self.store.set_announcement_settings(self._announcement_defaults, keep_existing=True)
+            except sqlite3.Error as exc:  # the config's values serve until the disk is back
+                log.error("cannot save the default announcement settings: %s", exc)
         self._publish_occupancy()
 
     def _set_status(self, key: str, value) -> None:

@@ -98,6 +98,11 @@ BAD = [
         id="counter-pin",
     ),
     pytest.param(
+        HEAD + '[[doors]]\nid = "booth-1"\nkind = "booth"\nresource = "r"\nlock_pin = 5\ncounter_in_pin = 20\n',
+        ["doors[0].counter_in_pin = 20: only an entrance has a people counter; a booth is inside the building"],
+        id="counter-on-booth",
+    ),
+    pytest.param(
         HEAD + ENTRANCE + '\n[announcements]\nfirst_minutes = 0\nclosing = { de = "Wir schliessen" }\n',
         [
             "announcements.first_minutes = 0: must be a whole number from 1 to 120",

@@ -1,5 +1,6 @@
 """Card + PIN: a matrix keypad on mock pins, a serial keypad on a pty, SIP2 and the cached verifier."""
 
+import json
 import logging
 import os
 import threading
@@ -116,32 +117,44 @@ class PinDoor:
         self.thread = threading.Thread(target=self.controller.run, args=(self.stop,), daemon=True)
         self.thread.start()
         self.factory.pin(27).drive_low()
+        #: What the staff page would see: a connection of its own, as the loop's is busy on its thread.
+        self.reader = Store(self.config.database)
 
     def tap(self, number, door="entrance"):
         self.controller.submit_tap(door, number)
 
     def press(self, keys: str) -> None:
-        """Press matrix keys one at a time, each long enough for a few scans."""
+        """Press matrix keys one at a time, each held and then released for two scans of its row."""
         for key in keys:
             row = next(r for r, line in enumerate(KEYS) if key in line)
             column = self.factory.pin(COLUMNS[KEYS[row].index(key)])
-            self.factory.pin(ROWS[row]).input_pin = column
-            time.sleep(0.08)
-            self.factory.pin(ROWS[row]).input_pin = None
-            column.drive_high()
-            time.sleep(0.05)
+            row_pin = self.factory.pin(ROWS[row])
+            self._two_scans(row_pin, lambda: setattr(row_pin, "input_pin", column))
+            self._two_scans(row_pin, lambda: (setattr(row_pin, "input_pin", None), column.drive_high()))
+
+    @staticmethod
+    def _two_scans(row_pin, change) -> None:
+        seen = len(row_pin.states)
+        change()
+        wait_for(lambda: len(row_pin.states) >= seen + 4, what="the keypad to scan the row")  # on, off, on, off
 
     def unlocked(self, door="entrance"):
         return self.factory.pin(self.config.door(door).lock_pin).state
 
     def taps(self):
-        return [e for e in reversed(self.store.events(limit=1000)) if e["type"] == "tap"]
+        return [e for e in reversed(self.reader.events(limit=1000)) if e["type"] == "tap"]
 
     def close(self):
         self.stop.set()
         self.thread.join(2)
         self.controller.close()
         self.store.close()
+        self.reader.close()
+
+
+def lockouts_shown(door: PinDoor) -> list:
+    """What the staff page would list as locked-out cards now."""
+    return door.reader.status().get("pin_lockouts", {}).get("value", [])
 
 
 MATRIX = KeypadConfig(type="matrix", row_pins=ROWS, column_pins=COLUMNS, keys=KEYS)
@@ -188,7 +201,7 @@ def test_the_reset_key_clears_a_mistyped_pin(door):
 def test_no_pin_in_time_is_a_timeout_and_the_other_doors_work_meanwhile(door):
     door.tap(CARD)
     time.sleep(0.3)
-    door.store.add_command("booth", "pulse", "maija")
+    door.reader.add_command("booth", "pulse", "maija")
     wait_for(lambda: door.unlocked("booth"), timeout=1.5, what="the booth to open while the entrance waits")
     assert door.taps() == []
     wait_for(door.taps, timeout=4, what="the PIN timeout")
@@ -197,6 +210,22 @@ def test_no_pin_in_time_is_a_timeout_and_the_other_doors_work_meanwhile(door):
     door.press(PIN)  # too late: no tap is waiting any more
     time.sleep(0.3)
     assert not door.unlocked() and len(door.taps()) == 1
+
+
+def test_the_same_card_tapped_again_starts_its_pin_over_and_another_card_ends_the_first_wait(door):
+    door.tap(CARD)
+    time.sleep(0.2)
+    door.press("97")
+    door.tap(CARD)
+    time.sleep(0.2)
+    door.press(PIN)
+    wait_for(door.unlocked, what="the PIN typed after the second tap")
+    assert [t["reason"] for t in door.taps()] == ["granted"]
+    door.tap(OTHER)
+    time.sleep(0.2)
+    door.tap(CARD)
+    wait_for(lambda: len(door.taps()) == 2, what="the first wait to end")
+    assert [(t["reason"], t["card_key"]) for t in door.taps()][1:] == [("pin_timeout", card_key(KEY, OTHER))]
 
 
 def test_a_card_without_a_verifier_is_unavailable_when_the_pin_cannot_be_checked(door):
@@ -216,15 +245,16 @@ def test_five_wrong_pins_lock_the_card_out_on_a_serial_keypad(tmp_path):
             time.sleep(0.2)
             os.write(master, b"000000")
             wait_for(lambda: len(d.taps()) == attempt, what=f"wrong PIN {attempt}")
-        lockouts = [e for e in d.store.events(limit=100) if e["type"] == "pin_lockout"]
+        wait_for(lambda: lockouts_shown(d), what="the lockout status")  # written after the lockout event
+        lockouts = [e for e in d.reader.events(limit=100) if e["type"] == "pin_lockout"]
         assert len(lockouts) == 1 and lockouts[0]["card_key"] == card_key(KEY, CARD)
-        wait_for(lambda: d.store.status().get("pin_lockouts"), what="the lockout status")
-        [shown] = d.store.status()["pin_lockouts"]["value"]
+        [shown] = lockouts_shown(d)
         assert shown["card_key"] == card_key(KEY, CARD)
 
         d.tap(CARD)  # locked out: refused at once, no PIN asked, even the right one later
         wait_for(lambda: len(d.taps()) == 6, what="the locked-out tap")
         assert '"pin": "locked_out"' in d.taps()[-1]["detail"]
+        assert json.loads(d.taps()[-1]["detail"])["message"] == "PIN-koodi lukittu. Yritä myöhemmin"
         os.write(master, PIN.encode() + b"\r")
         time.sleep(0.3)
         assert not d.unlocked()
@@ -233,7 +263,7 @@ def test_five_wrong_pins_lock_the_card_out_on_a_serial_keypad(tmp_path):
         time.sleep(0.2)
         os.write(master, PIN.encode())
         wait_for(d.unlocked, what="another card to open with its PIN")
-        counts = d.store.counts(T0 - timedelta(days=1), datetime.now(timezone.utc) + timedelta(hours=2))
+        counts = d.reader.counts(T0 - timedelta(days=1), datetime.now(timezone.utc) + timedelta(hours=2))
         assert sum(r["count"] for r in counts if r["metric"] == "pin_lockout") == 1
     finally:
         d.close()
@@ -247,12 +277,12 @@ def test_a_lockout_survives_a_restart(tmp_path):
         d.tap(CARD)
         time.sleep(0.2)
         d.press("111111")
-        wait_for(lambda: d.store.status().get("pin_lockouts"), what="the lockout")
+        wait_for(lambda: lockouts_shown(d), what="the lockout")
     finally:
         d.close()
     again = PinDoor(tmp_path, keypad=MATRIX, max_wrong=1)
     try:
-        assert again.store.status()["pin_lockouts"]["value"][0]["card_key"] == card_key(KEY, CARD)
+        assert [item["card_key"] for item in lockouts_shown(again)] == [card_key(KEY, CARD)]
         again.tap(CARD)
         wait_for(lambda: len(again.taps()) == 2, what="the tap after the restart")
         assert again.taps()[-1]["reason"] == "wrong_pin" and '"locked_out"' in again.taps()[-1]["detail"]
