@@ -396,8 +396,16 @@ class Controller:
                 self._pin_decided(self.config.door(door_id), wait, PinResult.TIMEOUT)
 
     def _locked_until(self, key: str, now: datetime) -> datetime | None:
+        """When the card's lockout ends, from the event log. A log that cannot be read
+        locks nobody out: the tap goes on, and is refused as unavailable if its
+        decision cannot be written either."""
         rule = self._lockout_rule
-        return locked_until(self.store.wrong_pins(now - rule.lookback, key).get(key, []), now, rule)
+        try:
+            failures = self.store.wrong_pins(now - rule.lookback, key).get(key, [])
+        except sqlite3.Error as exc:
+            log.error("cannot count the card's wrong PINs: %s", exc)
+            return None
+        return locked_until(failures, now, rule)
 
     def _note_lockout(self, door_cfg: DoorConfig, key: str, now: datetime) -> None:
         """After a wrong PIN: log and show the lockout it starts, once."""

@@ -36,6 +36,7 @@ from typing import Callable, TextIO
 from device import config as config_mod
 from device.cards import MIN_KEY_BYTES, load_consortium_key
 from device.config import CentralConfig, Config, ConfigError, DoorConfig, Sip2Settings
+from device.pins import MIN_PEPPER_BYTES, load_pepper
 from device.store import MIGRATIONS
 
 OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "--"
@@ -101,6 +102,8 @@ class Doctor:
         checks = [Check("config", OK, f"{cfg.path}: branch {cfg.branch}, {len(cfg.doors)} door(s)")]
         checks.append(self.database(cfg))
         checks.append(self.consortium_key(cfg))
+        if cfg.pin is not None:
+            checks.append(self.pin_pepper(cfg))
         for door in cfg.doors:
             checks.append(self.reader(door))
         for door in cfg.doors:
@@ -268,20 +271,28 @@ class Doctor:
 
     # -- the key ------------------------------------------------------------------
     def consortium_key(self, cfg: Config) -> Check:
-        path = cfg.consortium_key_file
+        return self._secret_file(
+            "consortium key", cfg.consortium_key_file, load_consortium_key, MIN_KEY_BYTES, "the consortium's key",
+        )
+
+    def pin_pepper(self, cfg: Config) -> Check:
+        return self._secret_file("PIN pepper", cfg.pin.pepper_file, load_pepper, MIN_PEPPER_BYTES, "the branch's PIN pepper")
+
+    def _secret_file(self, name: str, path: Path, load: Callable[[Path], bytes], minimum: int, what: str) -> Check:
+        """A key file only root and the service user may read, holding a real key."""
         place = f"sudo install -m 0640 -o root -g {self.service_user} THE-KEY-FILE {path}"
         if not path.exists():
-            return Check("consortium key", FAIL, f"{path} does not exist", f"copy the consortium's key there: {place}")
+            return Check(name, FAIL, f"{path} does not exist", f"copy {what} there: {place}")
         try:
-            key = load_consortium_key(path)
+            secret = load(path)
         except PermissionError:
-            return Check("consortium key", FAIL, f"{path} is not readable by this user", f"sudo chgrp {self.service_user} {path}; sudo chmod 0640 {path}")
+            return Check(name, FAIL, f"{path} is not readable by this user", f"sudo chgrp {self.service_user} {path}; sudo chmod 0640 {path}")
         except ValueError as exc:
-            return Check("consortium key", FAIL, str(exc), f"use the consortium's key, not a placeholder: {place}")
+            return Check(name, FAIL, str(exc), f"use {what}, not a placeholder: {place}")
         mode = path.stat().st_mode
         if mode & stat.S_IROTH:
-            return Check("consortium key", FAIL, f"{path} is readable by every user (mode {stat.filemode(mode)})", f"sudo chmod 0640 {path}")
-        return Check("consortium key", OK, f"{path}: {len(key)} bytes (at least {MIN_KEY_BYTES})")
+            return Check(name, FAIL, f"{path} is readable by every user (mode {stat.filemode(mode)})", f"sudo chmod 0640 {path}")
+        return Check(name, OK, f"{path}: {len(secret)} bytes (at least {minimum})")
 
     # -- readers --------------------------------------------------------------------
     def reader(self, door: DoorConfig) -> Check:

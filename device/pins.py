@@ -36,13 +36,10 @@ class VerifierError(ValueError):
 
 
 def load_pepper(path: Path) -> bytes:
-    """The branch pepper: the file's bytes, white space around them ignored."""
-    try:
-        pepper = Path(path).read_bytes().strip()
-    except OSError as exc:
-        raise OSError(f"pin.pepper_file {path}: cannot be read: {exc.strerror}") from None
+    """The branch pepper: the file's bytes, white space around them ignored. OSError when unreadable."""
+    pepper = Path(path).read_bytes().strip()
     if len(pepper) < MIN_PEPPER_BYTES:
-        raise ValueError(f"pin.pepper_file {path}: must hold at least {MIN_PEPPER_BYTES} bytes")
+        raise ValueError(f"the PIN pepper in {path} is {len(pepper)} bytes; it must be at least {MIN_PEPPER_BYTES}")
     return pepper
 
 

@@ -383,3 +383,31 @@ def test_a_sip2_server_without_tls_fails_a_tls_login_with_a_tls_hint(healthy, pt
     check = by_name(doctor().run(path))["SIP2"]
     assert check.status == FAIL and "TLS" in check.detail
     assert "tls_ca_file" in check.hint
+
+
+PIN_SECTION = """
+[doors.keypad]
+type = "matrix"
+row_pins = [4, 18, 16, 12]
+column_pins = [20, 21, 26]
+
+[pin]
+pepper_file = "pin.pepper"
+"""
+
+
+@pytest.mark.parametrize("content, mode, status, found", [
+    (b"p" * 24, 0o640, OK, "24 bytes (at least 16)"),
+    (b"short", 0o640, FAIL, "the PIN pepper in"),
+    (b"p" * 24, 0o644, FAIL, "is readable by every user"),
+    (None, None, FAIL, "does not exist"),
+])
+def test_the_pin_pepper_is_checked_like_the_key(tmp_path, pty_reader, content, mode, status, found):
+    (tmp_path / "omaovi.toml").write_text(branch_config(pty_reader, extra=PIN_SECTION))
+    (tmp_path / "consortium.key").write_text("k" * 32 + "\n")
+    (tmp_path / "consortium.key").chmod(0o640)
+    if content is not None:
+        (tmp_path / "pin.pepper").write_bytes(content)
+        (tmp_path / "pin.pepper").chmod(mode)
+    check = by_name(doctor().run(tmp_path / "omaovi.toml"))["PIN pepper"]
+    assert check.status == status and found in check.detail
