@@ -14,7 +14,12 @@ from device.events import HOUR_FORMAT
 from device.store import Store, day_bounds
 
 #: Columns in the order the CLI, CSV and API show them.
-FIELDS = ("period", "visits_self_service", "visits_staffed", "booth_uses", "staff_entries", "exits", "denied")
+FIELDS = (
+    "period", "visits_self_service", "visits_staffed", "booth_uses", "staff_entries", "exits", "denied",
+    "tailgating", "people_inside_after_close",
+)
+#: Counters shown under their own name.
+_AS_IS = ("tailgating", "people_inside_after_close")
 BY = ("hour", "day")
 
 
@@ -41,6 +46,8 @@ def summarize(store: Store, tz: ZoneInfo, start: date, end: date, by: str = "day
             row["staff_entries"] += count
         elif metric == "exit":
             row["exits"] += count
+        elif metric in _AS_IS:
+            row[metric] += count
         elif metric.startswith("denied_"):
             row["denied"] += count
             row["denials"][metric.removeprefix("denied_")] += count

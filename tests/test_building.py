@@ -12,6 +12,7 @@ from device.config import BuildingConfig, Config, DoorConfig
 from device.controller import Controller
 from device.policy import Patron
 from device.schedule import Period
+from device.stats import summarize
 from device.store import Store
 from tests.simulated import SimulatedTime
 
