@@ -556,9 +556,14 @@ def _door(table: Any, index: int, problems: list[Problem]) -> DoorConfig | None:
     elif "resource" in table:
         s.seen.add("resource")
         s.fail("resource", table["resource"], "only a booth has a resource; remove it or set kind = \"booth\"")
-    for counter in ("counter_in_pin", "counter_out_pin"):
-        if values["kind"] == "booth" and values[counter] is not None:
+    for counter, other in (("counter_in_pin", "counter_out_pin"), ("counter_out_pin", "counter_in_pin")):
+        if values[counter] is None:
+            continue
+        if values["kind"] == "booth":
             s.fail(counter, values[counter], "only an entrance has a people counter; a booth is inside the building")
+            values[counter] = None
+        elif other not in table:
+            s.fail(counter, values[counter], f"a people counter needs both pulse inputs; add {other}")
             values[counter] = None
     reader_table = _table(s, "reader", required=False)
     reader = _reader(reader_table, f"{prefix}reader.", problems) if reader_table is not None else None

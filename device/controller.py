@@ -36,7 +36,7 @@ from device import announcements, events, messages
 from device.announcements import Player, SoundPlayer
 from device.building import BuildingOutputs, Occupancy, PeopleCounter, alarm_armed, lights_on
 from device.cards import CardNumberError, card_key, load_consortium_key
-from device.config import BUILDING, Config, DoorConfig, Sip2Settings
+from device.config import BUILDING, BuildingConfig, Config, DoorConfig, Sip2Settings
 from device.display import Display
 from device.door import Door
 from device.events import Event
@@ -214,7 +214,7 @@ class Controller:
     def close(self) -> None:
         for reader in self._readers:
             reader.stop()
-        for part in (*self.keypads.values(), *self.displays.values(), *self.counters, self.building):
+        for part in (*self.keypads.values(), *self.displays.values(), *self.counters.values(), self.building):
             part.close()
         for door in self.doors.values():
             door.close()
@@ -302,7 +302,7 @@ class Controller:
         never at a door that stands open to all anyway."""
         pin = self.config.pin
         return (
-            pin is not None and door_cfg.keypad is not None and decision.granted
+            pin is not None and door_cfg.id in self.keypads and decision.granted
             and decision.reason is Reason.GRANTED and pin.required_in(decision.mode)
             and not open_to_all(door_cfg, decision.mode, self.config.policy)
         )
@@ -553,27 +553,20 @@ class Controller:
         if cfg.pin is not None:
             self._lockout_rule = LockoutRule(cfg.pin.max_wrong, cfg.pin.wrong_window, cfg.pin.lockout)
             self._load_lockouts()
-        enter_key = cfg.pin.enter_key if cfg.pin else "#"
-        self.keypads = {
-            d.id: build_keypad(
-                d.keypad, lambda key, door_id=d.id: self._queue.put(lambda: self.key_pressed(door_id, key)),
-                enter_key=enter_key, pin_factory=pin_factory,
-            )
-            for d in cfg.doors if d.keypad is not None
-        }
+        self.keypads = {}
+        self.counters = {}
+        for d in cfg.doors:
+            if d.keypad is not None:
+                self._add_part(self.keypads, d.id, f"the keypad of door {d.id} (it opens by card alone until fixed)",
+                               lambda d=d: self._keypad(d, pin_factory))
+            if d.counter_in_pin is not None:
+                self._add_part(self.counters, d.id, f"the people counter of door {d.id}",
+                               lambda d=d: self._counter(d, pin_factory))
         self.displays = {d.id: Display(d.display, d.id) for d in cfg.doors if d.display is not None}
-        entrances = [d for d in cfg.doors if d.kind == "entrance"]
-        self.occupancy = Occupancy(frozenset(d.id for d in entrances if d.counter_in_pin is not None))
-        self.counters = [
-            PeopleCounter(
-                d.counter_in_pin, d.counter_out_pin,
-                lambda door_id=d.id: self._queue.put(lambda: self._counted(door_id, self.occupancy.person_in)),
-                lambda door_id=d.id: self._queue.put(lambda: self._counted(door_id, self.occupancy.person_out)),
-                pin_factory=pin_factory,
-            )
-            for d in entrances if d.counter_in_pin is not None or d.counter_out_pin is not None
-        ]
-        self.building = BuildingOutputs(cfg.building, pin_factory=pin_factory)
+        self.occupancy = Occupancy(frozenset(self.counters))
+        self.building = self._optional(
+            "the lights and alarm relays", lambda: BuildingOutputs(cfg.building, pin_factory=pin_factory)
+        ) or BuildingOutputs(BuildingConfig())
         now = self.wall()
         mode = self.schedule.mode_at(now)
         # Closed at start-up counts as just closed: the lights and the alarm wait their delays.
@@ -587,6 +580,34 @@ class Controller:
             except sqlite3.Error as exc:  # the config's values serve until the disk is back
                 log.error("cannot save the default announcement settings: %s", exc)
         self._publish_occupancy()
+
+    def _optional(self, what: str, build: Callable[[], object]) -> object | None:
+        """An optional part, or None when it cannot be set up: the doors start without it."""
+        try:
+            return build()
+        except Exception as exc:  # noqa: BLE001 - gpiozero and serial raise many kinds
+            log.error("cannot use %s: %s: %s", what, type(exc).__name__, exc, extra={"event_type": "part_failed"})
+            return None
+
+    def _add_part(self, parts: dict, door_id: str, what: str, build: Callable[[], object]) -> None:
+        part = self._optional(what, build)
+        if part is not None:
+            parts[door_id] = part
+
+    def _keypad(self, door_cfg: DoorConfig, pin_factory):
+        return build_keypad(
+            door_cfg.keypad, lambda key: self._queue.put(lambda: self.key_pressed(door_cfg.id, key)),
+            enter_key=self.config.pin.enter_key if self.config.pin else "#", pin_factory=pin_factory,
+        )
+
+    def _counter(self, door_cfg: DoorConfig, pin_factory) -> PeopleCounter:
+        post = self._queue.put
+        return PeopleCounter(
+            door_cfg.counter_in_pin, door_cfg.counter_out_pin,
+            lambda: post(lambda: self._counted(door_cfg.id, self.occupancy.person_in)),
+            lambda: post(lambda: self._counted(door_cfg.id, self.occupancy.person_out)),
+            pin_factory=pin_factory,
+        )
 
     def _set_status(self, key: str, value) -> None:
         try:

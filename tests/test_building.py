@@ -226,3 +226,28 @@ def test_two_people_on_one_card_is_tailgating(building):
     b.pin(COUNT_OUT).drive_high()
     b.controller.step()
     assert b.occupancy() == 3
+
+
+def test_relays_and_a_counter_that_cannot_be_claimed_leave_the_doors_working(tmp_path, caplog):
+    from gpiozero import OutputDevice
+
+    factory = MockFactory()
+    blocker = OutputDevice(LIGHTS, pin_factory=factory)  # another program holds GPIO16
+    config = Config(
+        path=tmp_path / "omaovi.toml", branch="test", timezone="Europe/Helsinki",
+        database=tmp_path / "omaovi.db", consortium_key_file=tmp_path / "key",
+        doors=(DoorConfig(id="entrance", kind="entrance", lock_pin=LOCK, counter_in_pin=LIGHTS, counter_out_pin=COUNT_OUT),),
+        building=BuildingConfig(lights_pin=LIGHTS, alarm_pin=ALARM),
+    )
+    store = Store(config.database)
+    controller = Controller(config, store, consortium_key=KEY, pin_factory=factory, start_readers=False)
+    try:
+        assert "cannot use the lights and alarm relays" in caplog.text
+        assert "cannot use the people counter of door entrance" in caplog.text
+        assert controller.counters == {} and controller.building.lights is None and controller.building.alarm is None
+        controller.doors["entrance"].pulse()
+        assert factory.pin(LOCK).state, "the door still opens"
+    finally:
+        controller.close()
+        store.close()
+        blocker.close()

@@ -93,13 +93,16 @@ BAD = [
         id="building-pin-clash",
     ),
     pytest.param(
-        HEAD + ENTRANCE + "counter_in_pin = 30\n",
+        HEAD + ENTRANCE + "counter_in_pin = 30\ncounter_out_pin = 21\n",
         [f"doors[0].counter_in_pin = 30: {PIN_RULE}"],
         id="counter-pin",
     ),
     pytest.param(
-        HEAD + '[[doors]]\nid = "booth-1"\nkind = "booth"\nresource = "r"\nlock_pin = 5\ncounter_in_pin = 20\n',
-        ["doors[0].counter_in_pin = 20: only an entrance has a people counter; a booth is inside the building"],
+        HEAD + '[[doors]]\nid = "booth-1"\nkind = "booth"\nresource = "r"\nlock_pin = 5\ncounter_in_pin = 20\ncounter_out_pin = 21\n',
+        [
+            "doors[0].counter_in_pin = 20: only an entrance has a people counter; a booth is inside the building",
+            "doors[0].counter_out_pin = 21: only an entrance has a people counter; a booth is inside the building",
+        ],
         id="counter-on-booth",
     ),
     pytest.param(
@@ -121,3 +124,8 @@ BAD = [
 @pytest.mark.parametrize("text, expected", BAD)
 def test_a_bad_extras_section_names_file_key_value_and_what_is_allowed(tmp_path, text, expected):
     assert problems_in(write(tmp_path, text)) == expected
+
+
+def test_a_counter_needs_both_inputs(tmp_path):
+    assert problems_in(write(tmp_path, HEAD + ENTRANCE + "counter_in_pin = 20\n")) == [
+        "doors[0].counter_in_pin = 20: a people counter needs both pulse inputs; add counter_out_pin"]

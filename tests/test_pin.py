@@ -320,3 +320,29 @@ def test_the_library_system_checks_the_pin_when_it_answers(tmp_path):
         d.close()
         checker.close()
         server.stop()
+
+
+def test_a_keypad_that_cannot_be_claimed_leaves_the_door_opening_by_card_alone(tmp_path, caplog):
+    from gpiozero import OutputDevice
+
+    factory = MockFactory()
+    blocker = OutputDevice(ROWS[0], pin_factory=factory)  # another program holds a row pin
+    config = Config(
+        path=tmp_path / "omaovi.toml", branch="test", timezone="Europe/Helsinki",
+        database=tmp_path / "omaovi.db", consortium_key_file=tmp_path / "key",
+        doors=(DoorConfig(id="entrance", kind="entrance", lock_pin=17, keypad=MATRIX),),
+        pin=PinConfig(pepper_file=tmp_path / "unused"),
+    )
+    store = Store(config.database)
+    store.set_weekly({d: (Period(0, 1440, "self_service"),) for d in range(7)})
+    store.put_patrons([Patron(card_key=card_key(KEY, CARD), self_service=True, age_ok_from=date(2000, 1, 1),
+                              fetched_at=datetime.now(timezone.utc))], source="test")
+    controller = Controller(config, store, consortium_key=KEY, pin_factory=factory, start_readers=False, pepper=PEPPER)
+    try:
+        assert "cannot use the keypad of door entrance" in caplog.text
+        assert controller.tap("entrance", CARD).decision.granted
+        assert factory.pin(17).state
+    finally:
+        controller.close()
+        store.close()
+        blocker.close()
