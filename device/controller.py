@@ -58,6 +58,8 @@ MAX_TAP_AGE_SECONDS = 3.0
 #: Events that could not be written are kept in memory up to this many.
 MAX_PENDING_EVENTS = 10_000
 ANNOUNCE_POLL_SECONDS = 1.0
+#: An announcement found due later than this (the loop stalled, the clock jumped) is skipped.
+MAX_ANNOUNCEMENT_DELAY = timedelta(seconds=30)
 #: How the PIN step ended, as written to a tap event's detail.
 _PIN_DETAIL = {PinResult.OK: "ok", PinResult.WRONG: "wrong", PinResult.TIMEOUT: "timeout", None: "unchecked"}
 
@@ -674,7 +676,9 @@ class Controller:
     def _announce(self) -> None:
         """Play and log each announcement that came due since the last look."""
         now = self.wall()
-        since, self._announced_upto = self._announced_upto, now
+        # A clock set forward (a Pi without a battery clock getting NTP time after
+        # boot) must not replay the evening's announcements in one burst.
+        since, self._announced_upto = max(self._announced_upto, now - MAX_ANNOUNCEMENT_DELAY), now
         if self.config.announcements is None:
             return
         settings = self._announcement_settings()

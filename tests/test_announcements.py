@@ -154,6 +154,15 @@ def test_unusable_saved_settings_fall_back_to_the_config(branch):
     assert len(player.calls) == 3
 
 
+def test_a_clock_set_forward_does_not_replay_the_missed_announcements(branch):
+    controller, store, sim, player = branch(local(SPRING, "12:00"))
+    controller.step()
+    sim.advance(9 * 3600)  # 21:00: NTP has corrected a clock that was hours behind
+    controller.step()
+    sim.run(controller, local(SPRING, "21:10"))
+    assert player.calls == []
+
+
 def test_the_sound_player_runs_aplay_for_a_file_and_espeak_for_text(monkeypatch):
     ran = []
     monkeypatch.setattr(announcements.subprocess, "run", lambda command, **kw: ran.append(command))
