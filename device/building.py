@@ -21,10 +21,27 @@ from datetime import datetime, timedelta
 from gpiozero import DigitalInputDevice, OutputDevice
 
 from device.config import BuildingConfig
+from device.schedule import Schedule
 
 log = logging.getLogger("omaovi.building")
 
 OPEN_MODES = ("staffed", "self_service")
+
+
+def closed_since(schedule: Schedule, now: datetime, lookback: timedelta = timedelta(days=1)) -> datetime | None:
+    """When the current closed stretch began (at most ``lookback`` ago), or None when open.
+
+    For a device that starts at night: it must not light the library for the
+    grace period after a 3 a.m. reboot, nor hold back the alarm.
+    """
+    if schedule.mode_at(now) != "closed":
+        return None
+    began, moment = now - lookback, now - lookback
+    while (change := schedule.next_change(moment)) is not None and change[0] <= now:
+        moment = change[0]
+        if change[1] == "closed":
+            began = moment
+    return began
 
 
 def tailgating(people_in: int, grants: int) -> bool:

@@ -34,7 +34,7 @@ from typing import Callable
 
 from device import announcements, events, messages
 from device.announcements import Player, SoundPlayer
-from device.building import BuildingOutputs, Occupancy, PeopleCounter, alarm_armed, lights_on
+from device.building import BuildingOutputs, Occupancy, PeopleCounter, alarm_armed, closed_since, lights_on
 from device.cards import CardNumberError, card_key, load_consortium_key
 from device.config import BUILDING, BuildingConfig, Config, DoorConfig, Sip2Settings
 from device.display import Display
@@ -570,9 +570,7 @@ class Controller:
             "the lights and alarm relays", lambda: BuildingOutputs(cfg.building, pin_factory=pin_factory)
         ) or BuildingOutputs(BuildingConfig())
         now = self.wall()
-        mode = self.schedule.mode_at(now)
-        # Closed at start-up counts as just closed: the lights and the alarm wait their delays.
-        self._mode, self._closed_since = mode, (now if mode == "closed" else None)
+        self._mode, self._closed_since = self.schedule.mode_at(now), closed_since(self.schedule, now)
         self.player = player if player is not None or cfg.announcements is None else SoundPlayer()
         self._announced_upto = now
         if cfg.announcements is not None:

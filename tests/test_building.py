@@ -160,11 +160,10 @@ def test_the_lights_follow_the_hours_with_a_grace_after_closing(building):
     seen = {}
     b.sim.run(b.controller, local("21:30"), step=60,
               each=lambda now: seen.setdefault(now.astimezone(HELSINKI).strftime("%H:%M"), b.lights))
-    # Closed at start-up counts as just closed, so the lights wait the grace first.
-    assert [seen[t] for t in ("06:44", "06:46", "06:59", "07:00", "12:00", "20:59", "21:14", "21:15", "21:30")] == [
-        True, False, False, True, True, True, True, False, False]
+    assert [seen[t] for t in ("06:31", "06:59", "07:00", "12:00", "20:59", "21:14", "21:15", "21:30")] == [
+        False, False, True, True, True, True, False, False]
     assert [e["detail"] for e in b.events("building_output") if "lights" in e["detail"]] == [
-        '{"change": "lights on"}', '{"change": "lights off"}', '{"change": "lights on"}', '{"change": "lights off"}']
+        '{"change": "lights on"}', '{"change": "lights off"}']
     assert b.store.status()["building"]["value"] == {"lights": False, "alarm_armed": True}
 
 
@@ -190,6 +189,12 @@ def test_the_alarm_is_armed_after_closing_only_when_nobody_is_counted_inside(bui
     assert b.occupancy() == 1
     b.until("21:40")
     assert not b.armed
+
+
+@pytest.mark.parametrize("start, lights, armed", [("03:00", False, True), ("21:03", True, False), ("21:07", True, True)])
+def test_a_device_started_at_night_knows_how_long_the_branch_has_been_closed(building, start, lights, armed):
+    b = building(start)
+    assert (b.lights, b.armed) == (lights, armed)
 
 
 def test_the_alarm_waits_its_delay_after_an_empty_closing(building):
