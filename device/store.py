@@ -137,7 +137,8 @@ MIGRATIONS: list[str] = [
         last_snapshot TEXT
     );
     """,
-    # The door extras: a cached, peppered PIN verifier per card (device/pins.py),
+    # The door extras (to follow the staff page's users/audit/tokens migration when
+    # both are merged): a cached, peppered PIN verifier per card (device/pins.py),
     # and an index for counting a card's recent wrong PINs from the event log.
     """
     ALTER TABLE patrons ADD COLUMN pin_verifier TEXT;

@@ -77,3 +77,10 @@ def test_a_bad_verifier_in_the_csv_names_its_line():
     with pytest.raises(PatronCsvError) as caught:
         parse_patrons("card_number,pin_verifier\n10000001,1234\n", CSV_KEY, FETCHED_AT, pin_pepper=PEPPER)
     assert caught.value.problems == ["line 2, pin_verifier: expected pbkdf2_sha256$<iterations>$<salt>$<base64 hash>"]
+
+
+def test_the_protocol_example_carries_a_verifier_the_branch_accepts():
+    from tests.test_central_sync import example
+
+    [first] = parse_patron_page(example("patrons-page"), FETCHED_AT, PEPPER).upserts
+    assert pin_matches("4321", first.pin_verifier, PEPPER)
