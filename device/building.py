@@ -15,6 +15,7 @@ door cycle that lets in more people than it had grants is tailgating.
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -130,15 +131,17 @@ class BuildingOutputs:
     """
 
     def __init__(self, cfg: BuildingConfig, *, pin_factory=None):
-        pf = {"pin_factory": pin_factory}
-        self.lights = (
-            OutputDevice(cfg.lights_pin, active_high=cfg.lights_active_high, initial_value=False, **pf)
-            if cfg.lights_pin is not None else None
-        )
-        self.alarm = (
-            OutputDevice(cfg.alarm_pin, active_high=cfg.alarm_active_high, initial_value=False, **pf)
-            if cfg.alarm_pin is not None else None
-        )
+        def relay(pin: int | None, active_high: bool) -> OutputDevice | None:
+            if pin is None:
+                return None
+            return claimed.enter_context(
+                OutputDevice(pin, active_high=active_high, initial_value=False, pin_factory=pin_factory)
+            )
+
+        with ExitStack() as claimed:  # a pin that cannot be claimed releases the other
+            self.lights = relay(cfg.lights_pin, cfg.lights_active_high)
+            self.alarm = relay(cfg.alarm_pin, cfg.alarm_active_high)
+            claimed.pop_all()
 
     def set(self, *, lights: bool, armed: bool) -> list[str]:
         """Drive the relays; the changes made, for the log."""
@@ -163,11 +166,13 @@ class PeopleCounter:
 
     def __init__(self, in_pin: int | None, out_pin: int | None, on_in, on_out, *, pin_factory=None):
         self.inputs = []
-        for pin, handler in ((in_pin, on_in), (out_pin, on_out)):
-            if pin is not None:
-                device = DigitalInputDevice(pin, pull_up=True, pin_factory=pin_factory)
-                device.when_activated = handler
-                self.inputs.append(device)
+        with ExitStack() as claimed:  # a pin that cannot be claimed releases the other
+            for pin, handler in ((in_pin, on_in), (out_pin, on_out)):
+                if pin is not None:
+                    device = claimed.enter_context(DigitalInputDevice(pin, pull_up=True, pin_factory=pin_factory))
+                    device.when_activated = handler
+                    self.inputs.append(device)
+            claimed.pop_all()
 
     def close(self) -> None:
         for device in self.inputs:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import ExitStack
 from typing import Callable
 
 from gpiozero import DigitalInputDevice, OutputDevice
@@ -31,8 +32,11 @@ class MatrixKeypad:
     def __init__(self, cfg: KeypadConfig, on_key: Callable[[str], None], *, pin_factory=None):
         pf = {"pin_factory": pin_factory}
         self._keys = cfg.keys
-        self._rows = [OutputDevice(p, active_high=False, initial_value=False, **pf) for p in cfg.row_pins]
-        self._columns = [DigitalInputDevice(p, pull_up=True, **pf) for p in cfg.column_pins]
+        with ExitStack() as claimed:  # a pin that cannot be claimed releases those claimed before it
+            self._rows = [claimed.enter_context(OutputDevice(p, active_high=False, initial_value=False, **pf))
+                          for p in cfg.row_pins]
+            self._columns = [claimed.enter_context(DigitalInputDevice(p, pull_up=True, **pf)) for p in cfg.column_pins]
+            claimed.pop_all()
         self._on_key = on_key
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._scan, name="keypad matrix", daemon=True)

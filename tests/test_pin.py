@@ -326,7 +326,7 @@ def test_a_keypad_that_cannot_be_claimed_leaves_the_door_opening_by_card_alone(t
     from gpiozero import OutputDevice
 
     factory = MockFactory()
-    blocker = OutputDevice(ROWS[0], pin_factory=factory)  # another program holds a row pin
+    blocker = OutputDevice(ROWS[2], pin_factory=factory)  # another program holds a row pin
     config = Config(
         path=tmp_path / "omaovi.toml", branch="test", timezone="Europe/Helsinki",
         database=tmp_path / "omaovi.db", consortium_key_file=tmp_path / "key",
@@ -342,6 +342,7 @@ def test_a_keypad_that_cannot_be_claimed_leaves_the_door_opening_by_card_alone(t
         assert "cannot use the keypad of door entrance" in caplog.text
         assert controller.tap("entrance", CARD).decision.granted
         assert factory.pin(17).state
+        OutputDevice(ROWS[0], pin_factory=factory).close()  # the rows claimed before the failure were released
     finally:
         controller.close()
         store.close()
