@@ -32,10 +32,10 @@ HTTP_TIMEOUT_SECONDS = 2.0
 
 
 class SerialLines:
-    def __init__(self, cfg: DisplayConfig, open_port: Callable | None = None):
+    def __init__(self, cfg: DisplayConfig):
         import serial
 
-        self._port = (open_port or serial.serial_for_url)(cfg.device, baudrate=cfg.baudrate, write_timeout=1)
+        self._port = serial.serial_for_url(cfg.device, baudrate=cfg.baudrate, write_timeout=1)
 
     def write(self, texts: list[str]) -> None:
         self._port.write(("\r\n".join(texts) + "\r\n\r\n").encode("utf-8"))

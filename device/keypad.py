@@ -65,11 +65,8 @@ class MatrixKeypad:
 class SerialKeypad:
     """Each character the device sends is one key; CR or LF is the enter key."""
 
-    def __init__(self, cfg: KeypadConfig, on_key: Callable[[str], None], *, enter_key: str, open_port=None):
-        import serial
-
+    def __init__(self, cfg: KeypadConfig, on_key: Callable[[str], None], *, enter_key: str):
         self._cfg = cfg
-        self._open_port = open_port or serial.serial_for_url
         self._on_key = on_key
         self._enter_key = enter_key
         self._stop = threading.Event()
@@ -81,7 +78,7 @@ class SerialKeypad:
 
         while not self._stop.is_set():
             try:
-                port = self._open_port(self._cfg.device, baudrate=self._cfg.baudrate, timeout=0.2)
+                port = serial.serial_for_url(self._cfg.device, baudrate=self._cfg.baudrate, timeout=0.2)
             except (serial.SerialException, OSError, ValueError) as exc:
                 log.error("cannot open the keypad %s: %s", self._cfg.device, exc)
                 self._stop.wait(REOPEN_SECONDS)
