@@ -22,7 +22,7 @@ from typing import Protocol
 
 from device import messages
 from device.background import Worker
-from device.config import AnnouncementConfig
+from device.config import ANNOUNCEMENT_KINDS, AnnouncementConfig
 from device.schedule import Schedule
 
 log = logging.getLogger("omaovi.announcements")
@@ -78,7 +78,7 @@ def default_settings(cfg: AnnouncementConfig) -> dict:
         "every_minutes": cfg.every_minutes,
         "texts": {
             kind: {lang: cfg.texts.get(kind, {}).get(lang, messages.CATALOGUE[kind][lang]) for lang in cfg.languages}
-            for kind in (messages.CLOSING, messages.SELF_SERVICE_STARTS)
+            for kind in ANNOUNCEMENT_KINDS
         },
     }
 

@@ -711,6 +711,7 @@ def _building(table: dict, a_path: Callable[[Any], Path], problems: list[Problem
     return None if broken else BuildingConfig(**values)
 
 
+#: What is announced; each is a key of device.messages.CATALOGUE.
 ANNOUNCEMENT_KINDS = ("closing", "self_service_starts")
 
 

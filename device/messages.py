@@ -12,9 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 from types import MappingProxyType
 
+from device.config import LANGUAGES
 from device.policy import Reason
-
-LANGUAGES = ("fi", "sv", "en")
 
 #: Prompts and notices that are not a tap's reason.
 ENTER_PIN = "enter_pin"
@@ -90,8 +89,8 @@ def message(key: str | Reason, *, minutes: int | None = None, at: datetime | Non
     """The sentence for ``key`` in every language; ``at`` is a local time, shown as 14.00 in Finnish."""
     texts = CATALOGUE[key.value if isinstance(key, Reason) else key]
     return {
-        lang: text.format(minutes=minutes, time=_clock(at, lang) if at is not None else "")
-        for lang, text in texts.items()
+        lang: texts[lang].format(minutes=minutes, time=_clock(at, lang) if at is not None else "")
+        for lang in LANGUAGES
     }
 
 
