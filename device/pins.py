@@ -127,13 +127,13 @@ class PinEntry:
     digits: list[str] = field(default_factory=list, repr=False)
 
     def press(self, key: str) -> str | None:
-        """The finished PIN when this key completes it, else None."""
+        """The finished PIN when this key completes it (and the entry forgets it), else None."""
         if key == self.reset_key:
             self.digits.clear()
-        elif key == self.enter_key:
-            return "".join(self.digits)
         elif key.isdigit():
             self.digits.append(key)
-            if len(self.digits) == self.length:
-                return "".join(self.digits)
+        if key == self.enter_key or len(self.digits) == self.length:
+            pin = "".join(self.digits)
+            self.digits.clear()
+            return pin
         return None

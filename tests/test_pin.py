@@ -76,6 +76,7 @@ def test_pin_entry_completes_at_its_length_or_on_enter_and_the_reset_key_starts_
     entry = PinEntry(length=4, enter_key="#", reset_key="*")
     assert [entry.press(k) for k in "12*"] == [None, None, None]
     assert [entry.press(k) for k in "5678"] == [None, None, None, "5678"]
+    assert entry.digits == [], "the entry keeps no digit of a finished PIN"
     short = PinEntry(length=4, enter_key="#", reset_key="*")
     assert [short.press(k) for k in "12#"] == [None, None, "12"]
 
