@@ -399,12 +399,14 @@ def cmd_card_key(args) -> int:
 
 
 def cmd_patrons_import(args) -> int:
+    from device.pins import load_pepper
     from sync.patrons_csv import PatronCsvError, read_patrons
 
     cfg = _load(args)
     key = load_consortium_key(cfg.consortium_key_file)
     try:
-        patrons = read_patrons(args.file, key, datetime.now(timezone.utc))
+        pepper = load_pepper(cfg.pin.pepper_file) if cfg.pin is not None else None
+        patrons = read_patrons(args.file, key, datetime.now(timezone.utc), pepper)
     except PatronCsvError as exc:
         print(exc, file=sys.stderr)
         print("Nothing was imported.", file=sys.stderr)

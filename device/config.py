@@ -22,6 +22,8 @@ from device.cards import UID_FORMATS
 from sync.sip2 import DEFAULT_BLOCKING_STATUS, PROFILES, STATUS_BITS
 
 DEFAULT_PATH = "/etc/omaovi/omaovi.toml"
+#: The door id of events about the building as a whole (announcements, people left inside).
+BUILDING = "building"
 
 DOOR_KINDS = ("entrance", "booth")
 READER_TYPES = ("mfrc522", "serial", "evdev", "stdin")
@@ -50,6 +52,32 @@ class ReaderConfig:
 
 
 @dataclass(frozen=True)
+class KeypadConfig:
+    """A PIN keypad at a door: a GPIO matrix (rows driven, columns read) or a serial line device."""
+
+    type: str
+    row_pins: tuple[int, ...] = ()
+    column_pins: tuple[int, ...] = ()
+    #: One string per row, one character per column: what each key sends.
+    keys: tuple[str, ...] = ("123", "456", "789", "*0#")
+    device: str | None = None
+    baudrate: int = 9600
+
+
+@dataclass(frozen=True)
+class DisplayConfig:
+    """A small patron display at a door: an SSD1306 OLED on I2C, a serial line display, or an HTTP endpoint."""
+
+    type: str
+    languages: tuple[str, ...] = ("fi", "sv", "en")
+    i2c_port: int = 1
+    i2c_address: int = 0x3C
+    device: str | None = None
+    baudrate: int = 9600
+    url: str | None = None
+
+
+@dataclass(frozen=True)
 class DoorConfig:
     id: str
     kind: str
@@ -63,7 +91,12 @@ class DoorConfig:
     exit_button_pin: int | None = None
     led_pin: int | None = None
     buzzer_pin: int | None = None
+    #: A people counter's pulses for each person going in and out through this door.
+    counter_in_pin: int | None = None
+    counter_out_pin: int | None = None
     reader: ReaderConfig | None = None
+    keypad: KeypadConfig | None = None
+    display: DisplayConfig | None = None
 
     @property
     def label(self) -> str:
@@ -105,6 +138,54 @@ class WebConfig:
     #: Web sites that may show the public booth board in a frame (CSP frame-ancestors),
     #: such as "https://kirjasto.example.fi". Empty: no site may.
     board_frame_ancestors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PinConfig:
+    """The optional ``[pin]`` section: card + PIN at the doors with a keypad, in the modes named."""
+
+    pepper_file: Path
+    #: "none" or "card_pin" per mode.
+    staffed: str = "none"
+    self_service: str = "card_pin"
+    length: int = 4
+    enter_key: str = "#"
+    reset_key: str = "*"
+    timeout: float = 5.0
+    max_wrong: int = 5
+    wrong_window: timedelta = timedelta(minutes=15)
+    lockout: timedelta = timedelta(minutes=30)
+
+    def required_in(self, mode: str) -> bool:
+        return {"staffed": self.staffed, "self_service": self.self_service}.get(mode) == "card_pin"
+
+
+@dataclass(frozen=True)
+class BuildingConfig:
+    """The optional ``[building]`` section: relay outputs for the lights and the intruder alarm."""
+
+    lights_pin: int | None = None
+    lights_active_high: bool = True
+    #: Minutes the lights stay on after the branch closes.
+    lights_off_after: int = 15
+    alarm_pin: int | None = None
+    alarm_active_high: bool = True
+    #: Minutes after closing before the alarm may be armed.
+    alarm_arm_after: int = 5
+
+
+@dataclass(frozen=True)
+class AnnouncementConfig:
+    """The optional ``[announcements]`` section. Offsets and texts are only the defaults:
+    the staff page may change them (``Store.set_announcement_settings``)."""
+
+    first_minutes: int = 15
+    every_minutes: int = 5
+    languages: tuple[str, ...] = ("fi", "sv", "en")
+    #: Per announcement kind and language: a text overriding the catalogue's.
+    texts: dict = field(default_factory=dict)
+    #: Per announcement kind and language: an audio file played instead of speech.
+    files: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -174,6 +255,9 @@ class Config:
     uid_format: str = "hex"
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    pin: PinConfig | None = None
+    building: BuildingConfig = field(default_factory=BuildingConfig)
+    announcements: AnnouncementConfig | None = None
 
     def door(self, door_id: str) -> DoorConfig:
         for door in self.doors:
@@ -373,10 +457,7 @@ def _reader(table: dict, prefix: str, problems: list[Problem]) -> ReaderConfig |
         values["device"] = s.text("device")
     if kind == "serial":
         values["framing"] = s.choice("framing", SERIAL_FRAMINGS, "line")
-        values["baudrate"] = s.get(
-            "baudrate", lambda v: _one_of_int(v, (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)),
-            "must be one of 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200", 9600,
-        )
+        values["baudrate"] = _baudrate(s)
     if kind == "mfrc522":
         values["spi_bus"] = s.integer("spi_bus", 0, 6, 0)
         values["spi_device"] = s.integer("spi_device", 0, 2, 0)
@@ -389,13 +470,97 @@ def _reader(table: dict, prefix: str, problems: list[Problem]) -> ReaderConfig |
     return ReaderConfig(**values)
 
 
+def _baudrate(s: _Section) -> Any:
+    return s.get(
+        "baudrate", lambda v: _one_of_int(v, _BAUDRATES), "must be one of " + ", ".join(map(str, _BAUDRATES)), 9600
+    )
+
+
+def _keypad(table: dict, prefix: str, problems: list[Problem]) -> KeypadConfig | None:
+    s = _Section(table, prefix, problems)
+    kind = s.choice("type", KEYPAD_TYPES)
+    values: dict[str, Any] = {"type": kind}
+    if kind == "matrix":
+        pins = f"must be a list of 1 to 8 different GPIO numbers from {GPIO_PINS.start} to {GPIO_PINS.stop - 1}"
+        values["row_pins"] = s.get("row_pins", _pin_list, pins)
+        values["column_pins"] = s.get("column_pins", _pin_list, pins)
+        values["keys"] = s.get(
+            "keys", lambda v: _list_of(v, _key_row), f"must be a list of strings of the keys {KEYPAD_KEYS}, one per row",
+            KeypadConfig.keys,
+        )
+        rows, columns, keys = values["row_pins"], values["column_pins"], values["keys"]
+        if rows and columns and keys and (len(keys) != len(rows) or any(len(k) != len(columns) for k in keys)):
+            s.fail("keys", list(keys), f"must have {len(rows)} rows of {len(columns)} keys, one per row and column pin")
+            values["keys"] = None
+    elif kind == "serial":
+        values["device"] = s.text("device")
+        values["baudrate"] = _baudrate(s)
+    s.finish()
+    return None if any(v is None for v in values.values()) else KeypadConfig(**values)
+
+
+def _display(table: dict, prefix: str, problems: list[Problem]) -> DisplayConfig | None:
+    s = _Section(table, prefix, problems)
+    kind = s.choice("type", DISPLAY_TYPES)
+    values: dict[str, Any] = {"type": kind, "languages": _languages(s)}
+    if kind == "ssd1306":
+        values["i2c_port"] = s.integer("i2c_port", 0, 10, 1)
+        values["i2c_address"] = s.integer("i2c_address", 0x03, 0x77, 0x3C)
+    elif kind == "serial":
+        values["device"] = s.text("device")
+        values["baudrate"] = _baudrate(s)
+    elif kind == "http":
+        values["url"] = s.get("url", _base_url, "must be an http:// or https:// URL such as \"http://127.0.0.1:8080/message\"")
+    s.finish()
+    return None if any(v is None for v in values.values()) else DisplayConfig(**values)
+
+
+def _languages(s: _Section) -> Any:
+    return s.get(
+        "languages", lambda v: _unique(_list_of(v, lambda x: _one_of(x, LANGUAGES))),
+        "must be a list of one or more different languages from " + ", ".join(LANGUAGES), LANGUAGES,
+    )
+
+
+def _unique(values: tuple) -> tuple:
+    if not values or len(set(values)) != len(values):
+        raise ValueError
+    return values
+
+
+def _pin_list(value: Any) -> tuple[int, ...]:
+    pins = _unique(_list_of(value, lambda v: _int_in(v, GPIO_PINS.start, GPIO_PINS.stop - 1)))
+    if len(pins) > 8:
+        raise ValueError
+    return pins
+
+
+def _key_row(value: Any) -> str:
+    if not isinstance(value, str) or not value or any(c not in KEYPAD_KEYS for c in value):
+        raise ValueError
+    return value
+
+
+def _key(value: Any) -> str:
+    if not isinstance(value, str) or len(value) != 1 or value not in KEYPAD_KEYS:
+        raise ValueError
+    return value
+
+
 def _one_of_int(value: Any, choices: tuple[int, ...]) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value not in choices:
         raise ValueError
     return value
 
 
-_PIN_KEYS = ("lock_pin", "contact_pin", "exit_button_pin", "led_pin", "buzzer_pin")
+_PIN_KEYS = ("lock_pin", "contact_pin", "exit_button_pin", "led_pin", "buzzer_pin", "counter_in_pin", "counter_out_pin")
+KEYPAD_TYPES = ("matrix", "serial")
+DISPLAY_TYPES = ("ssd1306", "serial", "http")
+LANGUAGES = ("fi", "sv", "en")
+PIN_MODES = ("none", "card_pin")
+KEYPAD_KEYS = "0123456789*#ABCD"
+_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+_A_FILE = "must be a file path (relative paths are relative to this file)"
 
 
 def _door(table: Any, index: int, problems: list[Problem]) -> DoorConfig | None:
@@ -420,16 +585,30 @@ def _door(table: Any, index: int, problems: list[Problem]) -> DoorConfig | None:
     elif "resource" in table:
         s.seen.add("resource")
         s.fail("resource", table["resource"], "only a booth has a resource; remove it or set kind = \"booth\"")
+    for counter, other in (("counter_in_pin", "counter_out_pin"), ("counter_out_pin", "counter_in_pin")):
+        if values[counter] is None:
+            continue
+        if values["kind"] == "booth":
+            s.fail(counter, values[counter], "only an entrance has a people counter; a booth is inside the building")
+            values[counter] = None
+        elif other not in table:
+            s.fail(counter, values[counter], f"a people counter needs both pulse inputs; add {other}")
+            values[counter] = None
     reader_table = _table(s, "reader", required=False)
     reader = _reader(reader_table, f"{prefix}reader.", problems) if reader_table is not None else None
+    parts, broken = {}, reader_table is not None and reader is None
+    for name, part in (("keypad", _keypad), ("display", _display)):
+        part_table = _table(s, name, required=False)
+        parts[name] = part(part_table, f"{prefix}{name}.", problems) if part_table is not None else None
+        broken = broken or (part_table is not None and parts[name] is None)
     s.finish()
-    if reader_table is not None and reader is None:
+    if broken:
         return None
     if any(values[k] is None for k in ("id", "kind", "lock_pin", "lock_active_high", "unlock_seconds", "held_open_seconds")):
         return None
     if values["kind"] == "booth" and values["resource"] is None:
         return None
-    return DoorConfig(reader=reader, **values)
+    return DoorConfig(reader=reader, **parts, **values)
 
 
 def _raise() -> Any:
@@ -483,6 +662,11 @@ def parse_sections(data: dict, path: Path | str = "<config>") -> tuple[Config, S
     central = _central(central_table, a_path, problems) if central_table is not None else None
     sip2_table = _table(s, "sip2", required=False) if "sip2" in data else None
     sip2 = _sip2(sip2_table, a_path, problems) if sip2_table is not None else None
+    extras = {}
+    for name, section in (("pin", _pin), ("building", _building), ("announcements", _announcements)):
+        table = _table(s, name, required=False) if name in data else None
+        if table is not None and (value := section(table, a_path, problems)) is not None:
+            extras[name] = value
 
     s.seen.add("doors")
     raw_doors = data.get("doors", _MISSING)
@@ -494,13 +678,15 @@ def parse_sections(data: dict, path: Path | str = "<config>") -> tuple[Config, S
     else:
         doors = [d for i, t in enumerate(raw_doors) if (d := _door(t, i, problems)) is not None]
     s.finish()
-    _check_doors_together(doors, problems)
+    _check_doors_together(doors, extras.get("building", BuildingConfig()), problems)
+    if "pin" in extras and not any(d.keypad for d in doors):
+        problems.append(Problem("pin", data["pin"], "asks for a PIN, but no door has a [doors.keypad] to type it on"))
 
     if problems:
         raise ConfigError(path, problems)
     config = Config(
         path=path, branch=branch, timezone=timezone, database=database, consortium_key_file=key_file,
-        doors=tuple(doors), uid_format=uid_format, policy=policy, web=web,
+        doors=tuple(doors), uid_format=uid_format, policy=policy, web=web, **extras,
     )
     return config, Sections(central=central, sip2=sip2)
 
@@ -542,6 +728,89 @@ def _origin(value: Any) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def _pin(table: dict, a_path: Callable[[Any], Path], problems: list[Problem]) -> PinConfig | None:
+    s = _Section(table, "pin.", problems)
+    duration = 'must be a duration from "1m" to "7d", such as "15m"'
+    values: dict[str, Any] = {
+        "pepper_file": s.get("pepper_file", a_path, _A_FILE),
+        "staffed": s.choice("staffed", PIN_MODES, "none"),
+        "self_service": s.choice("self_service", PIN_MODES, "card_pin"),
+        "length": s.integer("length", 4, 12, 4),
+        "enter_key": s.get("enter_key", _key, f"must be one key of {KEYPAD_KEYS}", "#"),
+        "reset_key": s.get("reset_key", _key, f"must be one key of {KEYPAD_KEYS}", "*"),
+        "timeout": s.number("timeout", 2, 60, 5.0),
+        "max_wrong": s.integer("max_wrong", 1, 100, 5),
+        "wrong_window": s.get("wrong_window", _short_duration, duration, timedelta(minutes=15)),
+        "lockout": s.get("lockout", _short_duration, duration, timedelta(minutes=30)),
+    }
+    for name in ("enter_key", "reset_key"):
+        if values[name] is not None and values[name].isdigit():
+            s.fail(name, values[name], "must not be a digit: digits are the PIN")
+            values[name] = None
+    if values["enter_key"] is not None and values["enter_key"] == values["reset_key"]:
+        s.fail("reset_key", values["reset_key"], "must differ from enter_key")
+        values["reset_key"] = None
+    s.finish()
+    return None if any(v is None for v in values.values()) else PinConfig(**values)
+
+
+def _short_duration(value: Any) -> timedelta:
+    length = parse_duration(value)
+    if not timedelta(minutes=1) <= length <= timedelta(days=7):
+        raise ValueError(value)
+    return length
+
+
+def _building(table: dict, a_path: Callable[[Any], Path], problems: list[Problem]) -> BuildingConfig | None:
+    s = _Section(table, "building.", problems)
+    values: dict[str, Any] = {
+        "lights_pin": s.pin("lights_pin", None),
+        "lights_active_high": s.boolean("lights_active_high", True),
+        "lights_off_after": s.integer("lights_off_after", 0, 240, 15),
+        "alarm_pin": s.pin("alarm_pin", None),
+        "alarm_active_high": s.boolean("alarm_active_high", True),
+        "alarm_arm_after": s.integer("alarm_arm_after", 0, 240, 5),
+    }
+    s.finish()
+    optional = ("lights_pin", "alarm_pin")
+    broken = any(v is None for k, v in values.items() if k not in optional) or any(
+        k in table and values[k] is None for k in optional
+    )
+    return None if broken else BuildingConfig(**values)
+
+
+#: What is announced; each is a key of device.messages.CATALOGUE.
+ANNOUNCEMENT_KINDS = ("closing", "self_service_starts")
+
+
+def _announcements(table: dict, a_path: Callable[[Any], Path], problems: list[Problem]) -> AnnouncementConfig | None:
+    s = _Section(table, "announcements.", problems)
+    def per_language(what: str, example: str) -> str:
+        return f"must be a table of languages ({', '.join(LANGUAGES)}) to {what}, such as {{ fi = {example} }}"
+
+    values: dict[str, Any] = {
+        "first_minutes": s.integer("first_minutes", 1, 120, 15),
+        "every_minutes": s.integer("every_minutes", 1, 60, 5),
+        "languages": _languages(s),
+    }
+    texts, files = {}, {}
+    for kind in ANNOUNCEMENT_KINDS:
+        texts[kind] = s.get(kind, lambda v: _by_language(v, _text), per_language("texts", '"…"'), {})
+        files[kind] = s.get(
+            f"{kind}_files", lambda v: _by_language(v, a_path), per_language("audio files", '"closing-fi.wav"'), {}
+        )
+    s.finish()
+    if any(v is None for v in (*values.values(), *texts.values(), *files.values())):
+        return None
+    return AnnouncementConfig(texts=texts, files=files, **values)
+
+
+def _by_language(value: Any, check: Callable[[Any], Any]) -> dict:
+    if not isinstance(value, dict) or any(lang not in LANGUAGES for lang in value):
+        raise ValueError
+    return {lang: check(item) for lang, item in value.items()}
 
 
 def _central(table: dict, a_path: Callable[[Any], Path], problems: list[Problem]) -> CentralConfig | None:
@@ -634,18 +903,25 @@ def _base_url(value: Any) -> str:
     return value.strip().rstrip("/")
 
 
-def _check_doors_together(doors: list[DoorConfig], problems: list[Problem]) -> None:
+def _check_doors_together(doors: list[DoorConfig], building: BuildingConfig, problems: list[Problem]) -> None:
     """What no single door can get wrong on its own: shared ids, pins and readers."""
     ids: dict[str, int] = {}
-    pins: dict[int, str] = {}
+    pins: dict[int, str] = {
+        pin: f"building.{key}" for key in ("lights_pin", "alarm_pin") if (pin := getattr(building, key)) is not None
+    }
     devices: dict[str, str] = {}
     for index, door in enumerate(doors):
+        if door.id == BUILDING:
+            problems.append(Problem(f"doors[{index}].id", door.id, f"{BUILDING!r} names the events of the building as a whole"))
         if door.id in ids:
             problems.append(Problem(f"doors[{index}].id", door.id, f"must be unique; doors[{ids[door.id]}] has the same id"))
         ids.setdefault(door.id, index)
         used = [(k, getattr(door, k)) for k in _PIN_KEYS if getattr(door, k) is not None]
         if door.reader and door.reader.type == "mfrc522":
             used.append(("reader.reset_pin", door.reader.reset_pin))
+        if door.keypad is not None:
+            used += [(f"keypad.row_pins[{i}]", p) for i, p in enumerate(door.keypad.row_pins)]
+            used += [(f"keypad.column_pins[{i}]", p) for i, p in enumerate(door.keypad.column_pins)]
         for key, pin in used:
             owner = f"doors[{index}].{key}"
             if pin in pins:

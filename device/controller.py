@@ -10,6 +10,14 @@ wait in memory until it can.
 With a ``[sip2]`` section, an entrance tap first asks the library system about the
 card (``sync.sip2.Sip2Checker``) and refreshes the patron cache with the answer;
 with no answer in time the tap is decided from the cache as without SIP2.
+
+A door that asks for a PIN keeps the tap waiting as state in this loop, not as a
+blocking read: keys arrive on the queue like taps, the timeout is checked at each
+tick, and the slow PIN check (SIP2 or PBKDF2) runs on a thread of its own whose
+answer comes back through the queue. Other doors, timers and commands go on.
+
+The building extras (announcements, lights, alarm, occupancy) follow the hours at
+each tick; see ``device.building`` and ``device.announcements``.
 """
 
 from __future__ import annotations
@@ -25,12 +33,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from device import events
+from device import announcements, events, messages
+from device.announcements import Player, SoundPlayer
+from device.building import BuildingOutputs, Occupancy, PeopleCounter, alarm_armed, closed_since, lights_on
 from device.cards import CardNumberError, card_key, load_consortium_key
-from device.config import Config, DoorConfig, Sip2Settings
+from device.config import BUILDING, BuildingConfig, Config, DoorConfig, Sip2Settings
+from device.display import Display
 from device.door import Door
 from device.events import Event
-from device.policy import Decision, DoorState, Patron, Reason, Reservation, decide, open_to_all
+from device.keypad import build_keypad
+from device.pins import LockoutRule, PinEntry, VerifierError, load_pepper, locked_until, pin_matches
+from device.policy import Decision, DoorState, Patron, PinResult, Reason, Reservation, decide, open_to_all
 from device.store import Store
 from sync.sip2 import Sip2Checker, Sip2Config
 
@@ -47,6 +60,11 @@ HEARTBEAT_SECONDS = 30.0
 MAX_TAP_AGE_SECONDS = 3.0
 #: Events that could not be written are kept in memory up to this many.
 MAX_PENDING_EVENTS = 10_000
+ANNOUNCE_POLL_SECONDS = 1.0
+#: An announcement found due later than this (the loop stalled, the clock jumped) is skipped.
+MAX_ANNOUNCEMENT_DELAY = timedelta(seconds=30)
+#: How the PIN step ended, as written to a tap event's detail.
+_PIN_DETAIL = {PinResult.OK: "ok", PinResult.WRONG: "wrong", PinResult.TIMEOUT: "timeout", None: "unchecked"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +72,19 @@ class TapResult:
     door: DoorConfig
     decision: Decision
     event: Event
+
+
+@dataclass
+class PinWait:
+    """A tap waiting for its PIN. The raw card number stays here, in memory, for this one tap."""
+
+    key: str
+    number: str
+    patron: Patron | None
+    reservations: list[Reservation]
+    entry: PinEntry
+    deadline: float
+    checking: bool = False
 
 
 class Controller:
@@ -70,17 +101,24 @@ class Controller:
         start_readers: bool = True,
         keep_unpushed_events: bool = False,
         sip2: Sip2Checker | None = None,
+        player: Player | None = None,
+        pepper: bytes | None = None,
     ):
         """``keep_unpushed_events``: a branch with a central service deletes only the
         old events the service already has, so a long outage loses nothing.
 
         ``sip2``: the library system to ask at entrance taps (see ``sip2_checker``);
         the caller owns it and closes it.
+
+        ``player`` plays announcements (default: ``aplay``/``espeak-ng``); ``pepper``
+        is the branch PIN pepper (default: read from ``pin.pepper_file``).
         """
         self.config = config
         self.store = store
         self.sip2 = sip2
         self.key = consortium_key if consortium_key is not None else load_consortium_key(config.consortium_key_file)
+        # Read before any pin is touched: a device told to check PINs does not start without its pepper.
+        self.pepper = pepper if pepper is not None or config.pin is None else load_pepper(config.pin.pepper_file)
         self.clock = clock
         self.wall = wall
         self.on_tap = on_tap
@@ -100,6 +138,8 @@ class Controller:
                 pin_factory=pin_factory,
             )
         self._door_status: dict[str, dict] = {}
+        self._last_polled: dict[str, float] = {}
+        self._start_extras(pin_factory, player)
         self._readers = []
         if start_readers:
             self._start_readers()
@@ -130,8 +170,7 @@ class Controller:
     # -- the loop -------------------------------------------------------------
     def run(self, stop: threading.Event | None = None, on_tick: Callable[[], None] | None = None) -> None:
         stop = stop or self.stopped
-        last = {"commands": -1e9, "hours": -1e9, "retention": -1e9, "no_shows": -1e9, "heartbeat": -1e9}
-        started_at = events.utc_text(self.wall())
+        self._started_at = events.utc_text(self.wall())
         self._follow_schedule()
         while not stop.is_set():
             deadline = self.clock() + TICK_SECONDS
@@ -144,31 +183,50 @@ class Controller:
                 self._run_safely(work)
                 if self.clock() >= deadline:
                     break
-            now = self.clock()
-            self._run_safely(self._tick)
-            if now - last["commands"] >= COMMAND_POLL_SECONDS:
-                last["commands"] = now
-                self._run_safely(self._run_commands)
-            if now - last["hours"] >= HOURS_POLL_SECONDS:
-                last["hours"] = now
-                self._run_safely(self._reload_hours)
-            if now - last["retention"] >= RETENTION_SECONDS:
-                last["retention"] = now
-                self._run_safely(self._apply_retention)
-            if now - last["no_shows"] >= NO_SHOW_POLL_SECONDS:
-                last["no_shows"] = now
-                self._run_safely(self._report_no_shows)
-            if now - last["heartbeat"] >= HEARTBEAT_SECONDS:
-                last["heartbeat"] = now
-                self._heartbeat(started_at)
+            self._periodic()
             if on_tick is not None:
                 on_tick()
+
+    def step(self) -> None:
+        """The work waiting now, then one round of periodic work, on the calling thread.
+
+        For driving the device by hand with a simulated clock (a whole day of
+        hours in a second); ``run`` is this with real waiting in between.
+        """
+        while True:
+            try:
+                work = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._run_safely(work)
+        self._periodic()
+
+    def _periodic(self) -> None:
+        now = self.clock()
+        last = self._last_polled
+        self._run_safely(self._tick)
+        for name, interval, work in (
+            ("commands", COMMAND_POLL_SECONDS, self._run_commands),
+            ("hours", HOURS_POLL_SECONDS, self._reload_hours),
+            ("retention", RETENTION_SECONDS, self._apply_retention),
+            ("no_shows", NO_SHOW_POLL_SECONDS, self._report_no_shows),
+            ("announce", ANNOUNCE_POLL_SECONDS, self._announce),
+            ("lockouts", ANNOUNCE_POLL_SECONDS, self._publish_lockouts),
+            ("heartbeat", HEARTBEAT_SECONDS, self._heartbeat),
+        ):
+            if now - last.get(name, -1e9) >= interval:
+                last[name] = now
+                self._run_safely(work)
 
     def close(self) -> None:
         for reader in self._readers:
             reader.stop()
+        for part in (*self.keypads.values(), *self.displays.values(), *self.counters.values(), self.building):
+            part.close()
         for door in self.doors.values():
             door.close()
+        if isinstance(self.player, SoundPlayer):
+            self.player.close()
 
     # -- one tap --------------------------------------------------------------
     def tap(self, door_id: str, number: str, read_at: float | None = None) -> TapResult | None:
@@ -197,26 +255,195 @@ class Controller:
         decision = decide(
             key, door_cfg, now, self.schedule, patron, reservations, self.config.policy, DoorState(lockdown=door.lockdown)
         )
-        event = self._event(door_cfg, events.TAP, now, decision, key)
+        if self._pin_needed(door_cfg, decision):
+            return self._ask_pin(door_cfg, decision, key, number, patron, reservations, now)
+        return self._act(door_cfg, decision, key, now)
+
+    def _act(
+        self, door_cfg: DoorConfig, decision: Decision, key: str, now: datetime, notice: str | None = None, **detail
+    ) -> TapResult:
+        """Record a decision, then open or refuse, tell the patron and count the entry.
+
+        ``notice``: a catalogue message to show instead of the reason's own.
+        """
+        door = self.doors[door_cfg.id]
+        event = self._event(door_cfg, events.TAP, now, decision, key, detail, notice)
         if not self._record(event) and decision.granted and decision.reason is not Reason.STAFF:
             # No record, no entry: only staff pass while the database cannot be written.
             decision = Decision(False, Reason.UNAVAILABLE, decision.mode)
-            event = self._event(door_cfg, events.TAP, now, decision, key, uuid=event.uuid)
+            event = self._event(door_cfg, events.TAP, now, decision, key, detail, uuid=event.uuid)
             self._pending[-1] = event
+            notice = None
         if decision.granted:
             door.grant()
+            if door_cfg.kind == "entrance":
+                self.occupancy.granted(door_cfg.id)
         else:
             door.deny()
+        self._show(door_cfg.id, self._tap_message(decision, notice))
         log.info(
             "tap door=%s granted=%s reason=%s mode=%s event=%s",
-            door_id, decision.granted, decision.reason.value, decision.mode, event.uuid,
-            extra={"door": door_id, "event_type": events.TAP, "reason": decision.reason.value},
+            door_cfg.id, decision.granted, decision.reason.value, decision.mode, event.uuid,
+            extra={"door": door_cfg.id, "event_type": events.TAP, "reason": decision.reason.value},
         )
         result = TapResult(door_cfg, decision, event)
         if self.on_tap is not None:
             self.on_tap(result)
-        self._publish_door(door_id)
+        self._publish_door(door_cfg.id)
         return result
+
+    def _tap_message(self, decision: Decision, notice: str | None = None) -> dict[str, str]:
+        if notice is not None:
+            return messages.message(notice)
+        begin = decision.reservation.begin.astimezone(self.config.tz) if decision.reservation else None
+        return messages.tap_message(decision.reason, begin)
+
+    def _show(self, door_id: str, texts: dict[str, str]) -> None:
+        display = self.displays.get(door_id)
+        if display is not None:
+            display.show(texts)
+
+    # -- the PIN step ---------------------------------------------------------
+    def _pin_needed(self, door_cfg: DoorConfig, decision: Decision) -> bool:
+        """A PIN is asked only where the card alone would open: never of staff, and
+        never at a door that stands open to all anyway."""
+        pin = self.config.pin
+        return (
+            pin is not None and door_cfg.id in self.keypads and decision.granted
+            and decision.reason is Reason.GRANTED and pin.required_in(decision.mode)
+            and not open_to_all(door_cfg, decision.mode, self.config.policy)
+        )
+
+    def _ask_pin(self, door_cfg, decision, key, number, patron, reservations, now) -> TapResult | None:
+        """Refuse a locked-out card at once; otherwise start waiting for its PIN (None: not decided yet)."""
+        if self._locked_until(key, now) is not None:
+            refused = Decision(False, Reason.WRONG_PIN, decision.mode)
+            return self._act(door_cfg, refused, key, now, notice=messages.PIN_LOCKED, pin="locked_out")
+        # A wait being checked is decided when its answer comes; one still being
+        # typed ends as a timeout, unless it is the same card tapped again.
+        earlier = self._pin_waits.pop(door_cfg.id, None)
+        if earlier is not None and not earlier.checking and earlier.key != key:
+            self._pin_decided(door_cfg, earlier, PinResult.TIMEOUT)
+        pin = self.config.pin
+        self._pin_waits[door_cfg.id] = PinWait(
+            key, number, patron, reservations, PinEntry(pin.length, pin.enter_key, pin.reset_key),
+            deadline=self.clock() + pin.timeout,
+        )
+        self.doors[door_cfg.id].prompt_pin()
+        self._show(door_cfg.id, messages.message(messages.ENTER_PIN))
+        log.info("door %s: waiting for a PIN", door_cfg.id, extra={"door": door_cfg.id, "event_type": "pin_asked"})
+        return None
+
+    def key_pressed(self, door_id: str, key: str) -> None:
+        """A key on ``door_id``'s keypad (on the loop thread). Keys with no PIN asked are ignored."""
+        wait = self._pin_waits.get(door_id)
+        if wait is None or wait.checking:
+            return
+        pin = wait.entry.press(key)
+        if pin is None:
+            return
+        wait.checking = True
+
+        def check() -> None:
+            result = self._check_pin(wait, pin)
+            self._queue.put(lambda: self._pin_checked(door_id, wait, result))
+
+        threading.Thread(target=check, name=f"pin check {door_id}", daemon=True).start()
+
+    def _check_pin(self, wait: PinWait, pin: str) -> PinResult | None:
+        """Off the loop thread: the library system's word when it gives one, else the cached verifier.
+
+        None when neither can tell (offline and no verifier cached for the card).
+        """
+        if self.sip2 is not None:
+            try:
+                answer = self.sip2.check(wait.number, pin)
+            except Exception as exc:  # noqa: BLE001 - a bug in the check must not lose the tap
+                log.error("SIP2 PIN check raised %s; trying the cached verifier", type(exc).__name__)
+                answer = None
+            if answer is not None and answer.pin_ok is not None:
+                return PinResult.OK if answer.pin_ok else PinResult.WRONG
+        verifier = wait.patron.pin_verifier if wait.patron is not None else None
+        if verifier is None or self.pepper is None:
+            return None
+        try:
+            return PinResult.OK if pin_matches(pin, verifier, self.pepper) else PinResult.WRONG
+        except VerifierError as exc:
+            log.error("the cached PIN verifier of a card is unusable: %s", exc)
+            return None
+
+    def _pin_checked(self, door_id: str, wait: PinWait, result: PinResult | None) -> None:
+        """The answer for a typed PIN. Each wait being checked gets exactly one, so each is
+        decided once, even if another card has started a new wait at the door meanwhile."""
+        if self._pin_waits.get(door_id) is wait:
+            del self._pin_waits[door_id]
+        self._pin_decided(self.config.door(door_id), wait, result)
+
+    def _pin_decided(self, door_cfg: DoorConfig, wait: PinWait, result: PinResult | None) -> TapResult:
+        """Decide the tap again with the PIN's outcome: the hours may have moved on meanwhile."""
+        now = self.wall()
+        door = self.doors[door_cfg.id]
+        if result is None:
+            decision = Decision(False, Reason.UNAVAILABLE, self.schedule.mode_at(now))
+        else:
+            decision = decide(
+                wait.key, door_cfg, now, self.schedule, wait.patron, wait.reservations, self.config.policy,
+                DoorState(lockdown=door.lockdown), pin=result,
+            )
+        tap = self._act(door_cfg, decision, wait.key, now, pin=_PIN_DETAIL[result])
+        if result is PinResult.WRONG:
+            self._note_lockout(door_cfg, wait.key, now)
+        return tap
+
+    def _expire_pin_waits(self) -> None:
+        now = self.clock()
+        for door_id, wait in list(self._pin_waits.items()):
+            if not wait.checking and now >= wait.deadline:
+                del self._pin_waits[door_id]
+                self._pin_decided(self.config.door(door_id), wait, PinResult.TIMEOUT)
+
+    def _locked_until(self, key: str, now: datetime) -> datetime | None:
+        """When the card's lockout ends, from the event log. A log that cannot be read
+        locks nobody out: the tap goes on, and is refused as unavailable if its
+        decision cannot be written either."""
+        rule = self._lockout_rule
+        try:
+            failures = self.store.wrong_pins(now - rule.lookback, key).get(key, [])
+        except sqlite3.Error as exc:
+            log.error("cannot count the card's wrong PINs: %s", exc)
+            return None
+        return locked_until(failures, now, rule)
+
+    def _note_lockout(self, door_cfg: DoorConfig, key: str, now: datetime) -> None:
+        """After a wrong PIN: log and show the lockout it starts, once."""
+        until = self._locked_until(key, now)
+        if until is None or self._lockouts.get(key) == until:
+            return
+        self._lockouts[key] = until
+        self._record(self._door_event(door_cfg, events.PIN_LOCKOUT, {"until": events.utc_text(until)}, key))
+        log.warning("door %s: a card is locked out of PIN entry until %s", door_cfg.id, until.isoformat(),
+                    extra={"door": door_cfg.id, "event_type": events.PIN_LOCKOUT})
+        self._publish_lockouts()
+
+    def _load_lockouts(self) -> None:
+        """The lockouts still running, from the event log, so a restart shows them on the staff page."""
+        now = self.wall()
+        rule = self._lockout_rule
+        for key, failures in self.store.wrong_pins(now - rule.lookback).items():
+            if (until := locked_until(failures, now, rule)) is not None:
+                self._lockouts[key] = until
+        self._publish_lockouts()
+
+    def _publish_lockouts(self) -> None:
+        if self.config.pin is None:
+            return
+        now = self.wall()
+        self._lockouts = {key: until for key, until in self._lockouts.items() if until > now}
+        shown = sorted(({"card_key": k, "until": events.utc_text(u)} for k, u in self._lockouts.items()),
+                       key=lambda item: item["until"])
+        if shown != self._shown_lockouts:
+            self._shown_lockouts = shown
+            self._set_status("pin_lockouts", shown)
 
     def _sip2_may_matter(self, door_cfg: DoorConfig, door: Door, patron: Patron | None, now: datetime) -> bool:
         """Whether the library system's answer could change this tap's decision.
@@ -266,10 +493,14 @@ class Controller:
             log.error("cannot write the SIP2 answer to the patron cache: %s", exc)
         return fresh
 
-    def _event(self, door_cfg: DoorConfig, type_: str, now: datetime, decision: Decision, key: str, **extra) -> Event:
-        detail = {}
+    def _event(
+        self, door_cfg: DoorConfig, type_: str, now: datetime, decision: Decision, key: str, detail: dict,
+        notice: str | None = None, **extra,
+    ) -> Event:
+        # The patron saw the Finnish text first; the staff page translates the reason itself.
+        detail = {**detail, "message": self._tap_message(decision, notice)["fi"]}
         if decision.reservation is not None:
-            detail = {"reservation": decision.reservation.id, "begin": events.utc_text(decision.reservation.begin)}
+            detail |= {"reservation": decision.reservation.id, "begin": events.utc_text(decision.reservation.begin)}
             if decision.granted and self._first_use(door_cfg, decision.reservation):
                 reservation = decision.reservation
                 detail[events.BOOTH_MINUTES] = int((reservation.end - reservation.begin).total_seconds() // 60)
@@ -316,10 +547,16 @@ class Controller:
 
     def _door_event(self, door_cfg: DoorConfig, type_: str, detail: dict, key: str | None = None) -> Event:
         """An event that is not a tap decision, stamped now with the hours' mode."""
+        return self._stamped(door_cfg.id, door_cfg.kind, type_, detail, key)
+
+    def _building_event(self, type_: str, detail: dict) -> Event:
+        """An event about the building as a whole, under the door id ``building``."""
+        return self._stamped(BUILDING, BUILDING, type_, detail)
+
+    def _stamped(self, door: str, kind: str, type_: str, detail: dict, key: str | None = None) -> Event:
         now = self.wall()
         return Event(
-            ts=now, door=door_cfg.id, type=type_, mode=self.schedule.mode_at(now), card_key=key,
-            door_kind=door_cfg.kind, detail=detail,
+            ts=now, door=door, type=type_, mode=self.schedule.mode_at(now), card_key=key, door_kind=kind, detail=detail,
         )
 
     def _emitter(self, door_cfg: DoorConfig) -> Callable[[str, dict], None]:
@@ -327,8 +564,167 @@ class Controller:
             self._record(self._door_event(door_cfg, type_, detail))
             log.info("door=%s event=%s", door_cfg.id, type_, extra={"door": door_cfg.id, "event_type": type_})
             self._publish_door(door_cfg.id)
+            self._door_happened(door_cfg, type_)
 
         return emit
+
+    # -- the extras: keypads, displays, building, announcements ---------------
+    def _start_extras(self, pin_factory, player: Player | None) -> None:
+        cfg = self.config
+        self._pin_waits: dict[str, PinWait] = {}
+        self._lockouts: dict[str, datetime] = {}
+        self._shown_lockouts: list | None = None
+        self._status_cache: dict[str, object] = {}
+        if cfg.pin is not None:
+            self._lockout_rule = LockoutRule(cfg.pin.max_wrong, cfg.pin.wrong_window, cfg.pin.lockout)
+            self._load_lockouts()
+        self.keypads = {}
+        self.counters = {}
+        for d in cfg.doors:
+            if d.keypad is not None:
+                self._add_part(self.keypads, d.id, f"the keypad of door {d.id} (it opens by card alone until fixed)",
+                               lambda d=d: self._keypad(d, pin_factory))
+            if d.counter_in_pin is not None:
+                self._add_part(self.counters, d.id, f"the people counter of door {d.id}",
+                               lambda d=d: self._counter(d, pin_factory))
+        self.displays = {d.id: Display(d.display, d.id) for d in cfg.doors if d.display is not None}
+        self.occupancy = Occupancy(frozenset(self.counters))
+        self.building = self._optional(
+            "the lights and alarm relays", lambda: BuildingOutputs(cfg.building, pin_factory=pin_factory)
+        ) or BuildingOutputs(BuildingConfig())
+        now = self.wall()
+        self._mode, self._closed_since = self.schedule.mode_at(now), closed_since(self.schedule, now)
+        self.player = player if player is not None or cfg.announcements is None else SoundPlayer()
+        self._announced_upto = now
+        if cfg.announcements is not None:
+            self._announcement_defaults = announcements.default_settings(cfg.announcements)
+            try:
+                self.store.set_announcement_settings(self._announcement_defaults, keep_existing=True)
+            except sqlite3.Error as exc:  # the config's values serve until the disk is back
+                log.error("cannot save the default announcement settings: %s", exc)
+        self._publish_occupancy()
+
+    def _optional(self, what: str, build: Callable[[], object]) -> object | None:
+        """An optional part, or None when it cannot be set up: the doors start without it."""
+        try:
+            return build()
+        except Exception as exc:  # noqa: BLE001 - gpiozero and serial raise many kinds
+            log.error("cannot use %s: %s: %s", what, type(exc).__name__, exc, extra={"event_type": "part_failed"})
+            return None
+
+    def _add_part(self, parts: dict, door_id: str, what: str, build: Callable[[], object]) -> None:
+        part = self._optional(what, build)
+        if part is not None:
+            parts[door_id] = part
+
+    def _keypad(self, door_cfg: DoorConfig, pin_factory):
+        return build_keypad(
+            door_cfg.keypad, lambda key: self._queue.put(lambda: self.key_pressed(door_cfg.id, key)),
+            enter_key=self.config.pin.enter_key if self.config.pin else "#", pin_factory=pin_factory,
+        )
+
+    def _counter(self, door_cfg: DoorConfig, pin_factory) -> PeopleCounter:
+        post = self._queue.put
+        return PeopleCounter(
+            door_cfg.counter_in_pin, door_cfg.counter_out_pin,
+            lambda: post(lambda: self._counted(door_cfg.id, self.occupancy.person_in)),
+            lambda: post(lambda: self._counted(door_cfg.id, self.occupancy.person_out)),
+            pin_factory=pin_factory,
+        )
+
+    def _set_status(self, key: str, value) -> None:
+        try:
+            self.store.set_status(key, value)
+        except sqlite3.Error as exc:
+            log.error("cannot write the %s status: %s", key, exc)
+
+    def _counted(self, door_id: str, count: Callable[[str], None]) -> None:
+        count(door_id)
+        self._publish_occupancy()
+
+    def _door_happened(self, door_cfg: DoorConfig, type_: str) -> None:
+        """Door events that move the occupancy estimate (entrances only: booths are inside)."""
+        if door_cfg.kind != "entrance":
+            return
+        if type_ == events.DOOR_OPENED:
+            self.occupancy.opened(door_cfg.id)
+        elif type_ == events.EXIT:
+            self.occupancy.exit_pressed(door_cfg.id)
+        elif type_ == events.DOOR_CLOSED:
+            tailgate = self.occupancy.closed(door_cfg.id)
+            if tailgate is not None:
+                people_in, grants = tailgate
+                self._record(self._door_event(door_cfg, events.TAILGATING, {"people_in": people_in, "grants": grants}))
+                log.warning("door %s: %d people went in on %d granted cards", door_cfg.id, people_in, grants,
+                            extra={"door": door_cfg.id, "event_type": events.TAILGATING})
+        self._publish_occupancy()
+
+    def _publish_occupancy(self) -> None:
+        if self._status_cache.get("occupancy") != self.occupancy.count:
+            self._status_cache["occupancy"] = self.occupancy.count
+            self._set_status("occupancy", {"count": self.occupancy.count})
+
+    def _follow_building(self) -> None:
+        """Closing and opening: the people-left check, the estimate's reset, the lights and the alarm."""
+        now = self.wall()
+        mode = self.schedule.mode_at(now)
+        if mode != self._mode:
+            if mode == "closed":
+                self._closed_since = now
+                if self.occupancy.count > 0:
+                    self._record(self._building_event(events.PEOPLE_INSIDE_AFTER_CLOSE, {"count": self.occupancy.count}))
+                    log.warning("%d people may still be inside at closing; the alarm is not armed",
+                                self.occupancy.count, extra={"event_type": events.PEOPLE_INSIDE_AFTER_CLOSE})
+            elif self._mode == "closed":
+                # A new opening starts from zero, so a miscount never outlives one night.
+                self._closed_since = None
+                self.occupancy.reset()
+                self._publish_occupancy()
+            self._mode = mode
+        b = self.config.building
+        shut = all(not door.unlocked and not door.is_open for door in self.doors.values())
+        lights = lights_on(mode, self._closed_since, now, timedelta(minutes=b.lights_off_after))
+        armed = alarm_armed(mode, self._closed_since, now, timedelta(minutes=b.alarm_arm_after), self.occupancy.count, shut)
+        for change in self.building.set(lights=lights, armed=armed):
+            self._record(self._building_event(events.BUILDING_OUTPUT, {"change": change}))
+            log.info("building: %s", change, extra={"event_type": events.BUILDING_OUTPUT})
+        if self.building.lights is not None or self.building.alarm is not None:
+            state = {"lights": lights, "alarm_armed": armed}
+            if self._status_cache.get("building") != state:
+                self._status_cache["building"] = state
+                self._set_status("building", state)
+
+    def _announce(self) -> None:
+        """Play and log each announcement that came due since the last look."""
+        now = self.wall()
+        # A clock set forward (a Pi without a battery clock getting NTP time after
+        # boot) must not replay the evening's announcements in one burst.
+        since, self._announced_upto = max(self._announced_upto, now - MAX_ANNOUNCEMENT_DELAY), now
+        if self.config.announcements is None:
+            return
+        settings = self._announcement_settings()
+        files = self.config.announcements.files
+        for item in announcements.due(self.schedule, since, now, settings["first_minutes"], settings["every_minutes"]):
+            texts = announcements.spoken(item, settings)
+            self.player.play([(lang, text, files.get(item.kind, {}).get(lang)) for lang, text in texts.items()])
+            detail = {"kind": item.kind, "at": events.utc_text(item.at), "text": texts}
+            if item.minutes is not None:
+                detail["minutes"] = item.minutes
+            self._record(self._building_event(events.ANNOUNCEMENT, detail))
+            log.info("announcement %s", item.kind, extra={"event_type": events.ANNOUNCEMENT})
+
+    def _announcement_settings(self) -> dict:
+        """The staff page's settings, or the config's when what is saved cannot be used."""
+        saved = self.store.announcement_settings()
+        try:
+            announcements.offsets(int(saved["first_minutes"]), int(saved["every_minutes"]))
+            for kind in self._announcement_defaults["texts"]:
+                for text in saved["texts"][kind].values():
+                    text.format(minutes=0)
+            return saved
+        except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
+            log.error("the saved announcement settings are unusable (%s); using the config's", type(exc).__name__)
+            return self._announcement_defaults
 
     # -- periodic work --------------------------------------------------------
     def _tick(self) -> None:
@@ -338,6 +734,8 @@ class Controller:
         for door_id, door in self.doors.items():
             self._run_safely(door.tick)  # one broken door must not stop the others' timers
             self._publish_door(door_id)
+        self._run_safely(self._expire_pin_waits)
+        self._run_safely(self._follow_building)
 
     def _follow_schedule(self) -> None:
         mode = self.schedule.mode_at(self.wall())
@@ -381,11 +779,11 @@ class Controller:
             self.schedule = self.store.schedule(self.config.tz)
             self._hours_revision = revision
 
-    def _heartbeat(self, started_at: str) -> None:
+    def _heartbeat(self) -> None:
         """Tell the staff page the loop is running: without this it cannot tell a
         quiet night from a stopped device, and the door states it shows would be stale."""
         try:
-            self.store.set_status("device", {"pid": os.getpid(), "started_at": started_at})
+            self.store.set_status("device", {"pid": os.getpid(), "started_at": self._started_at})
         except sqlite3.Error as exc:
             log.error("cannot write the heartbeat: %s", exc)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from device import config as config_mod
+from device import messages
 from device.controller import Controller, TapResult
 from device.events import parse_utc
 from device.policy import Patron, Reservation
@@ -71,21 +72,6 @@ DEMO_CARDS: dict[str, tuple[str, dict | None]] = {
     "10000005": ("expired card", {"expired": True}),
     "10000006": ("booth reservation holder: type 'booth 10000006'", {}),
     "90000001": ("staff card: opens every door at any time", None),
-}
-
-REASON_TEXT = {
-    "granted": "welcome",
-    "staff": "staff card",
-    "unknown_card": "this card is not known here",
-    "blocked": "the card is blocked",
-    "underage": "too young for self-service hours",
-    "terms_not_accepted": "self-service terms not accepted",
-    "card_expired": "the card has expired",
-    "closed": "the library is closed",
-    "no_reservation": "no reservation for this booth now",
-    "wrong_pin": "wrong PIN",
-    "pin_timeout": "PIN not entered in time",
-    "unavailable": "cannot check the card right now",
 }
 
 HELP = """\
@@ -204,9 +190,9 @@ def run_demo(
         d = result.decision
         verdict = "GRANTED" if d.granted else "DENIED "
         extra = f" (door unlocked for {result.door.unlock_seconds:g} s)" if d.granted else ""
-        if d.reservation is not None and not d.granted:
-            extra = f" (reservation starts {d.reservation.begin.astimezone(cfg.tz):%H:%M})"
-        print(f"  {result.door.id:<9} {verdict}  {d.reason.value:<19} mode={d.mode:<13} {REASON_TEXT[d.reason.value]}{extra}", file=out, flush=True)
+        begin = d.reservation.begin.astimezone(cfg.tz) if d.reservation is not None else None
+        text = messages.tap_message(d.reason, begin)["en"]  # what the door's display would say
+        print(f"  {result.door.id:<9} {verdict}  {d.reason.value:<19} mode={d.mode:<13} {text}{extra}", file=out, flush=True)
 
     controller = Controller(cfg, store, pin_factory=factory, on_tap=show, start_readers=False)
     stop = threading.Event()

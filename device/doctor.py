@@ -36,6 +36,7 @@ from typing import Callable, TextIO
 from device import config as config_mod
 from device.cards import MIN_KEY_BYTES, load_consortium_key
 from device.config import CentralConfig, Config, ConfigError, DoorConfig, Sip2Settings
+from device.pins import MIN_PEPPER_BYTES, load_pepper
 from device.store import MIGRATIONS
 
 OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "--"
@@ -101,10 +102,14 @@ class Doctor:
         checks = [Check("config", OK, f"{cfg.path}: branch {cfg.branch}, {len(cfg.doors)} door(s)")]
         checks.append(self.database(cfg))
         checks.append(self.consortium_key(cfg))
+        if cfg.pin is not None:
+            checks.append(self.pin_pepper(cfg))
         for door in cfg.doors:
             checks.append(self.reader(door))
         for door in cfg.doors:
             checks.append(self.pins(door))
+        if cfg.building.lights_pin is not None or cfg.building.alarm_pin is not None:
+            checks.append(self.building_pins(cfg))
         checks.append(self.clock())
         checks.append(self.central(cfg, sections.central))
         checks.append(self.sip2(sections.sip2))
@@ -268,20 +273,28 @@ class Doctor:
 
     # -- the key ------------------------------------------------------------------
     def consortium_key(self, cfg: Config) -> Check:
-        path = cfg.consortium_key_file
+        return self._secret_file(
+            "consortium key", cfg.consortium_key_file, load_consortium_key, MIN_KEY_BYTES, "the consortium's key",
+        )
+
+    def pin_pepper(self, cfg: Config) -> Check:
+        return self._secret_file("PIN pepper", cfg.pin.pepper_file, load_pepper, MIN_PEPPER_BYTES, "the branch's PIN pepper")
+
+    def _secret_file(self, name: str, path: Path, load: Callable[[Path], bytes], minimum: int, what: str) -> Check:
+        """A key file only root and the service user may read, holding a real key."""
         place = f"sudo install -m 0640 -o root -g {self.service_user} THE-KEY-FILE {path}"
         if not path.exists():
-            return Check("consortium key", FAIL, f"{path} does not exist", f"copy the consortium's key there: {place}")
+            return Check(name, FAIL, f"{path} does not exist", f"copy {what} there: {place}")
         try:
-            key = load_consortium_key(path)
+            secret = load(path)
         except PermissionError:
-            return Check("consortium key", FAIL, f"{path} is not readable by this user", f"sudo chgrp {self.service_user} {path}; sudo chmod 0640 {path}")
+            return Check(name, FAIL, f"{path} is not readable by this user", f"sudo chgrp {self.service_user} {path}; sudo chmod 0640 {path}")
         except ValueError as exc:
-            return Check("consortium key", FAIL, str(exc), f"use the consortium's key, not a placeholder: {place}")
+            return Check(name, FAIL, str(exc), f"use {what}, not a placeholder: {place}")
         mode = path.stat().st_mode
         if mode & stat.S_IROTH:
-            return Check("consortium key", FAIL, f"{path} is readable by every user (mode {stat.filemode(mode)})", f"sudo chmod 0640 {path}")
-        return Check("consortium key", OK, f"{path}: {len(key)} bytes (at least {MIN_KEY_BYTES})")
+            return Check(name, FAIL, f"{path} is readable by every user (mode {stat.filemode(mode)})", f"sudo chmod 0640 {path}")
+        return Check(name, OK, f"{path}: {len(secret)} bytes (at least {minimum})")
 
     # -- readers --------------------------------------------------------------------
     def reader(self, door: DoorConfig) -> Check:
@@ -308,16 +321,39 @@ class Doctor:
     # -- GPIO -------------------------------------------------------------------------
     def pins(self, door: DoorConfig) -> Check:
         """Claim the door's pins as the device does: the lock relay stays released (locked)."""
+        from device.building import PeopleCounter
+        from device.door import Door
+        from device.keypad import MatrixKeypad
+
+        def claim(pin_factory, claimed: list) -> None:
+            claimed.append(Door(door, emit=lambda *_: None, post=lambda _: None, pin_factory=pin_factory))
+            if door.keypad is not None and door.keypad.type == "matrix":
+                claimed.append(MatrixKeypad(door.keypad, lambda _: None, pin_factory=pin_factory))
+            if door.counter_in_pin is not None:
+                claimed.append(PeopleCounter(door.counter_in_pin, door.counter_out_pin, None, None, pin_factory=pin_factory))
+
+        return self._claim(f"pins {door.id}", _pins(door), claim)
+
+    def building_pins(self, cfg: Config) -> Check:
+        """The lights and alarm relays, claimed and left released."""
+        from device.building import BuildingOutputs
+
+        used = [(key, getattr(cfg.building, key)) for key in ("lights_pin", "alarm_pin") if getattr(cfg.building, key) is not None]
+        return self._claim(
+            "pins building", used,
+            lambda pin_factory, claimed: claimed.append(BuildingOutputs(cfg.building, pin_factory=pin_factory)),
+        )
+
+    def _claim(self, name: str, pins: list[tuple[str, int]], claim: Callable[[object, list], None]) -> Check:
+        """``claim`` adds each part to the list as it claims it, so a failure releases those before it."""
         from gpiozero import BadPinFactory, GPIOZeroError
 
-        from device.door import Door
-
-        name = f"pins {door.id}"
-        used = ", ".join(f"{key} GPIO{pin}" for key, pin in _pins(door))
+        used = ", ".join(f"{key} GPIO{pin}" for key, pin in pins)
+        claimed: list = []
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # gpiozero's fallback warnings; the result says it all
-                claimed = Door(door, emit=lambda *_: None, post=lambda _: None, pin_factory=self.pin_factory)
+                claim(self.pin_factory, claimed)
         except BadPinFactory:
             return Check(
                 name, FAIL, f"cannot claim {used}: no GPIO pin factory could be loaded",
@@ -330,7 +366,9 @@ class Doctor:
                 "stop the device first (sudo systemctl stop omaovi-device); otherwise another program holds "
                 "the pin, or the omaovi user is not in the gpio group",
             )
-        claimed.close()
+        finally:
+            for part in claimed:
+                part.close()
         return Check(name, OK, f"free: {used}")
 
     # -- the clock ----------------------------------------------------------------------
@@ -346,8 +384,12 @@ class Doctor:
 
 
 def _pins(door: DoorConfig) -> list[tuple[str, int]]:
-    keys = ("lock_pin", "contact_pin", "exit_button_pin", "led_pin", "buzzer_pin")
-    return [(key, getattr(door, key)) for key in keys if getattr(door, key) is not None]
+    keys = ("lock_pin", "contact_pin", "exit_button_pin", "led_pin", "buzzer_pin", "counter_in_pin", "counter_out_pin")
+    pins = [(key, getattr(door, key)) for key in keys if getattr(door, key) is not None]
+    if door.keypad is not None:
+        pins += [("keypad row", pin) for pin in door.keypad.row_pins]
+        pins += [("keypad column", pin) for pin in door.keypad.column_pins]
+    return pins
 
 
 def _reader_hint(kind: str) -> str:

@@ -101,6 +101,17 @@ class Door:
     def deny(self) -> None:
         self._signal(granted=False)
 
+    def prompt_pin(self) -> None:
+        """Two quick beeps and a slow LED blink: the card is fine, now the PIN.
+
+        Different from one beep (granted) and three (refused), so a patron who does
+        not look at the display still knows the door is waiting for the keypad.
+        """
+        if self.led is not None:
+            self.led.blink(on_time=0.5, off_time=0.5, n=5)
+        if self.buzzer is not None and not self._held_alarm:
+            self.buzzer.blink(on_time=0.05, off_time=0.1, n=2)
+
     def exit_pressed(self) -> None:
         """Egress: the exit button opens the door even in lockdown."""
         self._exit_pressed_at = self._clock()

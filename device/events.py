@@ -23,6 +23,13 @@ COMMAND = "command"
 RESERVATION_NO_SHOW = "reservation_no_show"
 READER_OFFLINE = "reader_offline"
 READER_ONLINE = "reader_online"
+PIN_LOCKOUT = "pin_lockout"
+TAILGATING = "tailgating"
+PEOPLE_INSIDE_AFTER_CLOSE = "people_inside_after_close"
+ANNOUNCEMENT = "announcement"
+BUILDING_OUTPUT = "building_output"
+#: Door happenings that the statistics count, one per event.
+COUNTED = (EXIT, HELD_OPEN, FORCED_OPEN, PIN_LOCKOUT, TAILGATING, PEOPLE_INSIDE_AFTER_CLOSE)
 
 #: The counter of booth reservation minutes, and the detail key of a first use that adds to it.
 BOOTH_MINUTES = "booth_minutes"
@@ -87,6 +94,6 @@ class Event:
             if self.reason == "staff":
                 return {"staff_entry": 1}
             return {f"denied_{self.reason}": 1}
-        if self.type in (EXIT, HELD_OPEN, FORCED_OPEN):
+        if self.type in COUNTED:
             return {self.type: 1}
         return {}

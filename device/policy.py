@@ -9,7 +9,7 @@ page translates them, the patron display shows them and the statistics count the
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Iterable
 
@@ -57,6 +57,8 @@ class Patron:
     #: branch's own truth, so they never go stale the way a cached answer does.
     local_staff: bool = False
     local_block: str | None = None
+    #: The peppered PIN verifier (``device.pins``) for checking a PIN offline; never the PIN.
+    pin_verifier: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

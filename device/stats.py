@@ -22,7 +22,7 @@ from device.store import Store, day_bounds
 #: Columns in the order the CLI, CSV and API show them.
 FIELDS = (
     "period", "visits_self_service", "visits_staffed", "booth_uses", "booth_hours", "staff_entries", "exits",
-    "denied", "self_service_open_hours", "staffed_open_hours",
+    "denied", "self_service_open_hours", "staffed_open_hours", "tailgating", "people_inside_after_close",
 )
 BY = ("hour", "day", "week", "month")
 
@@ -34,6 +34,8 @@ _COLUMNS = {
     BOOTH_MINUTES: BOOTH_MINUTES,
     "staff_entry": "staff_entries",
     "exit": "exits",
+    "tailgating": "tailgating",
+    "people_inside_after_close": "people_inside_after_close",
 }
 _OPEN_COLUMNS = {"self_service": "self_service_open_hours", "staffed": "staffed_open_hours"}
 

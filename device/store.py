@@ -179,6 +179,12 @@ MIGRATIONS: list[str] = [
         last_used_at TEXT
     );
     """,
+    # 4: the door extras: a cached, peppered PIN verifier per card (device/pins.py),
+    # and an index for counting a card's recent wrong PINs from the event log.
+    """
+    ALTER TABLE patrons ADD COLUMN pin_verifier TEXT;
+    CREATE INDEX events_card ON events (card_key, ts);
+    """,
 ]
 
 COMMAND_ACTIONS = ("pulse", "hold", "lockdown", "release")
@@ -190,8 +196,11 @@ _KEEP = object()
 _RETIRE_SLICE = 20_000
 _PATRONS_TABLE = re.compile(r'^CREATE TABLE\s+"?patrons"?', re.IGNORECASE)
 _PATRON_INSERT = (
-    "(card_key, self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "(card_key, self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source, pin_verifier)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+#: Settings keys the staff page edits and the device follows.
+ANNOUNCEMENTS_KEY = "announcements"
 _RESERVATION_INSERT = "INSERT OR REPLACE INTO reservations (id, resource, card_key, begin, end, state) VALUES (?, ?, ?, ?, ?, ?)"
 
 
@@ -325,7 +334,7 @@ class Store:
         """The cache entry merged with this branch's own staff cards and blocks."""
         today = today or _now().date()
         cached = self.db.execute(
-            "SELECT self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source"
+            "SELECT self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source, pin_verifier"
             " FROM patrons WHERE card_key = ?",
             [card_key],
         ).fetchone()
@@ -339,7 +348,7 @@ class Store:
         local = {"local_staff": local_staff, "local_block": (block[0] or "local block") if block else None}
         if cached is None:
             return Patron(card_key=card_key, **local)
-        self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source = cached
+        self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source, pin_verifier = cached
         return Patron(
             card_key=card_key,
             self_service=bool(self_service),
@@ -348,6 +357,7 @@ class Store:
             age_ok_from=date.fromisoformat(age_ok_from) if age_ok_from else None,
             staff=bool(staff),
             fetched_at=self._confirmed_at(parse_utc(fetched_at), source),
+            pin_verifier=pin_verifier,
             **local,
         )
 
@@ -366,23 +376,11 @@ class Store:
 
     def put_patrons(self, patrons: Iterable[Patron], *, source: str, replace: bool = False) -> int:
         """Insert or update cache entries; with ``replace`` the whole cache is swapped atomically."""
-        rows = [
-            (
-                p.card_key, int(p.self_service), p.blocked_reason,
-                p.valid_until.isoformat() if p.valid_until else None,
-                p.age_ok_from.isoformat() if p.age_ok_from else None,
-                int(p.staff), utc_text(p.fetched_at or _now()), source,
-            )
-            for p in patrons
-        ]
+        rows = [_patron_row(p, source) for p in patrons]
         with self.conn:
             if replace:
                 self.conn.execute("DELETE FROM patrons")
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO patrons (card_key, self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            self.conn.executemany(f"INSERT OR REPLACE INTO patrons {_PATRON_INSERT}", rows)
         return len(rows)
 
     def refresh_patron(
@@ -777,7 +775,38 @@ class Store:
         if cursor is not _KEEP:
             self.conn.execute("UPDATE sync_state SET cursor = ? WHERE stream = ?", (cursor, stream))
 
+    # -- PINs -----------------------------------------------------------------
+    def wrong_pins(self, since: datetime, card_key: str | None = None) -> dict[str, list[datetime]]:
+        """When each card (or the one card) typed a wrong PIN since ``since``, from the event log.
+
+        A tap refused because the card was already locked out is not a wrong PIN.
+        """
+        sql = (
+            "SELECT card_key, ts FROM events WHERE type = 'tap' AND reason = 'wrong_pin'"
+            " AND json_extract(detail, '$.pin') = 'wrong' AND ts >= ?"
+        )
+        params: list = [utc_text(since)]
+        if card_key is not None:
+            sql += " AND card_key = ?"
+            params.append(card_key)
+        found: dict[str, list[datetime]] = {}
+        for key, ts in self.conn.execute(sql, params):
+            found.setdefault(key, []).append(parse_utc(ts))
+        return found
+
     # -- settings and live status --------------------------------------------
+    def announcement_settings(self) -> dict | None:
+        """Announcement offsets and texts as the staff page last saved them (or the device's defaults)."""
+        row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (ANNOUNCEMENTS_KEY,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_announcement_settings(self, value: dict, *, keep_existing: bool = False) -> None:
+        """Save announcement settings; ``keep_existing`` writes them only where none are saved yet
+        (the device seeding its config defaults without undoing a staff member's change)."""
+        verb = "INSERT OR IGNORE" if keep_existing else "INSERT OR REPLACE"
+        with self.conn:
+            self.conn.execute(f"{verb} INTO settings (key, value) VALUES (?, ?)", (ANNOUNCEMENTS_KEY, json.dumps(value)))
+
     def set_status(self, key: str, value) -> None:
         with self.conn:
             self.conn.execute(
@@ -797,7 +826,7 @@ def _patron_row(p: Patron, source: str) -> tuple:
         p.card_key, int(p.self_service), p.blocked_reason,
         p.valid_until.isoformat() if p.valid_until else None,
         p.age_ok_from.isoformat() if p.age_ok_from else None,
-        int(p.staff), utc_text(p.fetched_at or _now()), source,
+        int(p.staff), utc_text(p.fetched_at or _now()), source, p.pin_verifier,
     )
 
 

@@ -37,6 +37,7 @@ from typing import Callable
 import requests
 
 from device.config import CentralConfig, Config, load_with_central
+from device.pins import load_pepper
 from device.events import parse_utc
 from device.store import Store
 from sync.central_parse import (
@@ -231,6 +232,8 @@ class SyncRunner:
         self.rng = rng
         self.max_attempts = max_attempts
         self.event_batch = event_batch
+        #: PIN verifiers are kept only where the branch asks for PINs, peppered on arrival.
+        self.pin_pepper = load_pepper(config.pin.pepper_file) if config.pin is not None else None
 
     @classmethod
     def from_config_file(cls, path: str | Path, **kwargs) -> "SyncRunner":
@@ -342,7 +345,7 @@ class SyncRunner:
         changed = deleted = 0
         for _ in range(MAX_PAGES):
             now = self.clock()
-            page = self._parse("patrons", parse_patron_page, client.get("patrons", {"cursor": cursor}), now)
+            page = self._parse("patrons", parse_patron_page, client.get("patrons", {"cursor": cursor}), now, self.pin_pepper)
             self._check_progress("patrons", cursor, page.cursor, page.more)
             self.store.apply_patron_changes(page.upserts, page.deleted, source="central", stream="patrons", cursor=page.cursor, at=now)
             changed, deleted, cursor = changed + len(page.upserts), deleted + len(page.deleted), page.cursor
@@ -358,7 +361,8 @@ class SyncRunner:
             staged = 0
             for _ in range(MAX_PAGES):
                 page = self._parse(
-                    "patrons", parse_patron_page, client.get("patrons", {"cursor": cursor} if cursor else {}), self.clock()
+                    "patrons", parse_patron_page, client.get("patrons", {"cursor": cursor} if cursor else {}), self.clock(),
+                    self.pin_pepper,
                 )
                 if cursor is not None:
                     self._check_progress("patrons", cursor, page.cursor, page.more)

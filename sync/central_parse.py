@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from device.pins import VerifierError, pepper_verifier
 from device.policy import Patron, Reservation
 from sync.json_input import decode_json
 
@@ -56,8 +57,11 @@ def decode(body: bytes) -> Any:
     return decode_json(body, MalformedAnswer)
 
 
-def parse_patron_page(body: bytes, fetched_at: datetime) -> PatronPage:
-    """One page of ``GET …/patrons``; every entry gets ``fetched_at`` as the time it was confirmed."""
+def parse_patron_page(body: bytes, fetched_at: datetime, pin_pepper: bytes | None = None) -> PatronPage:
+    """One page of ``GET …/patrons``; every entry gets ``fetched_at`` as the time it was confirmed.
+
+    ``pin_verifier`` is kept, peppered, only by a branch that asks for PINs (has a pepper).
+    """
     items, cursor, more = _page(decode(body))
     upserts: list[Patron] = []
     deleted: list[str] = []
@@ -78,9 +82,21 @@ def parse_patron_page(body: bytes, fetched_at: datetime) -> PatronPage:
                 age_ok_from=_optional_date(item, "age_ok_from", where),
                 staff=_bool(item, "staff", where),
                 fetched_at=fetched_at,
+                pin_verifier=_pin_verifier(item, where, pin_pepper),
             )
         )
     return PatronPage(upserts, deleted, cursor, more)
+
+
+def _pin_verifier(item: dict, where: str, pepper: bytes | None) -> str | None:
+    value = item.get("pin_verifier")
+    if value is None or pepper is None:
+        return None
+    try:
+        return pepper_verifier(value, pepper)
+    except VerifierError as exc:
+        # The value is not shown: it is derived from a PIN.
+        raise MalformedAnswer(f"{where}.pin_verifier: {exc}") from None
 
 
 def parse_reservation_page(body: bytes) -> ReservationPage:

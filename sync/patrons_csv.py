@@ -6,8 +6,9 @@ with any bad row is refused whole, with every problem listed, so a half-imported
 file can never lock out (or let in) the wrong people.
 
 Columns (header row required, order free):
-``card_number, self_service, blocked_reason, valid_until, age_ok_from, staff``.
+``card_number, self_service, blocked_reason, valid_until, age_ok_from, staff, pin_verifier``.
 Only ``card_number`` is required; a missing column means false / empty.
+``pin_verifier`` (see ``device.pins``) is kept, peppered, only when the branch asks for PINs.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from datetime import date, datetime
 from pathlib import Path
 
 from device.cards import CardNumberError, card_key, normalize
+from device.pins import VerifierError, pepper_verifier
 from device.policy import Patron
 
-COLUMNS = ("card_number", "self_service", "blocked_reason", "valid_until", "age_ok_from", "staff")
+COLUMNS = ("card_number", "self_service", "blocked_reason", "valid_until", "age_ok_from", "staff", "pin_verifier")
 _TRUE = {"1", "true", "yes", "y", "kyllä", "ja"}
 _FALSE = {"0", "false", "no", "n", "ei", "nej", ""}
 MAX_REPORTED = 50
@@ -34,16 +36,20 @@ class PatronCsvError(ValueError):
         super().__init__("\n".join(f"{source}: {p}" for p in shown) + more)
 
 
-def read_patrons(path: str | Path, consortium_key: bytes, fetched_at: datetime) -> list[Patron]:
+def read_patrons(
+    path: str | Path, consortium_key: bytes, fetched_at: datetime, pin_pepper: bytes | None = None
+) -> list[Patron]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise PatronCsvError(str(path), [f"byte {exc.start}: the file must be UTF-8 text"]) from None
-    return parse_patrons(text, consortium_key, fetched_at, source=str(path))
+    return parse_patrons(text, consortium_key, fetched_at, source=str(path), pin_pepper=pin_pepper)
 
 
-def parse_patrons(text: str, consortium_key: bytes, fetched_at: datetime, source: str = "<csv>") -> list[Patron]:
+def parse_patrons(
+    text: str, consortium_key: bytes, fetched_at: datetime, source: str = "<csv>", pin_pepper: bytes | None = None
+) -> list[Patron]:
     dialect = csv.excel
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
@@ -86,6 +92,7 @@ def parse_patrons(text: str, consortium_key: bytes, fetched_at: datetime, source
             "valid_until": field("valid_until", _date),
             "age_ok_from": field("age_ok_from", _date),
             "staff": field("staff", _bool),
+            "pin_verifier": field("pin_verifier", lambda v: _verifier(v, pin_pepper)),
         }
         if row_problems:
             problems.extend(row_problems)
@@ -108,6 +115,15 @@ def _card_number(value: str) -> str:
         return normalize(value)
     except CardNumberError:
         raise ValueError("not a card number (expected 1-64 letters and digits)") from None
+
+
+def _verifier(value: str, pepper: bytes | None) -> str | None:
+    if not value or pepper is None:
+        return None
+    try:
+        return pepper_verifier(value, pepper)
+    except VerifierError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _bool(value: str) -> bool:

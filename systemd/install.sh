@@ -9,8 +9,8 @@
 # differs, never overwrites the configuration or the key, and never starts a
 # service. What it does:
 #   - apt: python3-venv (and python3-lgpio on a Raspberry Pi)                [prefix / only]
-#   - the system user and group omaovi, in the groups gpio, spi, dialout and
-#     input where this machine has them                                     [prefix / only]
+#   - the system user and group omaovi, in the groups gpio, spi, i2c, dialout,
+#     input and audio where this machine has them                           [prefix / only]
 #   - PREFIX/opt/omaovi/venv: a virtualenv with omaovi and its dependencies,
 #     reinstalled only when the source changed (--no-venv skips it)
 #   - PREFIX/usr/local/bin/omaovi: a link to the venv's omaovi command
@@ -31,7 +31,7 @@ PREFIX=/
 MAKE_VENV=yes
 GENERATE_KEY=no
 UNITS=(omaovi-device omaovi-web omaovi-sync)
-GROUPS_WANTED=(gpio spi dialout input)
+GROUPS_WANTED=(gpio spi i2c dialout input audio)
 
 usage() {
     sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'

@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 
 from device.cli import main
-from device.config import Config, ConfigError, DoorConfig, PolicyConfig, ReaderConfig, WebConfig, load, parse
+from device.config import (
+    AnnouncementConfig, BuildingConfig, Config, ConfigError, DisplayConfig, DoorConfig, KeypadConfig, PinConfig,
+    PolicyConfig, ReaderConfig, WebConfig, load, parse,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "omaovi.toml"
@@ -48,8 +51,8 @@ PIN_RULE = "must be a whole number from 0 to 27"
 DURATION_RULE = 'must be a duration from "5m" to "90d", such as "72h"'
 TIMEZONE_RULE = "must be an IANA time zone name such as Europe/Helsinki"
 ENTRANCE_KEYS = (
-    "buzzer_pin, contact_pin, exit_button_pin, held_open_seconds, id, kind, led_pin, "
-    "lock_active_high, lock_pin, name, reader, unlock_seconds"
+    "buzzer_pin, contact_pin, counter_in_pin, counter_out_pin, display, exit_button_pin, held_open_seconds, "
+    "id, keypad, kind, led_pin, lock_active_high, lock_pin, name, reader, unlock_seconds"
 )
 
 
@@ -355,12 +358,24 @@ def test_the_example_writes_out_every_key():
     assert set(data["web"]) == _fields(WebConfig)
     assert {key for door in data["doors"] for key in door} == _fields(DoorConfig)
     assert {key for door in data["doors"] for key in door["reader"]} == _fields(ReaderConfig)
+    assert set(data["pin"]) == _fields(PinConfig)
+    assert set(data["building"]) == _fields(BuildingConfig)
+    # texts and files are written per announcement kind
+    assert set(data["announcements"]) == _fields(AnnouncementConfig) - {"texts", "files"} | {
+        "closing", "self_service_starts", "closing_files", "self_service_starts_files"}
+    entrance = data["doors"][0]
+    assert set(entrance["keypad"]) == {"type", "device", "baudrate"}
+    assert set(entrance["display"]) == {"type", "i2c_port", "i2c_address", "languages"}
 
 
 def test_the_docs_name_every_key():
     docs = DOCS.read_text(encoding="utf-8")
     keys = _fields(Config, PolicyConfig, DoorConfig, ReaderConfig, WebConfig) - {"path"}
     assert sorted(key for key in keys if f"`{key}`" not in docs) == []
+    extras = (REPO / "docs" / "door-extras.md").read_text(encoding="utf-8")
+    keys = _fields(PinConfig, BuildingConfig, AnnouncementConfig, KeypadConfig, DisplayConfig) - {"texts", "files"}
+    keys |= {"closing", "self_service_starts", "closing_files", "self_service_starts_files"}
+    assert sorted(key for key in keys if f"`{key}`" not in extras) == []
 
 
 def test_the_check_config_output_in_the_docs_is_real(tmp_path, capsys):

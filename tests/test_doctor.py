@@ -383,3 +383,52 @@ def test_a_sip2_server_without_tls_fails_a_tls_login_with_a_tls_hint(healthy, pt
     check = by_name(doctor().run(path))["SIP2"]
     assert check.status == FAIL and "TLS" in check.detail
     assert "tls_ca_file" in check.hint
+
+
+PIN_SECTION = """
+[doors.keypad]
+type = "matrix"
+row_pins = [4, 18, 16, 12]
+column_pins = [20, 21, 26]
+
+[pin]
+pepper_file = "pin.pepper"
+"""
+
+
+@pytest.mark.parametrize("content, mode, status, found", [
+    (b"p" * 24, 0o640, OK, "24 bytes (at least 16)"),
+    (b"short", 0o640, FAIL, "the PIN pepper in"),
+    (b"p" * 24, 0o644, FAIL, "is readable by every user"),
+    (None, None, FAIL, "does not exist"),
+])
+def test_the_pin_pepper_is_checked_like_the_key(tmp_path, pty_reader, content, mode, status, found):
+    (tmp_path / "omaovi.toml").write_text(branch_config(pty_reader, extra=PIN_SECTION))
+    (tmp_path / "consortium.key").write_text("k" * 32 + "\n")
+    (tmp_path / "consortium.key").chmod(0o640)
+    if content is not None:
+        (tmp_path / "pin.pepper").write_bytes(content)
+        (tmp_path / "pin.pepper").chmod(mode)
+    check = by_name(doctor().run(tmp_path / "omaovi.toml"))["PIN pepper"]
+    assert check.status == status and found in check.detail
+
+
+def test_the_extras_pins_are_claimed_too(pty_reader, healthy):
+    text = branch_config(pty_reader, extra=PIN_SECTION) + "\n[building]\nlights_pin = 23\nalarm_pin = 13\n"
+    (healthy / "omaovi.toml").write_text(text)
+    factory = MockFactory()
+    checks = by_name(doctor(factory).run(healthy / "omaovi.toml"))
+    assert (checks["pins building"].status, checks["pins building"].detail) == (OK, "free: lights_pin GPIO23, alarm_pin GPIO13")
+    assert checks["pins entrance"].status == OK and "keypad row GPIO4" in checks["pins entrance"].detail
+    assert factory.pin(23).state == 0 and factory.pin(13).state == 0, "left released"
+
+    from gpiozero import OutputDevice
+
+    for held, check_name in ((13, "pins building"), (26, "pins entrance")):
+        blocker = OutputDevice(held, pin_factory=factory)
+        try:
+            check = by_name(doctor(factory).run(healthy / "omaovi.toml"))[check_name]
+            assert check.status == FAIL and f"GPIO{held}" in check.detail
+            OutputDevice(23 if held == 13 else 4, pin_factory=factory).close()  # what was claimed first is free again
+        finally:
+            blocker.close()

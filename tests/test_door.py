@@ -199,3 +199,10 @@ def test_led_and_buzzer_say_granted_or_denied(rig):
     rig.door.buzzer._blink_thread.join(2)
     assert len([s for s in buzzer_pin.states if s.state]) == 1
     assert rig.factory.pin(LED_PIN).state is True  # lit while unlocked
+
+
+def test_the_pin_prompt_beeps_twice_unlike_granted_and_denied(rig):
+    rig.door.prompt_pin()
+    rig.door.buzzer._blink_thread.join(2)
+    assert len([s for s in rig.factory.pin(BUZZER).states if s.state]) == 2
+    assert rig.lock.state is False, "asking for the PIN opens nothing"

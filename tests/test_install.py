@@ -119,7 +119,7 @@ def test_the_device_unit_needs_no_network_and_is_watched(installed):
     # The door needs /dev/gpiochip*, /dev/gpiomem, /dev/spidev*, /dev/tty* and /dev/input.
     assert not re.search(r"^(PrivateDevices|DevicePolicy|DeviceAllow|ProtectClock)=", text, re.M)
     groups = re.search(r"^SupplementaryGroups=(.*)$", text, re.M).group(1).split()
-    present = [g for g in ("gpio", "spi", "dialout", "input") if subprocess.run(["getent", "group", g], capture_output=True).returncode == 0]
+    present = [g for g in ("gpio", "spi", "i2c", "dialout", "input", "audio") if subprocess.run(["getent", "group", g], capture_output=True).returncode == 0]
     assert groups == present  # systemd refuses to start a unit naming a missing group
     assert "WantedBy=multi-user.target" in text
 

@@ -116,19 +116,19 @@ def test_one_line_can_have_several_problems():
     [
         pytest.param(
             "card_number,self_service,expires\n111,1,2027-01-01\n",
-            "line 1: unknown column(s) expires; allowed: card_number, self_service, blocked_reason, valid_until, age_ok_from, staff",
+            "line 1: unknown column(s) expires; allowed: card_number, self_service, blocked_reason, valid_until, age_ok_from, staff, pin_verifier",
             id="unknown-column",
         ),
         pytest.param(
             "cardnumber,self_service\n111,1\n",
             "line 1: the first line must be a header row naming a card_number column; "
-            "allowed columns: card_number, self_service, blocked_reason, valid_until, age_ok_from, staff",
+            "allowed columns: card_number, self_service, blocked_reason, valid_until, age_ok_from, staff, pin_verifier",
             id="no-card-number-column",
         ),
         pytest.param(
             "",
             "line 1: the first line must be a header row naming a card_number column; "
-            "allowed columns: card_number, self_service, blocked_reason, valid_until, age_ok_from, staff",
+            "allowed columns: card_number, self_service, blocked_reason, valid_until, age_ok_from, staff, pin_verifier",
             id="empty-file",
         ),
     ],

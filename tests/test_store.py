@@ -159,3 +159,29 @@ def test_an_event_adds_its_amount_to_a_counter(store):
     assert counts == {"booth_use": 2, "booth_minutes": 90}
     assert store.reservation_used("booth", "r1", NOW - timedelta(days=1))
     assert not store.reservation_used("booth", "r2", NOW - timedelta(days=1))
+
+
+def test_wrong_pins_are_counted_per_card_from_the_log_and_a_locked_out_tap_is_not_one(store):
+    def pin_tap(card, pin, minutes_ago):
+        return Event(ts=NOW - timedelta(minutes=minutes_ago), door="entrance", type="tap", reason="wrong_pin",
+                     mode="self_service", card_key=card, detail={"pin": pin})
+
+    store.record([pin_tap("a" * 64, "wrong", 3), pin_tap("a" * 64, "locked_out", 2), pin_tap("b" * 64, "wrong", 1),
+                  pin_tap("a" * 64, "wrong", 30)])
+    since = NOW - timedelta(minutes=10)
+    assert store.wrong_pins(since) == {"a" * 64: [NOW - timedelta(minutes=3)], "b" * 64: [NOW - timedelta(minutes=1)]}
+    assert store.wrong_pins(since, "b" * 64) == {"b" * 64: [NOW - timedelta(minutes=1)]}
+
+
+def test_announcement_settings_are_seeded_once_and_then_the_staff_page_wins(store):
+    assert store.announcement_settings() is None
+    store.set_announcement_settings({"first_minutes": 15}, keep_existing=True)
+    store.set_announcement_settings({"first_minutes": 10})
+    store.set_announcement_settings({"first_minutes": 15}, keep_existing=True)
+    assert store.announcement_settings() == {"first_minutes": 10}
+
+
+def test_a_pin_verifier_survives_a_sip2_refresh(store):
+    store.put_patrons([Patron("c" * 64, self_service=True, fetched_at=NOW, pin_verifier="omaovi1$x")], source="central")
+    store.refresh_patron("c" * 64, self_service=False, blocked_reason="fines", valid_until=None, fetched_at=NOW, source="sip2")
+    assert store.patron("c" * 64).pin_verifier == "omaovi1$x"
