@@ -1,0 +1,92 @@
+"""What a benchmark hands back, the table printed at the end and ``results.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+@dataclass
+class Figure:
+    id: str
+    what: str
+    target: str
+    #: The headline, as the table shows it.
+    result: str = ""
+    #: True or False against the target; None when it was not measured.
+    passed: bool | None = None
+    #: Every number behind the headline.
+    values: dict = field(default_factory=dict)
+    #: What the ratio is taken against, measured in the same run.
+    baseline: str = ""
+    ratio: float | None = None
+    #: Set when the figure could not be measured at all, with the reason.
+    unavailable: str | None = None
+    error: str | None = None
+
+
+def unavailable(figure: Figure, reason: str) -> Figure:
+    figure.unavailable = reason
+    figure.result = f"not available: {reason}"
+    return figure
+
+
+def machine() -> dict:
+    """Enough to tell a Pi 4 from a laptop when comparing two results files."""
+    return {
+        "host": platform.node(),
+        "arch": platform.machine(),
+        "system": platform.platform(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_mb": _memory_mb(),
+        "python": sys.version.split()[0],
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.split(":")[0].strip() in ("model name", "Model"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_mb() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return None
+
+
+def table(figures: list[Figure]) -> str:
+    rows = [("id", "what", "result", "target", "vs baseline", "ok")]
+    for f in figures:
+        ok = "-" if f.passed is None else ("yes" if f.passed else "NO")
+        versus = f"{f.ratio}x {f.baseline}" if f.ratio is not None else ""
+        rows.append((f.id, f.what, f.error and f"error: {f.error}" or f.result, f.target, versus, ok))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write(path: Path, mode: str, figures: list[Figure], started: datetime) -> None:
+    document = {
+        "date": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "mode": mode,
+        "machine": machine(),
+        "figures": {f.id: asdict(f) for f in figures},
+    }
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
