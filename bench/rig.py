@@ -14,6 +14,7 @@ import random
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from gpiozero.pins.mock import MockFactory, MockPin
 
@@ -127,14 +128,14 @@ class Taps:
             if allowed(i):
                 return card_number(i)
 
-    def run(self, device: BenchDevice, count: int | None = None, *, until: threading.Event | None = None,
+    def run(self, device: BenchDevice, count: int | None = None, *, until: Callable[[], object] | None = None,
             deadline: float = 600.0) -> tuple[list[float], int]:
-        """Tap ``count`` times, or until ``until`` is set; (latencies, taps that did not open)."""
+        """Tap ``count`` times, or until ``until()`` is true; (latencies, taps that did not open)."""
         latencies: list[float] = []
         missed = 0
         give_up = time.monotonic() + deadline
         while time.monotonic() < give_up and (count is None or len(latencies) + missed < count):
-            if until is not None and until.is_set():
+            if until is not None and until():
                 break
             time.sleep(self.rng.uniform(0, MAX_GAP))
             latency = device.tap(self.rng.choice(DOORS), self.number())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +47,9 @@ QUICK = Scale("quick", patrons=2_000, events=10_000, count_years=1, taps=20, sip
 class Workspace:
     def __init__(self, scale: Scale, data_dir: Path):
         self.scale = scale
-        self.data_dir = data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix="run-", dir=data_dir))
+        self.data_dir = data_dir.resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix="run-", dir=self.data_dir))
         self._database: Path | None = None
         self._central = None
 
@@ -69,21 +68,20 @@ class Workspace:
             self._central = CentralProcess(self.scale.patrons, TOKEN)
         return self._central
 
-    def config_file(self, database: Path, *, extra: str = "") -> Path:
-        """A branch config on ``database``, with the central service when one is running."""
+    def config_file(self, database: Path, central_url: str | None = None) -> Path:
+        """A branch config on ``database``, with a ``[central]`` section when given its URL."""
         key_file = self.dir / "consortium.key"
         key_file.write_bytes(KEY)
         (self.dir / "central.token").write_text(TOKEN + "\n")
         central = ""
-        if self._central is not None:
-            central = f'[central]\nbase_url = "{self._central.url}"\ntoken_file = "central.token"\ntimeout = 30\n'
+        if central_url is not None:
+            central = f'[central]\nbase_url = "{central_url}"\ntoken_file = "central.token"\ntimeout = 30\n'
         doors = "".join(
             f'[[doors]]\nid = "{door}"\nkind = "entrance"\nlock_pin = {pin}\n\n' for door, pin in zip(DOORS, (17, 5))
         )
         path = self.dir / f"{database.stem}.toml"
         path.write_text(
-            f'branch = "bench"\ndatabase = "{database}"\nconsortium_key_file = "{key_file}"\n\n' + doors
-            + textwrap.dedent(extra) + "\n" + central
+            f'branch = "bench"\ndatabase = "{database}"\nconsortium_key_file = "{key_file}"\n\n' + doors + central
         )
         return path
 

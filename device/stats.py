@@ -7,10 +7,9 @@ is exactly one local hour and a local day is 23, 24 or 25 of them.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from device.events import HOUR_FORMAT
 from device.store import Store, day_bounds
 
 #: Columns in the order the CLI, CSV and API show them.
@@ -26,13 +25,13 @@ def summarize(store: Store, tz: ZoneInfo, start: date, end: date, by: str = "day
         raise ValueError(f"the end date {end} is before the start date {start}")
     utc_start, _ = day_bounds(start, tz)
     _, utc_end = day_bounds(end, tz)
+    labels = _hour_labels(tz, utc_start, utc_end, by)
     rows: dict[str, dict] = {}
-    for period in _periods(tz, utc_start, utc_end, by):
-        rows[period] = {name: 0 for name in FIELDS[1:]} | {"period": period, "denials": defaultdict(int)}
-    for counter in store.counts(utc_start, utc_end):
-        local = datetime.strptime(counter["hour"], HOUR_FORMAT).replace(tzinfo=timezone.utc).astimezone(tz)
-        row = rows[_label(local, by)]
-        metric, count = counter["metric"], counter["count"]
+    for period in labels.values():
+        if period not in rows:
+            rows[period] = {name: 0 for name in FIELDS[1:]} | {"period": period, "denials": defaultdict(int)}
+    for hour, metric, count in store.metric_totals(utc_start, utc_end):
+        row = rows[labels[hour]]
         if metric in ("visit_self_service", "visit_staffed"):
             row[metric.replace("visit_", "visits_")] += count
         elif metric == "booth_use":
@@ -51,12 +50,16 @@ def _label(local: datetime, by: str) -> str:
     return local.date().isoformat() if by == "day" else local.isoformat(timespec="minutes")
 
 
-def _periods(tz: ZoneInfo, utc_start: datetime, utc_end: datetime, by: str) -> list[str]:
-    labels: list[str] = []
+def _hour_labels(tz: ZoneInfo, utc_start: datetime, utc_end: datetime, by: str) -> dict[str, str]:
+    """Each UTC hour's counter key -> the local period it belongs to, in time order.
+
+    Worked out once per hour rather than per counter row: parsing each row's hour
+    took three quarters of a year's query (benchmark P5).
+    """
+    labels: dict[str, str] = {}
     moment = utc_start
     while moment < utc_end:
-        label = _label(moment.astimezone(tz), by)
-        if not labels or labels[-1] != label:
-            labels.append(label)
+        # The counter key as events.hour_text writes it, from isoformat: five times as fast as strftime.
+        labels[moment.isoformat()[:13] + ":00Z"] = _label(moment.astimezone(tz), by)
         moment += timedelta(hours=1)
     return labels

@@ -147,3 +147,25 @@ def test_unchanged_central_cards_stay_as_fresh_as_the_last_patrons_sync(store):
     assert store.patron("f").fetched_at == week_ago, "a CSV import is only as fresh as the file"
     store.note_sync_success("events", NOW + timedelta(hours=1))
     assert store.patron("c").fetched_at == NOW, "only the patrons stream vouches for patrons"
+
+
+def test_an_event_waits_for_another_writer_and_gives_up_at_the_busy_timeout(tmp_path):
+    """Events take the write lock by polling it, not by SQLite's growing sleeps (benchmark P3)."""
+    import threading
+
+    store = Store(tmp_path / "omaovi.db", busy_timeout_ms=300)
+    sync = sqlite3.connect(tmp_path / "omaovi.db", isolation_level=None, check_same_thread=False)
+    sync.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.05, lambda: sync.execute("COMMIT")).start()
+    store.record([tap()])
+    assert len(store.events()) == 1
+
+    sync.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        store.record([tap()])
+    sync.execute("ROLLBACK")
+    store.record([tap()])
+    assert len(store.events()) == 2
+    assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 300
+    sync.close()
+    store.close()
