@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-from bench import baseline
+from bench.baseline import BareTap
 from bench.data import DOORS
 from bench.report import Figure
 from bench.rig import BenchDevice, Taps
@@ -31,10 +31,10 @@ def run(ws) -> Figure:
         checker = Sip2Checker(config)
         taps = Taps(ws.scale.patrons, seed=13)
         try:
-            with BenchDevice(database, sip2=checker) as device:
+            with BenchDevice(database, sip2=checker) as device, BareTap(database, ws.scale.patrons) as bare_tap:
                 first = device.tap(DOORS[0], taps.number())
                 breaker_after_first = checker.breaker.state
-                latencies, missed = taps.run(device, ws.scale.sip2_taps)
+                latencies, missed = taps.run(device, ws.scale.sip2_taps, before=bare_tap.once)
                 breaker_after = checker.breaker.state
         finally:
             checker.close()
@@ -42,8 +42,7 @@ def run(ws) -> Figure:
         "P2", "tap while SIP2 is down",
         f"first <= timeout {config.timeout * 1000:.0f} (+{FIRST_TAP_MARGIN_MS}) ms; then p99 <= {P99_MS} ms",
     )
-    bare = summary(baseline.sqlite_tap(database, ws.scale.sip2_taps, ws.scale.patrons))
-    following = summary(latencies)
+    bare, following = summary(bare_tap.times), summary(latencies)
     first_ms = round(first * 1000, 1) if first is not None else None
     figure.values = {
         "timeout_ms": config.timeout * 1000, "first_tap_ms": first_ms, "following": following, "missed": missed,

@@ -129,8 +129,9 @@ class Taps:
                 return card_number(i)
 
     def run(self, device: BenchDevice, count: int | None = None, *, until: Callable[[], object] | None = None,
-            deadline: float = 600.0) -> tuple[list[float], int]:
-        """Tap ``count`` times, or until ``until()`` is true; (latencies, taps that did not open)."""
+            before: Callable[[], None] | None = None, deadline: float = 600.0) -> tuple[list[float], int]:
+        """Tap ``count`` times, or until ``until()`` is true, calling ``before()`` ahead of each tap;
+        (latencies, taps that did not open)."""
         latencies: list[float] = []
         missed = 0
         give_up = time.monotonic() + deadline
@@ -138,6 +139,8 @@ class Taps:
             if until is not None and until():
                 break
             time.sleep(self.rng.uniform(0, MAX_GAP))
+            if before is not None:
+                before()
             latency = device.tap(self.rng.choice(DOORS), self.number())
             if latency is None:
                 missed += 1
