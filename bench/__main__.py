@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 import traceback
@@ -33,13 +34,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated figure ids, such as P1,P4")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.json")
     parser.add_argument("--data-dir", type=Path, default=REPO / "bench" / "data", help="where built data is cached")
+    parser.add_argument("--docs", action="store_true", help="only put the table of --out into docs/performance.md")
     args = parser.parse_args(argv)
+    if args.docs:
+        report.update_docs(REPO / "docs" / "performance.md", args.out)
+        return 0
     chosen = [f.strip().upper() for f in args.only.split(",")] if args.only else list(FIGURES)
     unknown = [f for f in chosen if f not in FIGURES]
     if unknown:
         parser.error(f"unknown figure {', '.join(unknown)}; known: {', '.join(FIGURES)}")
     scale = QUICK if args.quick else FULL
     started = datetime.now(timezone.utc)
+    load_at_start = os.getloadavg()[0]
     workspace = Workspace(scale, args.data_dir)
     figures: list[Figure] = []
     try:
@@ -48,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 figures.append(_measure(figure_id, workspace))
     finally:
         workspace.close()
-    report.write(args.out, scale.name, figures, started)
+    report.write(args.out, scale.name, figures, started, load_at_start)
     print(report.table(figures))
     print(f"\n{scale.name} run, {started:%Y-%m-%d %H:%M} UTC; every figure in {args.out}")
     return 1 if any(f.error for f in figures) else 0

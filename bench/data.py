@@ -27,6 +27,8 @@ from device.store import Store
 KEY = b"omaovi-bench-consortium-key-0001"
 FIRST_CARD = 20_000_000
 DOORS = ("main", "side")
+#: Each door's lock relay pin (BCM).
+LOCK_PINS = dict(zip(DOORS, (17, 5)))
 #: Raw events are spread over this many days before the build, inside the 90-day retention.
 EVENT_DAYS = 85
 #: Every this many patrons one is blocked; the rest may come in.

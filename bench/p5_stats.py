@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import date, timedelta
+from zoneinfo import ZoneInfo
 
 from bench.report import Figure
 from bench.timing import ratio, repeat, summary
+from device.events import hour_text
 from device.stats import FIELDS, summarize
 from device.store import Store, day_bounds
-from device.events import hour_text
-from zoneinfo import ZoneInfo
 
 MS = 100
 TZ = ZoneInfo("Europe/Helsinki")

@@ -18,13 +18,12 @@ from typing import Callable
 
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from bench.data import DOORS, KEY, allowed, card_number
+from bench.data import DOORS, KEY, LOCK_PINS, allowed, card_number
 from device.config import Config, DoorConfig, ReaderConfig
 from device.controller import Controller
 from device.store import Store
 from sync.sip2 import Sip2Checker
 
-LOCK_PINS = dict(zip(DOORS, (17, 5)))
 #: Taps are spread over this many seconds at random, so they meet the reader at
 #: every point of its read cycle, as patrons do.
 MAX_GAP = 0.05

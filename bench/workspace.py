@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.data import DOORS, KEY, consortium_db, working_copy
+from bench.data import KEY, LOCK_PINS, consortium_db, working_copy
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "bench-device-token"
@@ -77,7 +77,7 @@ class Workspace:
         if central_url is not None:
             central = f'[central]\nbase_url = "{central_url}"\ntoken_file = "central.token"\ntimeout = 30\n'
         doors = "".join(
-            f'[[doors]]\nid = "{door}"\nkind = "entrance"\nlock_pin = {pin}\n\n' for door, pin in zip(DOORS, (17, 5))
+            f'[[doors]]\nid = "{door}"\nkind = "entrance"\nlock_pin = {pin}\n\n' for door, pin in LOCK_PINS.items()
         )
         path = self.dir / f"{database.stem}.toml"
         path.write_text(
