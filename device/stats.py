@@ -55,13 +55,13 @@ def summarize(
         raise ValueError(f"the end date {end} is before the start date {start}")
     utc_start, _ = day_bounds(start, tz)
     _, utc_end = day_bounds(end, tz)
+    labels = _hour_labels(tz, utc_start, utc_end, by)
     rows: dict[str, dict] = {}
-    for period in _periods(tz, utc_start, utc_end, by):
-        rows[period] = {name: 0 for name in FIELDS[1:]} | {"period": period, BOOTH_MINUTES: 0, "denials": defaultdict(int)}
-    for counter in store.counts(utc_start, utc_end):
-        local = _local_hour(counter["hour"], tz)
-        row = rows[label(local, by)]
-        metric, count = counter["metric"], counter["count"]
+    for period in labels.values():
+        if period not in rows:
+            rows[period] = {name: 0 for name in FIELDS[1:]} | {"period": period, BOOTH_MINUTES: 0, "denials": defaultdict(int)}
+    for hour, metric, count in store.metric_totals(utc_start, utc_end):
+        row = rows[labels[hour]]
         if metric in _COLUMNS:
             row[_COLUMNS[metric]] += count
         elif metric.startswith("denied_"):
@@ -134,13 +134,17 @@ def _hour_cuts(begin: datetime, finish: datetime) -> list[tuple[datetime, dateti
     return cuts
 
 
-def _periods(tz: ZoneInfo, utc_start: datetime, utc_end: datetime, by: str) -> list[str]:
-    labels: list[str] = []
+def _hour_labels(tz: ZoneInfo, utc_start: datetime, utc_end: datetime, by: str) -> dict[str, str]:
+    """Each UTC hour's counter key -> the local period it belongs to, in time order.
+
+    Worked out once per hour rather than per counter row: parsing each row's hour
+    took three quarters of a year's query (benchmark P5).
+    """
+    labels: dict[str, str] = {}
     moment = utc_start
     step = timedelta(hours=1)
     while moment < utc_end:
-        text = label(moment.astimezone(tz), by)
-        if not labels or labels[-1] != text:
-            labels.append(text)
+        # The counter key as events.hour_text writes it, from isoformat: five times as fast as strftime.
+        labels[moment.isoformat()[:13] + ":00Z"] = label(moment.astimezone(tz), by)
         moment += step
     return labels

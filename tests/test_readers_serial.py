@@ -2,13 +2,14 @@
 
 import logging
 import os
+import threading
 import time
 
 import pytest
 import serial
 
 from device.config import ReaderConfig
-from device.readers.base import ReaderError, ReaderLoop
+from device.readers.base import CardRead, ReaderError, ReaderLoop
 from device.readers.serial_reader import SerialReader
 from test_reader_loop import Collector, run_loop  # noqa: F401 - run_loop is a fixture
 
@@ -205,3 +206,24 @@ def test_idle_serial_reader_uses_almost_no_cpu(pty):
         loop.stop()
     assert cpu_used < 0.1
 
+
+
+def test_a_frame_arriving_in_pieces_comes_out_of_one_read(pty):
+    """Returning "nothing yet" mid-frame would make the ReaderLoop idle before reading on,
+    adding up to MIN_IDLE_READ (50 ms) to the tap (found by the P1 benchmark)."""
+    reader = line_reader(pty.link)
+    reader.open()
+
+    def trickle():
+        time.sleep(0.02)
+        pty.send(b"1000")
+        time.sleep(0.01)
+        pty.send(b"0001\r\n")
+
+    sender = threading.Thread(target=trickle)
+    sender.start()
+    try:
+        assert reader.read() == CardRead(text="10000001")
+    finally:
+        sender.join()
+        reader.close()

@@ -185,3 +185,25 @@ def test_a_pin_verifier_survives_a_sip2_refresh(store):
     store.put_patrons([Patron("c" * 64, self_service=True, fetched_at=NOW, pin_verifier="omaovi1$x")], source="central")
     store.refresh_patron("c" * 64, self_service=False, blocked_reason="fines", valid_until=None, fetched_at=NOW, source="sip2")
     assert store.patron("c" * 64).pin_verifier == "omaovi1$x"
+
+
+def test_an_event_waits_for_another_writer_and_gives_up_at_the_busy_timeout(tmp_path):
+    """Events take the write lock by polling it, not by SQLite's growing sleeps (benchmark P3)."""
+    import threading
+
+    store = Store(tmp_path / "omaovi.db", busy_timeout_ms=300)
+    sync = sqlite3.connect(tmp_path / "omaovi.db", isolation_level=None, check_same_thread=False)
+    sync.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.05, lambda: sync.execute("COMMIT")).start()
+    store.record([tap()])
+    assert len(store.events()) == 1
+
+    sync.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        store.record([tap()])
+    sync.execute("ROLLBACK")
+    store.record([tap()])
+    assert len(store.events()) == 2
+    assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 300
+    sync.close()
+    store.close()
