@@ -44,6 +44,12 @@ NO_SHOW_POLL_SECONDS = 30.0
 MAX_TAP_AGE_SECONDS = 3.0
 #: Events that could not be written are kept in memory up to this many.
 MAX_PENDING_EVENTS = 10_000
+#: While the database cannot be written, the loop retries the waiting events this
+#: often (a tap tries at once anyway): retrying at every tick would try to write
+#: thousands of events ten times a second on a full disk.
+STORAGE_RETRY_SECONDS = 1.0
+#: How often the staff cards are copied into memory, for taps while the database cannot be read.
+STAFF_CARDS_POLL_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,12 @@ class Controller:
         self.keep_unpushed_events = keep_unpushed_events
         self._queue: queue.Queue[Callable[[], None]] = queue.Queue()
         self._pending: list[Event] = []
+        #: When writing first failed, and how many waiting events were dropped since; None while writes work.
+        self._storage_failed_at: datetime | None = None
+        self._storage_dropped = 0
+        self._storage_retry_at = 0.0
+        self._staff_keys: frozenset[str] = frozenset()
+        self._refresh_staff_keys()
         self._hours_revision = -1
         self.schedule = store.schedule(config.tz)
         self.doors: dict[str, Door] = {}
@@ -127,7 +139,7 @@ class Controller:
     # -- the loop -------------------------------------------------------------
     def run(self, stop: threading.Event | None = None, on_tick: Callable[[], None] | None = None) -> None:
         stop = stop or self.stopped
-        last = {"commands": -1e9, "hours": -1e9, "retention": -1e9, "no_shows": -1e9}
+        last = {"commands": -1e9, "hours": -1e9, "retention": -1e9, "no_shows": -1e9, "staff": self.clock()}
         self._follow_schedule()
         while not stop.is_set():
             deadline = self.clock() + TICK_SECONDS
@@ -154,6 +166,9 @@ class Controller:
             if now - last["no_shows"] >= NO_SHOW_POLL_SECONDS:
                 last["no_shows"] = now
                 self._run_safely(self._report_no_shows)
+            if now - last["staff"] >= STAFF_CARDS_POLL_SECONDS:
+                last["staff"] = now
+                self._run_safely(self._refresh_staff_keys)
             if on_tick is not None:
                 on_tick()
 
@@ -182,14 +197,10 @@ class Controller:
             )
             return None
         now = self.wall()
-        today = now.astimezone(self.config.tz).date()
-        patron = self.store.patron(key, today)
-        if self._sip2_may_matter(door_cfg, door, patron, now):
-            patron = self._ask_sip2(key, number, patron, now)
-        reservations = self.store.reservations_for(key, door_cfg.resource, now) if door_cfg.kind == "booth" else []
-        decision = decide(
-            key, door_cfg, now, self.schedule, patron, reservations, self.config.policy, DoorState(lockdown=door.lockdown)
-        )
+        try:
+            decision = self._decide(door_cfg, door, key, number, now)
+        except sqlite3.Error as exc:
+            decision = self._decide_from_memory(key, now, exc)
         event = self._event(door_cfg, events.TAP, now, decision, key)
         if not self._record(event) and decision.granted and decision.reason is not Reason.STAFF:
             # No record, no entry: only staff pass while the database cannot be written.
@@ -210,6 +221,33 @@ class Controller:
             self.on_tap(result)
         self._publish_door(door_id)
         return result
+
+    def _decide(self, door_cfg: DoorConfig, door: Door, key: str, number: str, now: datetime) -> Decision:
+        today = now.astimezone(self.config.tz).date()
+        patron = self.store.patron(key, today)
+        if self._sip2_may_matter(door_cfg, door, patron, now):
+            patron = self._ask_sip2(key, number, patron, now)
+        reservations = self.store.reservations_for(key, door_cfg.resource, now) if door_cfg.kind == "booth" else []
+        return decide(
+            key, door_cfg, now, self.schedule, patron, reservations, self.config.policy, DoorState(lockdown=door.lockdown)
+        )
+
+    def _decide_from_memory(self, key: str, now: datetime, exc: sqlite3.Error) -> Decision:
+        """The database cannot be read: staff cards, kept in memory, still open the door and
+        everyone else is told "unavailable" at once, rather than the tap vanishing unanswered."""
+        log.error("cannot read the patron cache (%s); only staff cards open", exc, extra={"event_type": "storage_unreadable"})
+        mode = self.schedule.mode_at(now)
+        if key in self._staff_keys:
+            return Decision(True, Reason.STAFF, mode)
+        return Decision(False, Reason.UNAVAILABLE, mode)
+
+    def _refresh_staff_keys(self) -> None:
+        """Keep a copy of this branch's staff cards for taps while the database cannot be read;
+        when it cannot be read now either, the last copy stays."""
+        try:
+            self._staff_keys = frozenset(row["card_key"] for row in self.store.staff_cards())
+        except sqlite3.Error as exc:
+            log.error("cannot read the staff cards (%s); keeping the %d known", exc, len(self._staff_keys))
 
     def _sip2_may_matter(self, door_cfg: DoorConfig, door: Door, patron: Patron | None, now: datetime) -> bool:
         """Whether the library system's answer could change this tap's decision.
@@ -290,22 +328,43 @@ class Controller:
         """Write the events waiting in memory and the new ones; on failure keep them all.
 
         With no new events this is the retry from the loop's tick, which stays
-        quiet while the database is still failing.
+        quiet while the database is still failing. The first failure queues a
+        ``storage_failed`` event stamped with its time, and the first write that
+        works again adds ``storage_recovered`` saying how many events waited and
+        how many were lost, so the log shows the outage once the disk has room.
         """
         batch = self._pending + list(new)
+        if self._storage_failed_at is not None:
+            waited = sum(1 for event in self._pending if event.type != events.STORAGE_FAILED)
+            batch.append(self._device_event(events.STORAGE_RECOVERED, {
+                "since": events.utc_text(self._storage_failed_at), "waited": waited, "dropped": self._storage_dropped,
+            }))
         try:
             self.store.record(batch)
         except sqlite3.Error as exc:
+            if self._storage_failed_at is None:
+                self._storage_failed_at = self.wall()
+                batch = [self._device_event(events.STORAGE_FAILED, {"error": str(exc)})] + batch
+            else:
+                batch.pop()  # this attempt's storage_recovered
             dropped = max(0, len(batch) - MAX_PENDING_EVENTS)
+            self._storage_dropped += dropped
             if new:
                 log.error("cannot write events (%s); %d waiting in memory%s", exc, len(batch) - dropped,
-                          f", {dropped} oldest dropped" if dropped else "")
+                          f", {dropped} oldest dropped" if dropped else "", extra={"event_type": events.STORAGE_FAILED})
             self._pending = batch[dropped:]
+            self._storage_retry_at = self.clock() + STORAGE_RETRY_SECONDS
             return False
-        if self._pending:
-            log.warning("wrote %d events that had waited in memory", len(self._pending))
+        if self._storage_failed_at is not None:
+            log.warning("the database can be written again; wrote %d events that had waited in memory, %d were lost",
+                        waited, self._storage_dropped, extra={"event_type": events.STORAGE_RECOVERED})
+            self._storage_failed_at, self._storage_dropped = None, 0
         self._pending = []
         return True
+
+    def _device_event(self, type_: str, detail: dict) -> Event:
+        now = self.wall()
+        return Event(ts=now, door=events.DEVICE, type=type_, mode=self.schedule.mode_at(now), detail=detail)
 
     def _door_event(self, door_cfg: DoorConfig, type_: str, detail: dict, key: str | None = None) -> Event:
         """An event that is not a tap decision, stamped now with the hours' mode."""
@@ -325,7 +384,7 @@ class Controller:
 
     # -- periodic work --------------------------------------------------------
     def _tick(self) -> None:
-        if self._pending:
+        if self._pending and self.clock() >= self._storage_retry_at:
             self._record()
         self._follow_schedule()
         for door_id, door in self.doors.items():

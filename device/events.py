@@ -23,6 +23,12 @@ COMMAND = "command"
 RESERVATION_NO_SHOW = "reservation_no_show"
 READER_OFFLINE = "reader_offline"
 READER_ONLINE = "reader_online"
+#: The database could not be written; logged with the time it began once it can be.
+STORAGE_FAILED = "storage_failed"
+#: Writing works again; the detail says how many events waited in memory and how many were lost.
+STORAGE_RECOVERED = "storage_recovered"
+#: The ``door`` of an event about the whole device rather than one door.
+DEVICE = "device"
 
 #: The counter of booth reservation minutes, and the detail key of a first use that adds to it.
 BOOTH_MINUTES = "booth_minutes"

@@ -6,8 +6,10 @@ fault lands exactly between two taps; the hardware is gpiozero's MockFactory.
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Callable
 
 from gpiozero.pins.mock import MockFactory
 
@@ -36,6 +38,19 @@ class Wall:
         self.now += delta
 
 
+class Seconds:
+    """A monotonic clock that moves only when the test says, for timers and retry intervals."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class Branch:
     def __init__(
         self,
@@ -46,6 +61,7 @@ class Branch:
         exceptions: dict[date, tuple[Period, ...]] | None = None,
         store_class: type[Store] = Store,
         staffed_entrance: str = "card",
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.wall = Wall(start)
         entrance = DoorConfig(id="entrance", kind="entrance", lock_pin=LOCK_PIN, led_pin=LED_PIN, buzzer_pin=BUZZER_PIN)
@@ -66,7 +82,8 @@ class Branch:
         self.store.add_staff_card(card_key(KEY, STAFF), "caretaker", "test")
         self.factory = MockFactory()
         self.controller = Controller(
-            self.config, self.store, consortium_key=KEY, pin_factory=self.factory, wall=self.wall, start_readers=False
+            self.config, self.store, consortium_key=KEY, pin_factory=self.factory, wall=self.wall, clock=clock,
+            start_readers=False,
         )
 
     def tap(self, number: str) -> TapResult:
