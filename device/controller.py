@@ -89,6 +89,9 @@ class Controller:
         self.on_tap = on_tap
         self.keep_unpushed_events = keep_unpushed_events
         self._queue: queue.Queue[Callable[[], None]] = queue.Queue()
+        #: The newest undecided read per door: (card number, when it was read).
+        self._waiting_taps: dict[str, tuple[str, float]] = {}
+        self._waiting_lock = threading.Lock()
         self._pending: list[Event] = []
         #: When writing first failed, and how many waiting events were dropped since; None while writes work.
         self._storage_failed_at: datetime | None = None
@@ -116,9 +119,24 @@ class Controller:
 
     # -- input from other threads ---------------------------------------------
     def submit_tap(self, door_id: str, number: str) -> None:
-        """Thread-safe: a reader saw ``number`` at ``door_id``."""
+        """Thread-safe: a reader saw ``number`` at ``door_id``.
+
+        Only the newest read of each door waits to be decided. A reader that floods
+        the loop (a broken reader, numbers replayed into it) then costs one decision
+        at a time, and whoever holds a card there now is answered next instead of
+        behind thousands of reads that would only be dropped as too late.
+        """
         read_at = self.clock()
-        self._queue.put(lambda: self.tap(door_id, number, read_at=read_at))
+        with self._waiting_lock:
+            already_queued = door_id in self._waiting_taps
+            self._waiting_taps[door_id] = (number, read_at)
+        if not already_queued:
+            self._queue.put(lambda: self._tap_waiting(door_id))
+
+    def _tap_waiting(self, door_id: str) -> None:
+        with self._waiting_lock:
+            number, read_at = self._waiting_taps.pop(door_id)
+        self.tap(door_id, number, read_at=read_at)
 
     def call(self, work: Callable[[], object], timeout: float = 5.0):
         """Run ``work`` on the controller thread and wait for its result (for the demo console)."""
