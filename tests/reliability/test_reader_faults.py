@@ -19,7 +19,7 @@ from operator import xor
 
 import pytest
 from branch_rig import ALLOWED, ALLOWED_TAG, KEY, UNKNOWN, Branch
-from test_readers_serial import Pty
+from test_readers_serial import Pty, pty  # noqa: F401 - pty is a fixture
 
 from device.cards import card_key
 from device.config import ReaderConfig
@@ -31,15 +31,6 @@ def rdm6300_frame(number: int, check: int | None = None) -> bytes:
     """The frame of a 125 kHz tag with customer byte 1A whose printed number is ``number``."""
     uid = bytes([0x1A]) + number.to_bytes(4, "big")
     return b"\x02" + (uid + bytes([reduce(xor, uid) if check is None else check])).hex().upper().encode() + b"\x03"
-
-
-@pytest.fixture
-def pty(tmp_path):
-    device = Pty(tmp_path / "ttyREADER")
-    device.plug()
-    yield device
-    if device.master is not None:
-        device.unplug()
 
 
 @pytest.fixture
