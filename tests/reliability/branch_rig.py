@@ -24,7 +24,7 @@ from device.schedule import Period
 from device.store import Store
 
 KEY = b"reliability-test-consortium-key!"
-ALLOWED, BLOCKED, STAFF, UNKNOWN = "10000001", "10000002", "90000001", "55555555"
+ALLOWED, STAFF, UNKNOWN = "10000001", "90000001", "55555555"
 #: A 125 kHz tag's printed number: its UID read with uid_format "decimal" (ID 0x00989681).
 ALLOWED_TAG = "0010000001"
 LOCK_PIN, LED_PIN, BUZZER_PIN = 17, 23, 24
@@ -86,7 +86,6 @@ class Branch:
         self.store.put_patrons([
             Patron(card_key=card_key(KEY, ALLOWED), self_service=True, **fresh),
             Patron(card_key=card_key(KEY, ALLOWED_TAG), self_service=True, **fresh),
-            Patron(card_key=card_key(KEY, BLOCKED), self_service=True, blocked_reason="fines", **fresh),
         ], source="csv")
         self.store.add_staff_card(card_key(KEY, STAFF), "caretaker", "test")
         self.factory = MockFactory()

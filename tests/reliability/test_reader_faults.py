@@ -9,9 +9,7 @@ haywire neither crashes the device nor eats the processor the door needs.
 
 from __future__ import annotations
 
-import os
 import random
-import threading
 import time
 from datetime import datetime, timezone
 from functools import reduce

@@ -29,7 +29,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from device.cards import CardNumberError, card_key, normalize
+from device.cards import CardNumberError, card_key
 from device.config import GPIO_PINS, Config, ConfigError, load, parse_sections
 from device.readers.base import CardRead, GarbledRead
 from device.readers.framing import MAX_LINE, LineFramer, Rdm6300Framer
@@ -434,17 +434,16 @@ def csv_files(draw):
     return out.getvalue(), [dict(zip(header, row)) for row in rows]
 
 
+def card_key_or_none(row) -> str | None:
+    try:
+        return card_key(KEY, row.get("card_number", ""))
+    except CardNumberError:
+        return None
+
+
 def granted_by_rows(rows, column) -> set[str]:
     """The card keys of the rows that set ``column`` to a yes."""
-    keys = set()
-    for row in rows:
-        try:
-            key = card_key(KEY, row.get("card_number", ""))
-        except CardNumberError:
-            continue
-        if row.get(column, "").strip().lower() in TRUE_CELLS:
-            keys.add(key)
-    return keys
+    return {card_key_or_none(row) for row in rows if row.get(column, "").strip().lower() in TRUE_CELLS} - {None}
 
 
 @given(st.one_of(st.text(max_size=300), csv_files().map(lambda f: f[0])))
@@ -470,13 +469,6 @@ def test_csv_grants_self_service_and_staff_only_to_rows_that_say_so(drawn):
     assert {p.card_key for p in patrons if p.staff} <= granted_by_rows(rows, "staff")
     for patron in patrons:
         assert any(card_key_or_none(row) == patron.card_key for row in rows)
-
-
-def card_key_or_none(row) -> str | None:
-    try:
-        return card_key(KEY, normalize(row.get("card_number", "")))
-    except CardNumberError:
-        return None
 
 
 # --- the config file ------------------------------------------------------------
