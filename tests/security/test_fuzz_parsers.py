@@ -570,12 +570,16 @@ def config_dir():
         yield Path(folder)
 
 
-@given(text=st.one_of(st.text(max_size=200), st.lists(toml_lines, max_size=12).map("\n".join)))
-@example(text="a = " + "[" * 5000)
-@example(text="a = " + "{b = " * 5000)
-def test_any_config_file_is_a_config_error_or_a_sound_config(config_dir, text):
+@given(content=st.one_of(
+    st.text(max_size=200).map(str.encode),
+    st.lists(toml_lines, max_size=12).map(lambda lines: "\n".join(lines).encode()),
+    st.binary(max_size=200),  # not UTF-8, a byte order mark, NUL bytes
+))
+@example(content=b"a = " + b"[" * 5000)
+@example(content=b"a = " + b"{b = " * 5000)
+def test_any_config_file_is_a_config_error_or_a_sound_config(config_dir, content):
     path = config_dir / "omaovi.toml"
-    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    path.write_bytes(content)
     try:
         config = load(path)
     except ConfigError as exc:
