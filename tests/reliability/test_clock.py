@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from branch_rig import ALLOWED, KEY, STAFF, Branch
+from branch_rig import ALLOWED, KEY, STAFF, Branch, Seconds
 
 from device.cards import card_key
 from device.config import DoorConfig, PolicyConfig
@@ -127,6 +127,21 @@ def test_a_door_held_open_for_staffed_hours_follows_the_clock_step(branch):
         b.tick()
         states.append(b.relay_on)
     assert states == [False, True, False, False]  # 07:00, 09:00, 07:00, 21:00
+
+
+@pytest.mark.parametrize("step_hours", [+2, -2])
+def test_a_clock_step_during_an_unlock_neither_shortens_nor_stretches_it(branch, step_hours):
+    """The unlock runs on the monotonic clock: a door must not stand unlocked for two hours."""
+    seconds = Seconds()
+    b = branch(local(date(2026, 11, 25), 12, 0), weekly=DAYTIME, clock=seconds)
+    assert b.tap(ALLOWED).decision.granted and b.relay_on
+    b.wall.step(timedelta(hours=step_hours))
+    seconds.advance(4.9)
+    b.tick()
+    assert b.relay_on
+    seconds.advance(0.2)
+    b.tick()
+    assert not b.relay_on
 
 
 # --- daylight-saving nights -------------------------------------------------------
