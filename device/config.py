@@ -963,6 +963,8 @@ def _read(path: Path) -> dict:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [Problem("(syntax)", str(exc), "the file must be valid TOML")]) from None
+    except RecursionError:
+        raise ConfigError(path, [Problem("(syntax)", "arrays or tables nested too deeply", "the file must be valid TOML")]) from None
     return data
 
 

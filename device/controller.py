@@ -65,6 +65,12 @@ ANNOUNCE_POLL_SECONDS = 1.0
 MAX_ANNOUNCEMENT_DELAY = timedelta(seconds=30)
 #: How the PIN step ended, as written to a tap event's detail.
 _PIN_DETAIL = {PinResult.OK: "ok", PinResult.WRONG: "wrong", PinResult.TIMEOUT: "timeout", None: "unchecked"}
+#: While the database cannot be written, the loop retries the waiting events this
+#: often (a tap tries at once anyway): retrying at every tick would try to write
+#: thousands of events ten times a second on a full disk.
+STORAGE_RETRY_SECONDS = 1.0
+#: How often the staff cards are copied into memory, for taps while the database cannot be read.
+STAFF_CARDS_POLL_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -124,7 +130,16 @@ class Controller:
         self.on_tap = on_tap
         self.keep_unpushed_events = keep_unpushed_events
         self._queue: queue.Queue[Callable[[], None]] = queue.Queue()
+        #: The newest undecided read per door: (card number, when it was read).
+        self._waiting_taps: dict[str, tuple[str, float]] = {}
+        self._waiting_lock = threading.Lock()
         self._pending: list[Event] = []
+        #: When writing first failed, and how many waiting events were dropped since; None while writes work.
+        self._storage_failed_at: datetime | None = None
+        self._storage_dropped = 0
+        self._storage_retry_at = 0.0
+        self._staff_keys: frozenset[str] = frozenset()
+        self._refresh_staff_keys()
         self._hours_revision = -1
         self.schedule = store.schedule(config.tz)
         self.doors: dict[str, Door] = {}
@@ -147,9 +162,24 @@ class Controller:
 
     # -- input from other threads ---------------------------------------------
     def submit_tap(self, door_id: str, number: str) -> None:
-        """Thread-safe: a reader saw ``number`` at ``door_id``."""
+        """Thread-safe: a reader saw ``number`` at ``door_id``.
+
+        Only the newest read of each door waits to be decided. A reader that floods
+        the loop (a broken reader, numbers replayed into it) then costs one decision
+        at a time, and whoever holds a card there now is answered next instead of
+        behind thousands of reads that would only be dropped as too late.
+        """
         read_at = self.clock()
-        self._queue.put(lambda: self.tap(door_id, number, read_at=read_at))
+        with self._waiting_lock:
+            already_queued = door_id in self._waiting_taps
+            self._waiting_taps[door_id] = (number, read_at)
+        if not already_queued:
+            self._queue.put(lambda: self._tap_waiting(door_id))
+
+    def _tap_waiting(self, door_id: str) -> None:
+        with self._waiting_lock:
+            number, read_at = self._waiting_taps.pop(door_id)
+        self.tap(door_id, number, read_at=read_at)
 
     def call(self, work: Callable[[], object], timeout: float = 5.0):
         """Run ``work`` on the controller thread and wait for its result (for the demo console)."""
@@ -213,6 +243,7 @@ class Controller:
             ("announce", ANNOUNCE_POLL_SECONDS, self._announce),
             ("lockouts", ANNOUNCE_POLL_SECONDS, self._publish_lockouts),
             ("heartbeat", HEARTBEAT_SECONDS, self._heartbeat),
+            ("staff", STAFF_CARDS_POLL_SECONDS, self._refresh_staff_keys),
         ):
             if now - last.get(name, -1e9) >= interval:
                 last[name] = now
@@ -247,14 +278,10 @@ class Controller:
             )
             return None
         now = self.wall()
-        today = now.astimezone(self.config.tz).date()
-        patron = self.store.patron(key, today)
-        if self._sip2_may_matter(door_cfg, door, patron, now):
-            patron = self._ask_sip2(key, number, patron, now)
-        reservations = self.store.reservations_for(key, door_cfg.resource, now) if door_cfg.kind == "booth" else []
-        decision = decide(
-            key, door_cfg, now, self.schedule, patron, reservations, self.config.policy, DoorState(lockdown=door.lockdown)
-        )
+        try:
+            patron, reservations, decision = self._decide(door_cfg, door, key, number, now)
+        except sqlite3.Error as exc:
+            return self._act(door_cfg, self._decide_from_memory(key, now, exc), key, now)
         if self._pin_needed(door_cfg, decision):
             return self._ask_pin(door_cfg, decision, key, number, patron, reservations, now)
         return self._act(door_cfg, decision, key, now)
@@ -445,6 +472,36 @@ class Controller:
             self._shown_lockouts = shown
             self._set_status("pin_lockouts", shown)
 
+    def _decide(
+        self, door_cfg: DoorConfig, door: Door, key: str, number: str, now: datetime
+    ) -> tuple[Patron | None, list[Reservation], Decision]:
+        """The patron and reservations as the PIN step needs them, and the decision without the PIN."""
+        today = now.astimezone(self.config.tz).date()
+        patron = self.store.patron(key, today)
+        if self._sip2_may_matter(door_cfg, door, patron, now):
+            patron = self._ask_sip2(key, number, patron, now)
+        reservations = self.store.reservations_for(key, door_cfg.resource, now) if door_cfg.kind == "booth" else []
+        return patron, reservations, decide(
+            key, door_cfg, now, self.schedule, patron, reservations, self.config.policy, DoorState(lockdown=door.lockdown)
+        )
+
+    def _decide_from_memory(self, key: str, now: datetime, exc: sqlite3.Error) -> Decision:
+        """The database cannot be read: staff cards, kept in memory, still open the door and
+        everyone else is told "unavailable" at once, rather than the tap vanishing unanswered."""
+        log.error("cannot read the patron cache (%s); only staff cards open", exc, extra={"event_type": "storage_unreadable"})
+        mode = self.schedule.mode_at(now)
+        if key in self._staff_keys:
+            return Decision(True, Reason.STAFF, mode)
+        return Decision(False, Reason.UNAVAILABLE, mode)
+
+    def _refresh_staff_keys(self) -> None:
+        """Keep a copy of this branch's staff cards for taps while the database cannot be read;
+        when it cannot be read now either, the last copy stays."""
+        try:
+            self._staff_keys = frozenset(row["card_key"] for row in self.store.staff_cards())
+        except sqlite3.Error as exc:
+            log.error("cannot read the staff cards (%s); keeping the %d known", exc, len(self._staff_keys))
+
     def _sip2_may_matter(self, door_cfg: DoorConfig, door: Door, patron: Patron | None, now: datetime) -> bool:
         """Whether the library system's answer could change this tap's decision.
 
@@ -528,22 +585,43 @@ class Controller:
         """Write the events waiting in memory and the new ones; on failure keep them all.
 
         With no new events this is the retry from the loop's tick, which stays
-        quiet while the database is still failing.
+        quiet while the database is still failing. The first failure queues a
+        ``storage_failed`` event stamped with its time, and the first write that
+        works again adds ``storage_recovered`` saying how many events waited and
+        how many were lost, so the log shows the outage once the disk has room.
         """
         batch = self._pending + list(new)
+        if self._storage_failed_at is not None:
+            waited = sum(1 for event in self._pending if event.type != events.STORAGE_FAILED)
+            batch.append(self._device_event(events.STORAGE_RECOVERED, {
+                "since": events.utc_text(self._storage_failed_at), "waited": waited, "dropped": self._storage_dropped,
+            }))
         try:
             self.store.record(batch)
         except sqlite3.Error as exc:
+            if self._storage_failed_at is None:
+                self._storage_failed_at = self.wall()
+                batch = [self._device_event(events.STORAGE_FAILED, {"error": str(exc)})] + batch
+            else:
+                batch.pop()  # this attempt's storage_recovered
             dropped = max(0, len(batch) - MAX_PENDING_EVENTS)
+            self._storage_dropped += dropped
             if new:
                 log.error("cannot write events (%s); %d waiting in memory%s", exc, len(batch) - dropped,
-                          f", {dropped} oldest dropped" if dropped else "")
+                          f", {dropped} oldest dropped" if dropped else "", extra={"event_type": events.STORAGE_FAILED})
             self._pending = batch[dropped:]
+            self._storage_retry_at = self.clock() + STORAGE_RETRY_SECONDS
             return False
-        if self._pending:
-            log.warning("wrote %d events that had waited in memory", len(self._pending))
+        if self._storage_failed_at is not None:
+            log.warning("the database can be written again; wrote %d events that had waited in memory, %d were lost",
+                        waited, self._storage_dropped, extra={"event_type": events.STORAGE_RECOVERED})
+            self._storage_failed_at, self._storage_dropped = None, 0
         self._pending = []
         return True
+
+    def _device_event(self, type_: str, detail: dict) -> Event:
+        now = self.wall()
+        return Event(ts=now, door=events.DEVICE, type=type_, mode=self.schedule.mode_at(now), detail=detail)
 
     def _door_event(self, door_cfg: DoorConfig, type_: str, detail: dict, key: str | None = None) -> Event:
         """An event that is not a tap decision, stamped now with the hours' mode."""
@@ -728,7 +806,7 @@ class Controller:
 
     # -- periodic work --------------------------------------------------------
     def _tick(self) -> None:
-        if self._pending:
+        if self._pending and self.clock() >= self._storage_retry_at:
             self._record()
         self._follow_schedule()
         for door_id, door in self.doors.items():

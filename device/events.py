@@ -30,6 +30,12 @@ ANNOUNCEMENT = "announcement"
 BUILDING_OUTPUT = "building_output"
 #: Door happenings that the statistics count, one per event.
 COUNTED = (EXIT, HELD_OPEN, FORCED_OPEN, PIN_LOCKOUT, TAILGATING, PEOPLE_INSIDE_AFTER_CLOSE)
+#: The database could not be written; logged with the time it began once it can be.
+STORAGE_FAILED = "storage_failed"
+#: Writing works again; the detail says how many events waited in memory and how many were lost.
+STORAGE_RECOVERED = "storage_recovered"
+#: The ``door`` of an event about the whole device rather than one door.
+DEVICE = "device"
 
 #: The counter of booth reservation minutes, and the detail key of a first use that adds to it.
 BOOTH_MINUTES = "booth_minutes"

@@ -149,8 +149,17 @@ def open_to_all(door: DoorConfig, mode: str, settings: PolicyConfig) -> bool:
     return door.kind == "entrance" and mode == "staffed" and settings.staffed_entrance == "unlocked"
 
 
+#: How far ahead of the device's clock a cache entry's fetch time may be and still
+#: count: clock skew between the device and whoever stamped the entry. Further
+#: ahead means the device's clock went back (a Pi without a real-time clock starts
+#: from its last saved time), and then the entry's real age cannot be known.
+MAX_FUTURE_FETCH = timedelta(minutes=5)
+
+
 def _fresh(patron: Patron, now: datetime, settings: PolicyConfig) -> bool:
-    return patron.fetched_at is not None and now - patron.fetched_at <= settings.max_offline_age
+    if patron.fetched_at is None:
+        return False
+    return -MAX_FUTURE_FETCH <= now - patron.fetched_at <= settings.max_offline_age
 
 
 def _patron_problem(

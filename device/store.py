@@ -411,7 +411,10 @@ class Store:
         if source != "central":
             return fetched_at
         row = self.conn.execute("SELECT last_success FROM sync_state WHERE stream = 'patrons'").fetchone()
-        return max(fetched_at, parse_utc(row[0])) if row and row[0] else fetched_at
+        # A central entry is written in the same transaction as a successful round,
+        # so the latest round came after every entry, even when the clock has been
+        # stepped back since and the entry's own fetched_at lies in the future.
+        return parse_utc(row[0]) if row and row[0] else fetched_at
 
     def put_patrons(self, patrons: Iterable[Patron], *, source: str, replace: bool = False) -> int:
         """Insert or update cache entries; with ``replace`` the whole cache is swapped atomically."""

@@ -14,3 +14,6 @@ def decode_json(raw: str | bytes | bytearray, error: type[Exception]) -> Any:
         raise error(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} (character {exc.pos})") from None
     except UnicodeDecodeError as exc:
         raise error(f"not valid JSON: byte {exc.start} cannot be decoded ({exc.reason})") from None
+    except RecursionError:
+        # No real answer nests a thousand deep; a broken or hostile one must not crash the caller.
+        raise error("not valid JSON: nested too deeply") from None

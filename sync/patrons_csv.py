@@ -55,7 +55,19 @@ def parse_patrons(
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
         pass
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    # newline="": the csv module reads CR, LF and CRLF line ends itself, and a CR
+    # inside a quoted field stays part of the field.
+    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect)
+    try:
+        return _read_rows(reader, consortium_key, fetched_at, source, pin_pepper)
+    except csv.Error as exc:
+        # A field over the csv module's size limit, say; its message quotes no data.
+        raise PatronCsvError(source, [f"line {reader.line_num}: {exc}"]) from None
+
+
+def _read_rows(
+    reader: csv.DictReader, consortium_key: bytes, fetched_at: datetime, source: str, pin_pepper: bytes | None
+) -> list[Patron]:
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
     problems: list[str] = []

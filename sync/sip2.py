@@ -60,6 +60,9 @@ _READ_FIELDS = frozenset({"AA", "BL", "CQ", "PA", "PC"})
 _TRAILER = re.compile(rb"AY([0-9])AZ([0-9A-Fa-f]{4})")
 _STATUS = re.compile(r"[Y ]{14}")
 _FIELD_CODE = re.compile(rb"[A-Z][A-Z0-9]")
+_RESEND_CHECKSUM = re.compile(rb"[0-9A-Fa-f]{4}")
+#: Exactly YYYYMMDD: strptime alone would read "2099123" as 2099-12-03.
+_EXPIRY = re.compile(r"[0-9]{8}")
 
 
 class Sip2Error(Exception):
@@ -169,7 +172,7 @@ def _is_resend(reply: bytes) -> bool:
     if reply == b"96":
         return True
     if reply.startswith(b"96AZ") and len(reply) == 8:
-        if int(reply[4:], 16) != int(checksum(reply[:4]), 16):
+        if not _RESEND_CHECKSUM.fullmatch(reply[4:]) or int(reply[4:], 16) != int(checksum(reply[:4]), 16):
             raise Sip2Error("wrong checksum on a 96 (resend) reply")
         return True
     return False
@@ -258,7 +261,7 @@ def interpret(message: bytes, card_number: str, pin_sent: bool, config: Sip2Conf
         if value is None:
             raise Sip2Error(f"field {profile.expiry_field} (expiry date in profile {profile.name}) is missing")
         try:
-            if not value.isdigit():
+            if not _EXPIRY.fullmatch(value):
                 raise ValueError
             valid_until = datetime.strptime(value, "%Y%m%d").date()
         except ValueError:

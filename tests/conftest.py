@@ -1,9 +1,27 @@
-"""Shared test hygiene."""
+"""Shared test hygiene, and how hard the property-based tests try."""
 
+import os
 import threading
 import time
 
 import pytest
+from hypothesis import settings
+
+#: The everyday run must stay quick on two shared cores; ``--long`` (or
+#: OMAOVI_LONG=1) is the soak before a release: 10,000 inputs per parser.
+settings.register_profile("omaovi", max_examples=100, deadline=None)
+settings.register_profile("omaovi-long", max_examples=10_000, deadline=None)
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--long", action="store_true", default=os.environ.get("OMAOVI_LONG") == "1",
+        help="run the property-based tests with 10,000 examples each (also OMAOVI_LONG=1)",
+    )
+
+
+def pytest_configure(config):
+    settings.load_profile("omaovi-long" if config.getoption("--long") else "omaovi")
 
 
 @pytest.fixture(autouse=True)
