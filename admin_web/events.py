@@ -29,6 +29,8 @@ PAGE_SIZE = 50
 #: Characters of the card key shown in the log: enough to tell cards apart on one page.
 KEY_PREFIX = 8
 _CARD_KEY = re.compile(r"[0-9a-f]{64}")
+#: The ``before`` of a page link: an event's sequence number.
+_PAGE_LINK = re.compile(r"[0-9]{1,18}")
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,8 @@ def index():
     if filters.card and not g.user.is_admin:
         abort(403)
     before = request.args.get("before", "")
-    if before and not before.isdigit():
+    # ASCII digits only, and few enough for SQLite: "²".isdigit() is true, and 10**30 overflows.
+    if before and not _PAGE_LINK.fullmatch(before):
         errors.append(_("The page link is broken; start again from the newest events."))
     if errors:
         return _page(filters, errors=errors), 400

@@ -8,6 +8,8 @@ logged or audited, so reloading the page cannot show it again.
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
@@ -122,7 +124,8 @@ def _show_password(username: str, password: str, *, new_user: bool):
 def audit_log():
     actor = request.args.get("user") or None
     page = request.args.get("page", "1")
-    page = int(page) if page.isdigit() and int(page) >= 1 else 1
+    # ASCII digits only ("²".isdigit() is true) and few enough that the offset fits SQLite.
+    page = int(page) if re.fullmatch(r"[1-9][0-9]{0,8}", page) else 1
     rows = audit.entries(store(), limit=AUDIT_PAGE_SIZE + 1, offset=(page - 1) * AUDIT_PAGE_SIZE, actor=actor)
     return render_template(
         "users/audit.html", entries=rows[:AUDIT_PAGE_SIZE], page=page, has_next=len(rows) > AUDIT_PAGE_SIZE,
