@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from admin_web.security import ADMIN, PUBLIC, TOKEN, access_of
+from webclient import rule_url
 
 #: The only endpoints an anonymous visitor may reach (and why).
 PUBLIC_ENDPOINTS = {
@@ -24,19 +25,8 @@ TOKEN_BLUEPRINTS = {"api"}      # the central office's API: bearer tokens
 
 def _routes(app):
     """Every (endpoint, method, URL) of the app, with a plausible value for each URL argument."""
-    from werkzeug.routing import AnyConverter, IntegerConverter
-
-    adapter = app.url_map.bind("localhost")
     for rule in app.url_map.iter_rules():
-        values = {}
-        for argument, converter in rule._converters.items():
-            if isinstance(converter, AnyConverter):
-                values[argument] = sorted(converter.items)[0]
-            elif isinstance(converter, IntegerConverter):
-                values[argument] = 1
-            else:
-                values[argument] = "entrance"
-        url = adapter.build(rule.endpoint, values, force_external=False)
+        url = rule_url(app, rule)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             yield rule.endpoint, method, url
 

@@ -89,3 +89,23 @@ def blueprint_routes(app, blueprint: str, placeholder: str = "x"):
             url = re.sub(r"<[^>]+>", placeholder, rule.rule)
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
                 yield method, url
+
+
+def rule_url(app, rule, **values) -> str:
+    """A URL of ``rule`` with a plausible value for each argument, unless ``values`` gives one.
+
+    An any() argument gets its first choice, an int 1 and any other "entrance",
+    the one id every test branch has.
+    """
+    from werkzeug.routing import AnyConverter, IntegerConverter
+
+    for argument, converter in rule._converters.items():
+        if argument in values:
+            continue
+        if isinstance(converter, AnyConverter):
+            values[argument] = sorted(converter.items)[0]
+        elif isinstance(converter, IntegerConverter):
+            values[argument] = 1
+        else:
+            values[argument] = "entrance"
+    return app.url_map.bind("localhost").build(rule.endpoint, values)
