@@ -67,15 +67,26 @@ def store() -> Store:
 
 
 def load_or_create_secret(path: Path) -> bytes:
-    """The key that signs session cookies; made on first start, readable by its owner only."""
+    """The key that signs session cookies; made on first start, readable by its owner only.
+
+    An empty file is what a power cut during the first start leaves behind, so it
+    is treated as missing; the new key is written whole and flushed to disk before
+    it takes the file's name, so a cut now leaves the old file or the whole key.
+    """
     try:
         secret = path.read_bytes().strip()
     except FileNotFoundError:
+        secret = b""
+    if not secret:
         secret = secrets.token_hex(32).encode()
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        new = path.with_name(path.name + ".new")
+        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(secret + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(new, path)
     if len(secret) < 32:
         raise ValueError(f"{path}: the web secret key must be at least 32 characters; delete the file to make a new one")
     return secret
