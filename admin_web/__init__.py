@@ -130,6 +130,6 @@ def create_app(config: Config, *, secret_key: bytes | None = None, testing: bool
 
 def _blueprints() -> list:
     """Every area of the page; each module has one blueprint and its own templates folder."""
-    from admin_web import api, auth, board, cards, doors, events, hours, stats, today, users
+    from admin_web import announcements, api, auth, board, cards, doors, events, hours, stats, today, users
 
-    return [auth.bp, cards.bp, api.bp, events.bp, stats.bp, today.bp, doors.bp, board.bp, hours.bp, users.bp]
+    return [auth.bp, cards.bp, api.bp, events.bp, stats.bp, today.bp, doors.bp, board.bp, hours.bp, users.bp, announcements.bp]

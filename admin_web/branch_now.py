@@ -185,3 +185,61 @@ def free_slots(
         if cursor < span_end:
             slots.append((cursor, span_end))
     return [(start, end) for start, end in slots if end - start >= MIN_FREE_SLOT]
+
+
+@dataclass(frozen=True)
+class Lockout:
+    """A card locked out of PIN entry: only as much of its key as tells two apart, and the end."""
+
+    card: str
+    until: datetime
+
+
+@dataclass(frozen=True)
+class BuildingNow:
+    """The building extras as the device last published them.
+
+    A part the branch has not configured is left off the page rather than shown
+    as "unknown": ``counts_people``, ``has_lights``, ``has_alarm`` and
+    ``pin_lockouts is not None`` say which parts there are; a value of None in a
+    configured part means the device has not reported it yet.
+    """
+
+    counts_people: bool
+    people_inside: int | None
+    has_lights: bool
+    lights: bool | None
+    has_alarm: bool
+    alarm_armed: bool | None
+    pin_lockouts: list[Lockout] | None
+
+
+def building_now(config: Config, status: dict[str, dict], now: datetime, key_prefix: int) -> BuildingNow:
+    """The estimate counts on every device, but it is only worth a figure where
+    something relies on it: a people counter at a door, or an alarm that waits
+    for it to reach 0. Without either it only knows the exit button."""
+    building = config.building
+    occupancy = _published(status, "occupancy", {})
+    outputs = _published(status, "building", {})
+    lockouts = None
+    if config.pin is not None:
+        lockouts = [
+            Lockout(item["card_key"][:key_prefix], parse_utc(item["until"]))
+            for item in _published(status, "pin_lockouts", [])
+            if parse_utc(item["until"]) > now  # the device drops them too, but only while it runs
+        ]
+    return BuildingNow(
+        counts_people=building.alarm_pin is not None or any(door.counter_in_pin is not None for door in config.doors),
+        people_inside=occupancy.get("count"),
+        has_lights=building.lights_pin is not None,
+        lights=outputs.get("lights"),
+        has_alarm=building.alarm_pin is not None,
+        alarm_armed=outputs.get("alarm_armed"),
+        pin_lockouts=lockouts,
+    )
+
+
+def _published(status: dict[str, dict], key: str, empty):
+    """What the device last wrote under ``key``, or ``empty`` when it never has."""
+    found = status.get(key)
+    return empty if found is None or found["value"] is None else found["value"]

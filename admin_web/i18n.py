@@ -58,6 +58,19 @@ EVENT_TYPE_LABELS = {
     "reservation_no_show": _l("Booth no-show"),
     "reader_offline": _l("Reader offline"),
     "reader_online": _l("Reader back online"),
+    "pin_lockout": _l("PIN entry locked"),
+    "tailgating": _l("Tailgating"),
+    "people_inside_after_close": _l("People inside after closing"),
+    "announcement": _l("Announcement"),
+    "building_output": _l("Lights or alarm changed"),
+}
+
+#: A ``building_output`` event's ``detail.change``, as the device writes it.
+BUILDING_CHANGE_LABELS = {
+    "lights on": _l("Lights on"),
+    "lights off": _l("Lights off"),
+    "alarm on": _l("Alarm armed"),
+    "alarm off": _l("Alarm disarmed"),
 }
 
 
@@ -92,6 +105,7 @@ AUDIT_ACTION_LABELS = {
     "user.passwd": _l("Password set on the device"),
     "user.disable": _l("User disabled on the device"),
     "user.enable": _l("User enabled on the device"),
+    "announcements.settings": _l("Announcement settings changed"),
 }
 
 
@@ -149,6 +163,7 @@ def init_app(app: Flask) -> None:
         reason_label=lambda key: label(REASON_LABELS, key),
         door_state_label=lambda key: label(DOOR_STATE_LABELS, key),
         event_type_label=lambda key: label(EVENT_TYPE_LABELS, key),
+        building_change_label=lambda key: label(BUILDING_CHANGE_LABELS, key),
         audit_action_label=lambda key: label(AUDIT_ACTION_LABELS, key),
     )
     app.jinja_env.globals.update(LANGUAGE_NAMES=LANGUAGE_NAMES, current_language=lambda: str(get_locale()))

@@ -14,9 +14,11 @@ from flask_babel import gettext as _, lazy_gettext as _l
 
 from admin_web import branch, branch_now, store
 from admin_web.doors import ACTION_LABELS
-from admin_web.i18n import local_datetime
-from device import stats
+from admin_web.i18n import local_datetime, local_time
+from device import events as event_types, stats
+from device.config import BUILDING
 from device.events import parse_utc
+from device.store import day_bounds
 
 bp = Blueprint("today", __name__)
 
@@ -60,7 +62,8 @@ def _snapshot() -> dict:
         "booths": branch_now.booths_now(config, db, schedule, now),
         "visits": stats.summarize(db, config.tz, today, today)[0],
         "events": _latest_events(),
-        "warnings": _warnings(status, now),
+        "warnings": _warnings(status, now) + _building_warnings(today),
+        "building": branch_now.building_now(config, status, now, CARD_KEY_PREFIX),
         "local_day": lambda moment: moment.astimezone(config.tz).date(),
     }
 
@@ -70,7 +73,7 @@ def _at(day, hour: int, tz) -> datetime:
 
 
 def _latest_events(limit: int = 10) -> list[dict]:
-    doors = {door.id: door.label for door in branch().config.doors}
+    doors = _door_labels()
     shown = []
     for event in store().events(limit=limit):
         detail = json.loads(event["detail"]) if event["detail"] else {}
@@ -82,8 +85,14 @@ def _latest_events(limit: int = 10) -> list[dict]:
             "card": event["card_key"][:CARD_KEY_PREFIX] if event["card_key"] else None,
             "action": ACTION_LABELS.get(detail.get("action")),
             "by": detail.get("by"),
+            "change": detail.get("change"),
         })
     return shown
+
+
+def _door_labels() -> dict[str, str]:
+    """Door ids as staff know them; the device's events about the whole building have their own id."""
+    return {door.id: door.label for door in branch().config.doors} | {BUILDING: _("Building")}
 
 
 def _warnings(status: dict[str, dict], now: datetime) -> list[str]:
@@ -120,4 +129,29 @@ def _warnings(status: dict[str, dict], now: datetime) -> list[str]:
                 "%(what)s: last synced with the central service at %(time)s. Check the network connection.",
                 what=what, time=local_datetime(state["last_success"]),
             ))
+    return warnings
+
+
+def _building_warnings(today) -> list[str]:
+    """Today's last "people left inside" and tailgating: each stays up for the rest of
+    the day, since staff may glance at the page hours later, and is gone tomorrow."""
+    config = branch().config
+    start = day_bounds(today, config.tz)[0]
+    warnings = []
+    for event in store().find_events(type=event_types.PEOPLE_INSIDE_AFTER_CLOSE, start=start, limit=1):
+        detail = json.loads(event["detail"] or "{}")
+        warnings.append(_(
+            "At closing (%(time)s) people were still counted inside: %(count)s. The alarm is not armed until they "
+            "have left. Check that nobody is left in the library.",
+            time=local_time(event["ts"]), count=detail.get("count", "?"),
+        ))
+    doors = _door_labels()
+    for event in store().find_events(type=event_types.TAILGATING, start=start, limit=1):
+        detail = json.loads(event["detail"] or "{}")
+        warnings.append(_(
+            "%(door)s at %(time)s: %(people)s people went in on %(grants)s card taps. Someone may have followed "
+            "another person in.",
+            door=doors.get(event["door"], event["door"]), time=local_time(event["ts"]),
+            people=detail.get("people_in", "?"), grants=detail.get("grants", "?"),
+        ))
     return warnings
