@@ -12,7 +12,7 @@ history, so after the hours have been edited, past periods show the new hours.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from device.events import BOOTH_MINUTES, HOUR_FORMAT
@@ -38,6 +38,7 @@ _COLUMNS = {
     "people_inside_after_close": "people_inside_after_close",
 }
 _OPEN_COLUMNS = {"self_service": "self_service_open_hours", "staffed": "staffed_open_hours"}
+_HOUR = timedelta(hours=1)
 
 
 def summarize(
@@ -53,15 +54,13 @@ def summarize(
         raise ValueError(f"by must be one of {', '.join(BY)}")
     if end < start:
         raise ValueError(f"the end date {end} is before the start date {start}")
-    utc_start, _ = day_bounds(start, tz)
-    _, utc_end = day_bounds(end, tz)
-    labels = _hour_labels(tz, utc_start, utc_end, by)
-    rows: dict[str, dict] = {}
-    for period in labels.values():
-        if period not in rows:
-            rows[period] = {name: 0 for name in FIELDS[1:]} | {"period": period, BOOTH_MINUTES: 0, "denials": defaultdict(int)}
-    for hour, metric, count in store.metric_totals(utc_start, utc_end):
-        row = rows[labels[hour]]
+    periods = _periods(tz, start, end, by)
+    rows = {
+        period: {name: 0 for name in FIELDS[1:]} | {"period": period, BOOTH_MINUTES: 0, "denials": defaultdict(int)}
+        for period, _, _ in periods
+    }
+    for period, metric, count in store.period_totals(periods):
+        row = rows[period]
         if metric in _COLUMNS:
             row[_COLUMNS[metric]] += count
         elif metric.startswith("denied_"):
@@ -134,17 +133,28 @@ def _hour_cuts(begin: datetime, finish: datetime) -> list[tuple[datetime, dateti
     return cuts
 
 
-def _hour_labels(tz: ZoneInfo, utc_start: datetime, utc_end: datetime, by: str) -> dict[str, str]:
-    """Each UTC hour's counter key -> the local period it belongs to, in time order.
+def _periods(tz: ZoneInfo, start: date, end: date, by: str) -> list[tuple[str, datetime, datetime]]:
+    """Each local period from ``start`` to ``end`` in time order, with the UTC instants
+    it starts and ends at; a week or month cut by the range is cut there too.
 
-    Worked out once per hour rather than per counter row: parsing each row's hour
-    took three quarters of a year's query (benchmark P5).
+    Worked out per period, not per counter row: parsing each row's hour took three
+    quarters of a year's query (benchmark P5).
     """
-    labels: dict[str, str] = {}
-    moment = utc_start
-    step = timedelta(hours=1)
-    while moment < utc_end:
-        # The counter key as events.hour_text writes it, from isoformat: five times as fast as strftime.
-        labels[moment.isoformat()[:13] + ":00Z"] = label(moment.astimezone(tz), by)
-        moment += step
-    return labels
+    if by == "hour":
+        moment, utc_end = day_bounds(start, tz)[0], day_bounds(end, tz)[1]
+        hours = []
+        while moment < utc_end:
+            hours.append((label(moment.astimezone(tz), by), moment, moment + _HOUR))
+            moment += _HOUR
+        return hours
+    periods: list[tuple[str, datetime, datetime]] = []
+    day = start
+    while day <= end:
+        name = label(datetime.combine(day, time(), tz), by)
+        day_start, day_end = day_bounds(day, tz)
+        if periods and periods[-1][0] == name:
+            periods[-1] = (name, periods[-1][1], day_end)
+        else:
+            periods.append((name, day_start, day_end))
+        day += timedelta(days=1)
+    return periods
