@@ -18,7 +18,7 @@ from flask_babel import gettext as _
 from admin_web import branch, store
 from admin_web.auth import log_action
 from admin_web.hours_input import InputError, parse_day
-from admin_web.i18n import EVENT_TYPE_LABELS, REASON_LABELS
+from admin_web.i18n import EVENT_TYPE_LABELS, REASON_LABELS, door_labels
 from admin_web.security import ADMIN, access
 from device.cards import CardNumberError, card_key, load_consortium_key
 from device.store import day_bounds
@@ -60,7 +60,7 @@ def parse_filters(args) -> tuple[Filters, list[str]]:
         return value or None
 
     filters = Filters(
-        door=choice("door", {door.id for door in branch().config.doors}, _("Door: choose one of the doors in the list.")),
+        door=choice("door", door_labels(branch().config), _("Door: choose one of the doors in the list.")),
         type=choice("type", EVENT_TYPE_LABELS, _("Event: choose one of the events in the list.")),
         reason=choice("reason", REASON_LABELS, _("Result: choose one of the results in the list.")),
         start=optional_day(args.get("from"), _("From"), errors),
@@ -133,7 +133,7 @@ def _page(filters: Filters, *, before: int | None = None, errors: list[str] | No
         )
         more = len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
-    doors = {door.id: door.label for door in branch().config.doors}
+    doors = door_labels(branch().config)
     return render_template(
         "events/index.html", rows=rows, more=more, before=before, filters=filters, errors=errors or [],
         other_filters=replace(filters, card=None).query(), doors=doors, key_prefix=KEY_PREFIX,

@@ -17,6 +17,7 @@ from flask import Flask, current_app, g, request, session
 from flask_babel import Babel, get_locale, lazy_gettext as _l
 
 from admin_web.accounts import LANGUAGES
+from device.config import BUILDING, Config
 from device.events import parse_utc
 
 LANGUAGE_NAMES = {"fi": "Suomi", "sv": "Svenska", "en": "English"}
@@ -72,6 +73,11 @@ BUILDING_CHANGE_LABELS = {
     "alarm on": _l("Alarm armed"),
     "alarm off": _l("Alarm disarmed"),
 }
+
+
+def door_labels(config: Config) -> dict[str, str]:
+    """Door ids as staff know them, with the id the device gives its events about the whole building."""
+    return {door.id: door.label for door in config.doors} | {BUILDING: _l("Building")}
 
 
 #: The audit log's action names, as the audit page shows them; an action missing

@@ -14,9 +14,8 @@ from flask_babel import gettext as _, lazy_gettext as _l
 
 from admin_web import branch, branch_now, store
 from admin_web.doors import ACTION_LABELS
-from admin_web.i18n import local_datetime, local_time
+from admin_web.i18n import door_labels, local_datetime, local_time
 from device import events as event_types, stats
-from device.config import BUILDING
 from device.events import parse_utc
 from device.store import day_bounds
 
@@ -51,6 +50,7 @@ def _snapshot() -> dict:
     today = now.astimezone(config.tz).date()
     schedule = db.schedule(config.tz)
     status = db.status()
+    building = branch_now.building_now(config, status, now, CARD_KEY_PREFIX)
     return {
         "now": now,
         "today": today,
@@ -62,8 +62,8 @@ def _snapshot() -> dict:
         "booths": branch_now.booths_now(config, db, schedule, now),
         "visits": stats.summarize(db, config.tz, today, today)[0],
         "events": _latest_events(),
-        "warnings": _warnings(status, now) + _building_warnings(today),
-        "building": branch_now.building_now(config, status, now, CARD_KEY_PREFIX),
+        "warnings": _warnings(status, now) + (_building_warnings(today) if building.counts_people else []),
+        "building": building,
         "local_day": lambda moment: moment.astimezone(config.tz).date(),
     }
 
@@ -73,7 +73,7 @@ def _at(day, hour: int, tz) -> datetime:
 
 
 def _latest_events(limit: int = 10) -> list[dict]:
-    doors = _door_labels()
+    doors = door_labels(branch().config)
     shown = []
     for event in store().events(limit=limit):
         detail = json.loads(event["detail"]) if event["detail"] else {}
@@ -88,11 +88,6 @@ def _latest_events(limit: int = 10) -> list[dict]:
             "change": detail.get("change"),
         })
     return shown
-
-
-def _door_labels() -> dict[str, str]:
-    """Door ids as staff know them; the device's events about the whole building have their own id."""
-    return {door.id: door.label for door in branch().config.doors} | {BUILDING: _("Building")}
 
 
 def _warnings(status: dict[str, dict], now: datetime) -> list[str]:
@@ -134,18 +129,21 @@ def _warnings(status: dict[str, dict], now: datetime) -> list[str]:
 
 def _building_warnings(today) -> list[str]:
     """Today's last "people left inside" and tailgating: each stays up for the rest of
-    the day, since staff may glance at the page hours later, and is gone tomorrow."""
+    the day, since staff may glance at the page hours later, and is gone tomorrow.
+
+    Only where the count is worth showing at all (see ``building_now``): every
+    device logs people left inside, but from the exit button alone it is a guess.
+    """
     config = branch().config
     start = day_bounds(today, config.tz)[0]
     warnings = []
     for event in store().find_events(type=event_types.PEOPLE_INSIDE_AFTER_CLOSE, start=start, limit=1):
         detail = json.loads(event["detail"] or "{}")
         warnings.append(_(
-            "At closing (%(time)s) people were still counted inside: %(count)s. The alarm is not armed until they "
-            "have left. Check that nobody is left in the library.",
+            "At closing (%(time)s) people were still counted inside: %(count)s. Check that nobody is left in the library.",
             time=local_time(event["ts"]), count=detail.get("count", "?"),
         ))
-    doors = _door_labels()
+    doors = door_labels(config)
     for event in store().find_events(type=event_types.TAILGATING, start=start, limit=1):
         detail = json.loads(event["detail"] or "{}")
         warnings.append(_(

@@ -117,9 +117,10 @@ def test_today_says_when_the_device_has_not_reported_the_extras_yet(staff):
 
 def test_a_branch_without_the_extras_shows_none_of_them(plain):
     client, db = plain
-    publish(db)  # the device publishes an estimate even without a counter or alarm
+    publish(db)  # the device publishes an estimate even without a counter or alarm, and logs it at closing
+    db.record([Event(at(9), "building", "people_inside_after_close", mode="closed", door_kind="building", detail={"count": 2})])
     page = client.get("/", headers=EN).get_data(as_text=True)
-    for hidden in ("People inside", "Lights and alarm", "Intruder alarm", "locked out", "ab12cd"):
+    for hidden in ("<h2>People inside</h2>", "Lights and alarm", "Intruder alarm", "locked out", "ab12cd", "still counted inside"):
         assert hidden not in page
 
 
@@ -173,6 +174,15 @@ def test_the_events_page_filters_and_names_each_new_event_type(staff, web_store,
     for headers in (FI, SV):
         page = staff.get(f"/events?type={event_type}", headers=headers).get_data(as_text=True)
         assert english not in page, f"{event_type} is not translated for {headers}"
+
+
+def test_the_events_page_names_and_filters_the_building(staff, web_store):
+    web_store.record([Event(at(13), "building", "announcement", mode="staffed", door_kind="building"),
+                      Event(at(13, 1), "entrance", "tap", "granted", "staffed", FULL_KEY)])
+    response = staff.get("/events?door=building", headers=FI)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "<td>Rakennus</td>" in page and "Kuulutus" in page and "<td>Main entrance</td>" not in page
 
 
 def test_the_finnish_labels_use_the_librarys_words(staff, web_store):
