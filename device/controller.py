@@ -154,6 +154,7 @@ class Controller:
             )
         self._door_status: dict[str, dict] = {}
         self._last_polled: dict[str, float] = {}
+        self._resume_standing_commands()
         self._start_extras(pin_factory, player)
         self._readers = []
         if start_readers:
@@ -849,6 +850,29 @@ class Controller:
                 extra={"door": door.cfg.id, "event_type": events.COMMAND},
             )
             self._publish_door(door.cfg.id)
+
+    def _resume_standing_commands(self) -> None:
+        """Lockdowns and holds live in the doors' memory. After a restart (a power cut,
+        a crash, an update) they are taken up again from the commands already carried
+        out, so a locked-down building does not open to every card on the schedule."""
+        try:
+            standing = self.store.standing_commands()
+        except sqlite3.Error as exc:
+            log.error("cannot read the doors' lockdowns and holds: %s", exc)
+            return
+        now = self.wall()
+        for command in standing:
+            door = self.doors.get(command.door)
+            if door is None:
+                continue
+            if command.action == "lockdown":
+                door.set_lockdown()
+                log.warning("door %s: still locked down (command %d by %s)", command.door, command.id, command.requested_by,
+                            extra={"door": command.door, "event_type": events.COMMAND})
+            elif command.until is not None and command.until > now:
+                door.hold(command.until)
+                log.info("door %s: still held unlocked until %s (command %d)", command.door, events.utc_text(command.until), command.id,
+                         extra={"door": command.door, "event_type": events.COMMAND})
 
     def _reload_hours(self) -> None:
         revision = self.store.hours_revision()

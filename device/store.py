@@ -640,9 +640,22 @@ class Store:
             ).lastrowid
 
     def pending_commands(self) -> list[Command]:
+        return [_command(r) for r in self.db.query("SELECT * FROM commands WHERE done_at IS NULL ORDER BY id")]
+
+    def standing_commands(self) -> list[Command]:
+        """The lockdowns and holds carried out since each door's last release, oldest first.
+
+        A door keeps them only in memory, so the device takes them up again when it
+        starts: a power cut must not end a lockdown, nor a hold before its time.
+        """
         return [
-            Command(r["id"], r["door"], r["action"], parse_utc(r["until"]) if r["until"] else None, r["requested_by"])
-            for r in self.db.query("SELECT * FROM commands WHERE done_at IS NULL ORDER BY id")
+            _command(r)
+            for r in self.db.query(
+                "SELECT * FROM commands c WHERE c.result = 'done' AND c.action IN ('lockdown', 'hold')"
+                " AND c.id > coalesce((SELECT max(r.id) FROM commands r"
+                "                      WHERE r.door = c.door AND r.action = 'release' AND r.result = 'done'), 0)"
+                " ORDER BY c.id"
+            )
         ]
 
     def finish_command(self, command_id: int, result: str, event: Event | None = None) -> None:
@@ -885,6 +898,10 @@ def _patron_row(p: Patron, source: str) -> tuple:
         p.age_ok_from.isoformat() if p.age_ok_from else None,
         int(p.staff), utc_text(p.fetched_at or _now()), source, p.pin_verifier,
     )
+
+
+def _command(row: dict) -> Command:
+    return Command(row["id"], row["door"], row["action"], parse_utc(row["until"]) if row["until"] else None, row["requested_by"])
 
 
 def _reservation_row(r: Reservation) -> tuple:

@@ -30,7 +30,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from socket import socket
 
@@ -38,6 +38,8 @@ import pytest
 
 from admin_web import accounts
 from device.cards import card_key
+from device.events import parse_utc
+from device.policy import Patron
 from device.schedule import Period
 from device.store import Store
 from power_cut_rig import Service, StaffClient
@@ -399,3 +401,42 @@ def test_the_staff_page_starts_after_a_cut_during_its_first_start(tmp_path):
     web.start()
     assert web.stop() == 0
     assert key_file.read_bytes() == made, "the key made after the cut is kept"
+
+
+def test_a_lockdown_and_a_hold_outlive_a_power_cut(tmp_path, central):
+    """Staff lock the building down, the power goes and comes back: the doors must
+    come back locked down, not open to every card on the schedule. A hold is the
+    same: the door stays unlocked until the time staff gave."""
+    branch = PowerCut(tmp_path, central)
+    cards = [number(i) for i in range(3)]
+    store = Store(tmp_path / "omaovi.db")
+    store.put_patrons([Patron(card_key(KEY.encode(), card), self_service=True, valid_until=date(2099, 1, 1),
+                              age_ok_from=date(2000, 1, 1), fetched_at=datetime.now(timezone.utc)) for card in cards], source="csv")
+
+    def decided(card: str) -> str:
+        key = card_key(KEY.encode(), card)
+        _wait(lambda: store.conn.execute("SELECT 1 FROM events WHERE type = 'tap' AND card_key = ?", (key,)).fetchone(), f"a decision on {card}")
+        return store.conn.execute("SELECT reason FROM events WHERE type = 'tap' AND card_key = ?", (key,)).fetchone()[0]
+
+    def command_then_cut(action: str, until: datetime | None = None) -> None:
+        store.add_command("entrance", action, "staff", until)
+        _wait(lambda: not store.pending_commands(), f"the device to carry out {action}")
+        branch.device.kill()
+        cut_at = datetime.now(timezone.utc)
+        branch.device.start()
+        _wait(lambda: parse_utc(store.status()["door:entrance"]["updated_at"]) >= cut_at, "the restarted device to publish the door")
+
+    branch.device.start()
+    command_then_cut("lockdown")
+    assert store.status()["door:entrance"]["value"]["lockdown"], "the staff page must still show the lockdown"
+    branch.tap(cards[0])
+    assert decided(cards[0]) == "closed", "a patron was let in after a power cut ended a lockdown"
+
+    until = (datetime.now(timezone.utc) + timedelta(hours=1)).replace(microsecond=0)
+    store.add_command("entrance", "release", "staff")
+    command_then_cut("hold", until)
+    assert store.status()["door:entrance"]["value"] == {"state": "unlocked", "lockdown": False, "hold_until": until.isoformat()}
+    branch.tap(cards[1])
+    assert decided(cards[1]) == "granted"
+    assert branch.device.stop() == 0
+    store.close()
