@@ -14,7 +14,9 @@ from datetime import date, datetime
 
 from babel.dates import format_date
 from flask import Flask, current_app, g, request, session
-from flask_babel import Babel, get_locale, lazy_gettext as _l
+from flask_babel import Babel, get_locale, get_translations, lazy_gettext as _l
+from jinja2 import pass_context
+from markupsafe import Markup
 
 from admin_web.accounts import LANGUAGES
 from device.config import BUILDING, Config
@@ -157,9 +159,31 @@ def label(table: dict, key: str | None) -> str:
     return str(table.get(key, key))
 
 
+def _page_gettext() -> dict:
+    """The templates' ``_()`` for one rendering, with the catalogue looked up once.
+
+    Flask-Babel's own finds the locale and the catalogue again for every string,
+    through half a dozen context-local lookups: 0.5 ms of the Today page's 3
+    (benchmark P6). Looked up per rendering rather than per request, so that the
+    booth board's ``force_locale`` still applies. Otherwise as Jinja's own
+    (new-style gettext): escaped, and always a format string.
+    """
+    translations = get_translations()
+
+    @pass_context
+    def gettext(context, string: str, **variables) -> str:
+        text = translations.ugettext(string)
+        if context.eval_ctx.autoescape:
+            text = Markup(text)
+        return text % variables
+
+    return {"gettext": gettext}  # the i18n extension's ``_`` calls the ``gettext`` it finds here
+
+
 def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_DEFAULT_LOCALE", "fi")
     Babel(app, locale_selector=select_locale)
+    app.context_processor(_page_gettext)
     app.jinja_env.filters.update(
         local_datetime=local_datetime,
         local_time=local_time,
