@@ -12,7 +12,7 @@ from device.events import Event
 from device.policy import Reservation
 from device.schedule import Period
 
-PAGES = ["/", "/hours", "/events", "/stats", "/doors", "/cards", "/users", "/account", "/board"]
+PAGES = ["/", "/hours", "/announcements", "/events", "/stats", "/doors", "/cards", "/users", "/users/audit", "/account", "/board"]
 SIZES = {"desktop": (1280, 800), "tablet": (800, 1280)}
 
 
