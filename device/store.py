@@ -240,6 +240,7 @@ class Store:
         """
         self.path = Path(path)
         self._busy_timeout_ms = busy_timeout_ms
+        self._schedules: dict[ZoneInfo, tuple[int, Schedule]] = {}
         conn = sqlite3.connect(str(self.path), timeout=busy_timeout_ms / 1000, check_same_thread=False)
         self.db = sqlite_utils.Database(conn)
         self.conn = conn
@@ -391,7 +392,7 @@ class Store:
         if cached is None and not local_staff and block is None:
             return None
         local = {"local_staff": local_staff, "local_block": (block[0] or "local block") if block else None}
-        if cached is None:
+        if cached is None or cached[0] != revision:
             return Patron(card_key=card_key, **local)
         self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source, pin_verifier = cached
         return Patron(
@@ -553,6 +554,19 @@ class Store:
 
     # -- hours ----------------------------------------------------------------
     def schedule(self, tz: ZoneInfo) -> Schedule:
+        """The hours as stored, read from their tables again only after they changed.
+
+        Every Today page and statistics request asks for them, the Today page
+        twice; ``hours_revision`` is one row to read (benchmark P6), and a
+        Schedule never changes once made.
+        """
+        revision = self.hours_revision()  # before the tables: a change in between only reads them again next time
+        cached = self._schedules.get(tz)
+        if cached is None or cached[0] != revision:
+            cached = self._schedules[tz] = (revision, self._read_schedule(tz))
+        return cached[1]
+
+    def _read_schedule(self, tz: ZoneInfo) -> Schedule:
         weekly: dict[int, list[Period]] = {}
         for row in self.db.query("SELECT weekday, start, end, mode FROM weekly_periods ORDER BY weekday, start"):
             weekly.setdefault(row["weekday"], []).append(Period(row["start"], row["end"], row["mode"]))
@@ -651,10 +665,9 @@ class Store:
         return [
             _command(r)
             for r in self.db.query(
-                "SELECT * FROM commands c WHERE c.result = 'done' AND c.action IN ('lockdown', 'hold')"
-                " AND c.id > coalesce((SELECT max(r.id) FROM commands r"
-                "                      WHERE r.door = c.door AND r.action = 'release' AND r.result = 'done'), 0)"
-                " ORDER BY c.id"
+                "WITH released AS (SELECT door, max(id) AS id FROM commands WHERE action = 'release' AND result = 'done' GROUP BY door)"
+                " SELECT c.* FROM commands c LEFT JOIN released r ON r.door = c.door"
+                " WHERE c.result = 'done' AND c.action IN ('lockdown', 'hold') AND c.id > coalesce(r.id, 0) ORDER BY c.id"
             )
         ]
 

@@ -114,6 +114,17 @@ def test_hours_round_trip_and_revision(store):
     assert store.schedule(HEL).exceptions[date(2026, 12, 24)] == (Period(600, 720, "staffed"),)
 
 
+def test_hours_changed_through_another_connection_are_read_again(store):
+    """The web keeps the hours between requests; a change the staff page or sync
+    made on another connection must still show on the next one."""
+    store.set_weekly({0: [Period(600, 960, "staffed")]})
+    assert store.schedule(HEL) is store.schedule(HEL)
+    other = Store(store.path)
+    other.set_weekly({0: [Period(480, 960, "self_service")]})
+    other.close()
+    assert store.schedule(HEL).weekly[0] == (Period(480, 960, "self_service"),)
+
+
 def test_commands_are_pending_until_finished(store):
     until = NOW + timedelta(hours=2)
     first = store.add_command("entrance", "hold", "maija", until=until)
