@@ -392,7 +392,7 @@ class Store:
         if cached is None and not local_staff and block is None:
             return None
         local = {"local_staff": local_staff, "local_block": (block[0] or "local block") if block else None}
-        if cached is None or cached[0] != revision:
+        if cached is None:
             return Patron(card_key=card_key, **local)
         self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source, pin_verifier = cached
         return Patron(
