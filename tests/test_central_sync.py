@@ -717,3 +717,10 @@ def test_sync_without_a_central_section_stops_for_good_instead_of_restarting(tmp
     assert "central = (missing): required table for omaovi sync" in capsys.readouterr().err
     unit = (REPO / "systemd" / "omaovi-sync.service").read_text()
     assert "\nRestartPreventExitStatus=2\n" in unit
+
+
+@pytest.mark.parametrize("header, expected", [("120", 120.0), (" 7 ", 7.0), ("²", None), ("soon", None), ("", None)])
+def test_a_retry_after_header_is_read_or_ignored_never_raised(header, expected):
+    from sync.central import _retry_after
+
+    assert _retry_after(header, datetime(2026, 11, 25, tzinfo=timezone.utc)) == expected
