@@ -21,7 +21,7 @@
 #   - PREFIX/etc/systemd/system/omaovi-{device,web,sync}.service, with the
 #     paths rewritten under PREFIX
 #   - systemctl daemon-reload and enable of each unit whose command this
-#     version has (omaovi web and omaovi sync come in later versions)       [prefix / only]
+#     version has                                                            [prefix / only]
 # Steps marked [prefix / only] change the machine itself, so they run only when
 # the prefix is /; ownership (chown) likewise.
 set -euo pipefail
@@ -228,5 +228,6 @@ if [ "$SYSTEM" = yes ]; then
     done
     say "done. Next: place the key, edit the config, then"
     say "    sudo -u omaovi omaovi doctor --config $ETC/omaovi.toml"
-    say "    sudo systemctl start omaovi-device"
+    say "    sudo systemctl start omaovi-device omaovi-web"
+    say "    sudo -u omaovi omaovi user add NAME --role admin --config $ETC/omaovi.toml   (the first staff user)"
 fi
