@@ -186,6 +186,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE patrons ADD COLUMN pin_verifier TEXT;
     CREATE INDEX events_card ON events (card_key, ts);
     """,
+    # 5: the Today page asks every few seconds whether a kind of event (tailgating,
+    # people left inside) happened today; without this index a day with none of
+    # them read the whole event log to find out.
+    """
+    CREATE INDEX events_type_ts ON events (type, ts);
+    """,
 ]
 
 COMMAND_ACTIONS = ("pulse", "hold", "lockdown", "release")
