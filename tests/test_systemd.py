@@ -1,5 +1,6 @@
 """The device under systemd: readiness, the watchdog and journal fields, on real AF_UNIX sockets."""
 
+import contextlib
 import logging
 import os
 import signal
@@ -189,17 +190,30 @@ lock_pin = 17
 """
 
 
+@contextlib.contextmanager
+def started_as_systemd(args: list[str], env: dict):
+    """An ``omaovi`` command run as its unit would run it; killed if the test leaves it running."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "device.cli", *args],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+
+
 def test_omaovi_device_reports_ready_pings_and_stopping_to_systemd(tmp_path, notify_socket):
     """The real command, as systemd starts it: Type=notify with WatchdogSec=."""
     (tmp_path / "omaovi.toml").write_text(DEVICE_CONFIG)
     (tmp_path / "consortium.key").write_bytes(KEY)
     env = dict(os.environ, NOTIFY_SOCKET=str(notify_socket.path), WATCHDOG_USEC="400000", GPIOZERO_PIN_FACTORY="mock")
     env.pop("WATCHDOG_PID", None)
-    device = subprocess.Popen(
-        [sys.executable, "-m", "device.cli", "device", "-c", str(tmp_path / "omaovi.toml")],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
+    with started_as_systemd(["device", "-c", str(tmp_path / "omaovi.toml")], env) as device:
         ready = notify_socket.wait_for("READY=1", timeout=20)
         assert "STATUS=branch kallio, doors entrance" in ready[-1]
         notify_socket.wait_for("WATCHDOG=1")
@@ -207,12 +221,6 @@ def test_omaovi_device_reports_ready_pings_and_stopping_to_systemd(tmp_path, not
         device.send_signal(signal.SIGTERM)
         notify_socket.wait_for("STOPPING=1")
         assert device.wait(10) == 0
-    finally:
-        if device.poll() is None:
-            device.kill()
-            device.wait()
-        device.stdout.close()
-        device.stderr.close()
 
 
 def test_omaovi_web_reports_ready_once_it_serves_and_stops_cleanly(tmp_path, notify_socket):
@@ -225,11 +233,7 @@ def test_omaovi_web_reports_ready_once_it_serves_and_stops_cleanly(tmp_path, not
     (tmp_path / "omaovi.toml").write_text(DEVICE_CONFIG + f'\n[web]\nhost = "127.0.0.1"\nport = {port}\n')
     (tmp_path / "consortium.key").write_bytes(KEY)
     env = dict(os.environ, NOTIFY_SOCKET=str(notify_socket.path))
-    web = subprocess.Popen(
-        [sys.executable, "-m", "device.cli", "web", "-c", str(tmp_path / "omaovi.toml")],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
+    with started_as_systemd(["web", "-c", str(tmp_path / "omaovi.toml")], env) as web:
         notify_socket.wait_for("READY=1", timeout=20)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=5) as response:
             # No staff user yet: the login page leads to the page that says how to make one.
@@ -237,12 +241,6 @@ def test_omaovi_web_reports_ready_once_it_serves_and_stops_cleanly(tmp_path, not
         web.send_signal(signal.SIGTERM)
         notify_socket.wait_for("STOPPING=1")
         assert web.wait(10) == 0
-    finally:
-        if web.poll() is None:
-            web.kill()
-            web.wait()
-        web.stdout.close()
-        web.stderr.close()
 
 
 # -- the journal --------------------------------------------------------------
