@@ -14,9 +14,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask, current_app, request
-from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFProtect
 
+from admin_web.i18n import lazy_gettext as _l
 from device.config import Config
 from device.store import Store
 

@@ -11,11 +11,10 @@ Recordings and the list of languages stay in the config file.
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _, lazy_gettext as _l
 
 from admin_web import branch, branch_now, store
 from admin_web.auth import log_action
-from admin_web.i18n import LANGUAGE_NAMES
+from admin_web.i18n import LANGUAGE_NAMES, gettext as _, lazy_gettext as _l
 from device import announcements
 from device.config import ANNOUNCEMENT_KINDS, AnnouncementConfig
 from device.messages import CLOSING, SELF_SERVICE_STARTS

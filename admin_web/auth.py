@@ -11,9 +11,9 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, abort, current_app, flash, g, redirect, render_template, request, session, url_for
-from flask_babel import gettext as _
 
 from admin_web import accounts, audit, branch, store
+from admin_web.i18n import gettext as _
 from admin_web.security import ADMIN, PUBLIC, STAFF, access, access_of
 
 bp = Blueprint("auth", __name__)

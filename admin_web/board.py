@@ -8,8 +8,7 @@ CSP allows without any script.
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
-from flask_babel import force_locale
+from flask import Blueprint, g, render_template, request
 
 from admin_web import branch, branch_now, store
 from admin_web.accounts import LANGUAGES
@@ -21,10 +20,16 @@ bp = Blueprint("board", __name__, url_prefix="/board")
 REFRESH_SECONDS = 60
 
 
+@bp.before_request
+def _language_asked_for():
+    """``?lang=fi|sv|en`` picks the language, for a screen whose browser cannot be set."""
+    if request.args.get("lang") in LANGUAGES:
+        g.page_language = request.args["lang"]
+
+
 @bp.route("")
 @access(PUBLIC)
 def index():
-    """``?lang=fi|sv|en`` picks the language, for a screen whose browser cannot be set."""
     config, db = branch().config, store()
     now = branch_now.utc_now()
     today = now.astimezone(config.tz).date()
@@ -36,9 +41,5 @@ def index():
         "hours": [segment for segment in branch_now.day_segments(schedule, today) if segment.mode != "closed"],
         "booths": branch_now.booths_now(config, db, schedule, now),
         "refresh_seconds": REFRESH_SECONDS,
-        "lang": request.args.get("lang") if request.args.get("lang") in LANGUAGES else None,
     }
-    if context["lang"] is None:
-        return render_template("board/index.html", **context)
-    with force_locale(context["lang"]):
-        return render_template("board/index.html", **context)
+    return render_template("board/index.html", **context)

@@ -12,10 +12,10 @@ import re
 from datetime import date, datetime, timezone
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _
 
 from admin_web import branch, store
 from admin_web.auth import actor, log_action
+from admin_web.i18n import gettext as _
 from admin_web.security import ADMIN, access
 from device.cards import CardNumberError, card_key, load_consortium_key, normalize
 from sync.patrons_csv import MAX_REPORTED, PatronCsvError, parse_patrons

@@ -13,11 +13,10 @@ import re
 from datetime import date, datetime, time, timedelta
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _, lazy_gettext as _l
 
 from admin_web import branch, branch_now, store
 from admin_web.auth import actor, log_action
-from admin_web.i18n import local_datetime
+from admin_web.i18n import gettext as _, lazy_gettext as _l, local_datetime
 from device.events import utc_text
 
 bp = Blueprint("doors", __name__, url_prefix="/doors")

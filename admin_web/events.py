@@ -13,12 +13,11 @@ from dataclasses import dataclass, replace
 from datetime import date
 
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
-from flask_babel import gettext as _
 
 from admin_web import branch, store
 from admin_web.auth import log_action
 from admin_web.hours_input import InputError, parse_day
-from admin_web.i18n import EVENT_TYPE_LABELS, REASON_LABELS, door_labels
+from admin_web.i18n import EVENT_TYPE_LABELS, REASON_LABELS, door_labels, gettext as _
 from admin_web.security import ADMIN, access
 from device.cards import CardNumberError, card_key, load_consortium_key
 from device.store import day_bounds

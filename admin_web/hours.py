@@ -12,12 +12,12 @@ from datetime import date, timedelta
 from functools import wraps
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _
 
 from admin_web import branch, branch_now, store
 from admin_web.auth import log_action
 from admin_web.hours_input import InputError, parse_day, read_periods, rows_from_form, rows_of, span_text, weekday_name
 from admin_web.hours_preview import preview
+from admin_web.i18n import gettext as _
 from device.config import load_sections
 from device.schedule import MODES, WEEKDAYS, Period, format_hhmm
 from sync.kirkanta import KirkantaError, parse_schedules

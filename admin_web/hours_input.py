@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import date
 
 from babel.dates import get_day_names
-from flask_babel import get_locale, gettext as _
+from flask_babel import get_locale
 
+from admin_web.i18n import gettext as _
 from device.schedule import MODES, Period, ScheduleError, check_periods, parse_hhmm
 
 _CLOCK = re.compile(r"([0-9]{1,2})(?:[.:]([0-9]{2}))?")

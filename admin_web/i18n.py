@@ -14,7 +14,8 @@ from datetime import date, datetime
 
 from babel.dates import format_date
 from flask import Flask, current_app, g, request, session
-from flask_babel import Babel, get_locale, get_translations, lazy_gettext as _l
+from flask_babel import Babel, get_locale, get_translations
+from flask_babel.speaklater import LazyString
 from jinja2 import pass_context
 from markupsafe import Markup
 
@@ -23,6 +24,36 @@ from device.config import BUILDING, Config
 from device.events import parse_utc
 
 LANGUAGE_NAMES = {"fi": "Suomi", "sv": "Svenska", "en": "English"}
+
+
+def catalogue():
+    """The translations of this request's language, looked up once per request.
+
+    Flask-Babel's own ``gettext`` finds the domain, the locale and the catalogue
+    again for every string, through some ten context-local lookups: 25 µs, paid
+    by the Today page for each of its 40-odd labels (benchmark P6). A request
+    keeps one language (``select_locale``), so one lookup serves it all.
+    """
+    if not g:  # outside a request: the source text
+        return get_translations()
+    found = g.get("_catalogue")
+    if found is None:
+        found = g._catalogue = get_translations()
+    return found
+
+
+def gettext(string: str, **variables) -> str:
+    """As Flask-Babel's: the translation, with ``%(name)s`` filled from ``variables``."""
+    text = catalogue().ugettext(string)
+    return text % variables if variables else text
+
+
+def lazy_gettext(string: str) -> LazyString:
+    """A string for module-level tables, translated each time it is shown."""
+    return LazyString(gettext, string)
+
+
+_l = lazy_gettext
 
 MODE_LABELS = {"self_service": _l("Self-service"), "staffed": _l("Staffed"), "closed": _l("Closed")}
 
@@ -118,6 +149,9 @@ AUDIT_ACTION_LABELS = {
 
 
 def select_locale() -> str:
+    """A page's own choice (the booth board's ``?lang=``), the user's, this browser's, then Accept-Language."""
+    if g.get("page_language") in LANGUAGES:
+        return g.page_language
     user = g.get("user")
     if user is not None and user.language in LANGUAGES:
         return user.language
@@ -160,15 +194,13 @@ def label(table: dict, key: str | None) -> str:
 
 
 def _page_gettext() -> dict:
-    """The templates' ``_()`` for one rendering, with the catalogue looked up once.
+    """The templates' ``_()``, with the catalogue looked up once per rendering.
 
-    Flask-Babel's own finds the locale and the catalogue again for every string,
-    through half a dozen context-local lookups: 0.5 ms of the Today page's 3
-    (benchmark P6). Looked up per rendering rather than per request, so that the
-    booth board's ``force_locale`` still applies. Otherwise as Jinja's own
-    (new-style gettext): escaped, and always a format string.
+    Flask-Babel's would find it again for each of a page's strings (see
+    ``catalogue``). Otherwise as Jinja's own (new-style gettext): escaped, and
+    always a format string.
     """
-    translations = get_translations()
+    translations = catalogue()
 
     @pass_context
     def gettext(context, string: str, **variables) -> str:

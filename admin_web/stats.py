@@ -18,11 +18,11 @@ from datetime import date, datetime, timedelta
 
 from babel.dates import format_date
 from flask import Blueprint, Response, render_template, request
-from flask_babel import get_locale, gettext as _, lazy_gettext as _l
+from flask_babel import get_locale
 
 from admin_web import branch, charts, store
 from admin_web.events import optional_day
-from admin_web.i18n import REASON_LABELS, label
+from admin_web.i18n import REASON_LABELS, gettext as _, label, lazy_gettext as _l
 from device.stats import summarize, visits_by_hour_of_week
 
 bp = Blueprint("stats", __name__)

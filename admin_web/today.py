@@ -10,11 +10,10 @@ import json
 from datetime import datetime, time, timedelta
 
 from flask import Blueprint, render_template
-from flask_babel import gettext as _, lazy_gettext as _l
 
 from admin_web import branch, branch_now, store
 from admin_web.doors import ACTION_LABELS
-from admin_web.i18n import door_labels, local_datetime, local_time
+from admin_web.i18n import door_labels, gettext as _, lazy_gettext as _l, local_datetime, local_time
 from device import events as event_types, stats
 from device.events import parse_utc
 from device.store import day_bounds

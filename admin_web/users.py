@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
-from flask_babel import gettext as _
 
 from admin_web import accounts, audit, store
 from admin_web.auth import account_error_text, log_action
+from admin_web.i18n import gettext as _
 from admin_web.security import ADMIN, access
 
 bp = Blueprint("users", __name__, url_prefix="/users")
