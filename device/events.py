@@ -8,6 +8,7 @@ after the retention period without changing a single figure.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -42,6 +43,7 @@ BOOTH_MINUTES = "booth_minutes"
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 HOUR_FORMAT = "%Y-%m-%dT%H:00Z"
+_UTC_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 
 
 def utc_text(moment: datetime) -> str:
@@ -50,7 +52,14 @@ def utc_text(moment: datetime) -> str:
 
 
 def parse_utc(text: str) -> datetime:
-    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=timezone.utc)
+    """The instant ``utc_text`` wrote; anything else is a ValueError.
+
+    ``fromisoformat`` after a check of the shape, because ``strptime`` takes 40
+    times as long and the staff page parses every event it shows (benchmark P6).
+    """
+    if not _UTC_TEXT.fullmatch(text):
+        raise ValueError(f"{text!r} is not a UTC time written as {TIME_FORMAT}")
+    return datetime.fromisoformat(text)
 
 
 def hour_text(moment: datetime) -> str:

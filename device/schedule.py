@@ -125,6 +125,10 @@ def _boundaries(periods: tuple[Period, ...]) -> tuple[int, ...]:
     return tuple(sorted(inner - {0, MINUTES_PER_DAY})) + (MINUTES_PER_DAY,)
 
 
+#: Day timelines a Schedule keeps: more than a year of statistics by day.
+_TIMELINES_KEPT = 1000
+
+
 @dataclass(frozen=True)
 class Schedule:
     """A branch's opening hours: a weekly pattern, dated exceptions and the zone they are in.
@@ -140,6 +144,9 @@ class Schedule:
     # because next_change and day_timeline look them up at every step.
     _weekly_boundaries: tuple[tuple[int, ...], ...] = field(init=False, repr=False, compare=False)
     _exception_boundaries: Mapping[date, tuple[int, ...]] = field(init=False, repr=False, compare=False)
+    # Each day's timeline once worked out: a month of statistics asks for 31 and
+    # the Today page for today's on every refresh (benchmark P6).
+    _timelines: dict[date, tuple] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.tz, tzinfo):
@@ -197,6 +204,14 @@ class Schedule:
         clocks skip midnight (America/Havana in spring) that is the instant the
         clocks jump past it.
         """
+        timeline = self._timelines.get(day)
+        if timeline is None:
+            if len(self._timelines) >= _TIMELINES_KEPT:
+                self._timelines.clear()
+            timeline = self._timelines[day] = tuple(self._work_out_timeline(day))
+        return list(timeline)
+
+    def _work_out_timeline(self, day: date) -> list[tuple[datetime, datetime, str]]:
         start = datetime.combine(day, time(), tzinfo=self.tz).astimezone(timezone.utc)
         end = datetime.combine(day + timedelta(days=1), time(), tzinfo=self.tz).astimezone(timezone.utc)
         segments = []
