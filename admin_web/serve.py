@@ -1,15 +1,32 @@
-"""``omaovi web``: the staff page served by waitress, a production WSGI server.
+"""``omaovi web``: the staff page served by waitress, in one or more worker processes.
 
 Waitress is pure Python (nothing to compile on the Pi), serves from a small fixed
 pool of threads and is the server Flask's own deployment guide suggests first.
-The unit is ``Type=notify``: READY=1 goes out once the socket listens.
+The unit is ``Type=notify``: READY=1 goes out once the sockets listen.
+
+One process runs its Python one thread at a time (the interpreter lock), and a
+staff page request is mostly Python: 1.5-2 ms of it per request here. With 20
+clients at once, one process queued them to a p95 of about 100 ms (benchmark P6),
+so ``[web] workers`` processes (2 by default) each serve the same app on their own
+socket. The sockets share the port (SO_REUSEPORT) and the kernel spreads new
+connections over them, so no process has to hand connections to another.
+
+The first process serves too and keeps an eye on the others: a worker that dies
+takes the whole service down with a non-zero status, and systemd (Restart=always)
+starts it again whole, rather than this code growing into a process manager.
+Workers die with the first process (PR_SET_PDEATHSIG), so a ``kill -9`` of it
+leaves no worker holding the port, under systemd or not.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
+import socket
 import threading
+import time
 
 from waitress import create_server
 
@@ -19,38 +36,155 @@ from device.systemd_notify import Notifier
 
 log = logging.getLogger("omaovi.web")
 
-#: Worker threads: enough for a few staff browsers, the lobby board and the central office's pulls.
+#: Worker threads per process: enough for a few staff browsers, the lobby board
+#: and the central office's pulls; more only wait longer for the interpreter lock.
 THREADS = 6
+_PR_SET_PDEATHSIG = 1
 
 
-def make_server(config: Config, *, host: str | None = None, port: int | None = None):
+def make_server(config: Config, *, host: str | None = None, port: int | None = None, app=None, sockets=None):
     """A waitress server for this branch's app, bound but not yet serving."""
-    app = create_app(config)
-    return create_server(
-        app, host=host or config.web.host, port=port if port is not None else config.web.port, threads=THREADS,
-        ident="omaovi", clear_untrusted_proxy_headers=True,
-    )
+    app = app or create_app(config)
+    where = {"sockets": sockets} if sockets else {
+        "host": host or config.web.host, "port": port if port is not None else config.web.port,
+    }
+    return create_server(app, threads=THREADS, ident="omaovi", clear_untrusted_proxy_headers=True, **where)
 
 
 def serve(config: Config) -> int:
-    server = make_server(config)
+    # The database is migrated and the secret key made here, once, before any fork;
+    # no SQLite connection is open yet, so none crosses a fork.
+    app = create_app(config)
+    first = _listening_socket(config.web.host, config.web.port)
+    port = first.getsockname()[1]
+    workers = [_start_worker(app, config, port, first) for _ in range(config.web.workers - 1)]
+    server = make_server(config, app=app, sockets=[first])
     notifier = Notifier()
-    stop = threading.Event()
+    stopping = threading.Event()
+    failed = threading.Event()
 
     def shut_down(*_):
-        stop.set()
+        stopping.set()
         server.close()
+
+    def worker_ended(*_):
+        for pid in list(workers):
+            ended, status = os.waitpid(pid, os.WNOHANG)
+            if not ended:
+                continue
+            workers.remove(pid)
+            if not stopping.is_set():
+                log.error("web worker %d ended (%s); stopping so that the service is started again whole",
+                          pid, _exit_text(status))
+                failed.set()
+                shut_down()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, shut_down)
-    log.info("staff page on http://%s:%s/ for branch %s", config.web.host, server.effective_port, config.branch)
-    notifier.ready(status=f"staff page on port {server.effective_port}")
+    signal.signal(signal.SIGCHLD, worker_ended)
+    worker_ended()  # one that failed before the handler was there
+    log.info("staff page on http://%s:%s/ for branch %s, %d worker process(es)",
+             config.web.host, port, config.branch, config.web.workers)
+    notifier.ready(status=f"staff page on port {port}")
     try:
         server.run()
     except OSError:
-        if not stop.is_set():  # closing the socket on SIGTERM ends run() with EBADF
+        if not stopping.is_set():  # closing the socket on SIGTERM ends run() with EBADF
             raise
     finally:
         notifier.stopping()
         notifier.close()
-    return 0
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _stop_workers(workers)
+    return 1 if failed.is_set() else 0
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    return sock
+
+
+def _start_worker(app, config: Config, port: int, first: socket.socket) -> int:
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the first process died before the line above
+            os._exit(1)
+        first.close()
+        sock = _listening_socket(config.web.host, port)
+        server = make_server(config, app=app, sockets=[sock])
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: server.close())
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        try:
+            server.run()
+        except OSError:
+            pass  # closed on SIGTERM
+        os._exit(0)
+    except BaseException:  # noqa: BLE001 - a forked child must never return into the parent's code
+        log.exception("web worker %d failed", os.getpid())
+        os._exit(1)
+
+
+def _stop_workers(workers: list[int], wait_seconds: float = 10) -> None:
+    for pid in workers:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + wait_seconds
+    for pid in workers:
+        while True:
+            try:
+                ended, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break  # already reaped
+            if ended:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.05)
+
+
+def _exit_text(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+class _QueueWarnings(logging.Filter):
+    """Waitress warns "Task queue depth is N" for every request that waits for a free
+    thread. Under a burst that is a log line per request, and writing them took 5 %
+    of the server's time (benchmark P6); one a minute says the same.
+    """
+
+    EVERY_SECONDS = 60
+
+    def __init__(self):
+        super().__init__()
+        self._last = float("-inf")
+        self._held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.EVERY_SECONDS:
+            self._held += 1
+            return False
+        if self._held:
+            record.msg = f"{record.getMessage()} ({self._held} more since the last one logged)"
+            record.args = ()
+        self._last, self._held = now, 0
+        return True
+
+
+logging.getLogger("waitress.queue").addFilter(_QueueWarnings())

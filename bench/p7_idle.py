@@ -3,6 +3,9 @@
 ``omaovi device`` runs as a branch runs it, with two doors and an RC522 polled on a
 simulated SPI bus (bench/fake_pi), next to a bare Python interpreter that only
 sleeps, measured the same way: the least any Python daemon costs on this machine.
+``omaovi web`` runs its default two worker processes; its memory is their
+proportional set size summed (see ``bench.procs.service_memory``), beside which
+each process's RSS is reported.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from device.store import Store
 
 CPU_PERCENT = 2.0
 DEVICE_RSS_MB = 40
-WEB_RSS_MB = 60
+WEB_MEMORY_MB = 60
 #: The reader belongs to the door written last in the config (see Workspace.config_file).
 READER = '[doors.reader]\ntype = "mfrc522"\n'
 BARE = "import time\nwhile True:\n    time.sleep(0.1)\n"
@@ -27,7 +30,7 @@ BARE = "import time\nwhile True:\n    time.sleep(0.1)\n"
 
 def run(ws) -> Figure:
     figure = Figure("P7", "idle cost",
-                    f"device <= {CPU_PERCENT:g} % of a core, RSS <= {DEVICE_RSS_MB} MB; web RSS <= {WEB_RSS_MB} MB")
+                    f"device <= {CPU_PERCENT:g} % of a core, RSS <= {DEVICE_RSS_MB} MB; web <= {WEB_MEMORY_MB} MB")
     database = ws.database()
     config = ws.config_file(database)
     with config.open("a") as toml:
@@ -45,7 +48,10 @@ def run(ws) -> Figure:
     figure.values = {"device": device, "bare_python": bare, "reader": reader, "seconds": seconds, "web": web_rss}
     figure.baseline = "RSS of a bare sleeping Python"
     figure.ratio = ratio(device["rss_mb"], bare["rss_mb"])
-    figure.result = f"device {device['cpu_percent']} % CPU, RSS {device['rss_mb']} MB; web RSS {web_rss['rss_mb']} MB"
+    figure.result = (
+        f"device {device['cpu_percent']} % CPU, RSS {device['rss_mb']} MB; web {web_rss['pss_mb']} MB"
+        f" in {web_rss['processes']} processes (PSS; RSS {' + '.join(map(str, web_rss['rss_each_mb']))} MB)"
+    )
     device_ok = reader.get("online") is True and device["cpu_percent"] <= CPU_PERCENT and device["rss_mb"] <= DEVICE_RSS_MB
-    figure.passed = device_ok and web_rss["rss_mb"] <= WEB_RSS_MB
+    figure.passed = device_ok and web_rss["pss_mb"] <= WEB_MEMORY_MB
     return figure

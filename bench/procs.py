@@ -86,6 +86,41 @@ def rss_mb(pid: int) -> float:
     return _status_mb(pid, "VmRSS")
 
 
+def service_memory(pid: int) -> dict:
+    """The memory of a process and its children (a service's worker processes).
+
+    Their RSS cannot be summed: forked workers share most of their pages with the
+    process they were forked from, and each RSS counts those pages again. The
+    proportional set size (PSS) shares each page out among the processes that map
+    it, so its sum is the memory the service takes.
+    """
+    pids = [pid, *_children(pid)]
+    return {
+        "processes": len(pids),
+        "rss_each_mb": [round(rss_mb(p), 1) for p in pids],
+        "pss_mb": round(sum(_pss_kb(p) for p in pids) / 1024, 1),
+    }
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except OSError:
+                pass  # ended while we looked
+    return found
+
+
+def _pss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    raise ValueError(f"no Pss for process {pid}")
+
+
 def _status_mb(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -94,7 +129,7 @@ def _status_mb(pid: int, field: str) -> float:
 
 
 def measure_idle(args: list[str], env: dict, seconds: float, log: Path, cwd: Path | None = None) -> dict:
-    """CPU and RSS of a process left alone for ``seconds`` once it has settled, then stopped."""
+    """CPU and memory of a process (and its workers) left alone for ``seconds`` once it has settled, then stopped."""
     with open(log, "wb") as output:
         child = Child(args, cwd=cwd, env=env, stdout=output, stderr=output)
     try:
@@ -105,8 +140,9 @@ def measure_idle(args: list[str], env: dict, seconds: float, log: Path, cwd: Pat
         time.sleep(seconds)
         used = cpu_seconds(child.pid) - used
         rss = rss_mb(child.pid)
+        memory = service_memory(child.pid)
         child.poll()
     finally:
         finished = child.stop()
     return {"cpu_percent": round(100 * used / seconds, 2), "rss_mb": round(rss, 1),
-            "peak_rss_mb": round(finished.peak_rss_mb, 1)}
+            "peak_rss_mb": round(finished.peak_rss_mb, 1)} | memory

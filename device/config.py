@@ -138,6 +138,9 @@ class WebConfig:
     #: Web sites that may show the public booth board in a frame (CSP frame-ancestors),
     #: such as "https://kirjasto.example.fi". Empty: no site may.
     board_frame_ancestors: tuple[str, ...] = ()
+    #: Processes serving the page (admin_web/serve.py). Two keep 20 busy clients
+    #: under 50 ms on two cores and leave a Pi 4's other two to the door controller.
+    workers: int = 2
 
 
 @dataclass(frozen=True)
@@ -709,6 +712,7 @@ def _web(table: dict, a_path: Callable[[Any], Path], database: Path | None, prob
             "board_frame_ancestors", lambda v: _list_of(v, _origin),
             "must be a list of web site origins, such as [\"https://kirjasto.example.fi\"]", (),
         ),
+        "workers": s.integer("workers", 1, 8, 2),
     }
     s.finish()
     return WebConfig(**{k: v for k, v in values.items() if v is not None})

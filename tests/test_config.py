@@ -140,6 +140,11 @@ BAD_CONFIGS = [
         ["policy.event_retention_days = 0: must be a whole number from 1 to 3650"],
         id="retention-zero",
     ),
+    pytest.param(
+        HEAD + ENTRANCE + "[web]\nworkers = 0\n",
+        ["web.workers = 0: must be a whole number from 1 to 8"],
+        id="web-workers-zero",
+    ),
     # A value that is not one of the allowed words.
     pytest.param(
         HEAD + ENTRANCE.replace('"entrance"\nlock', '"door"\nlock'),
