@@ -11,7 +11,7 @@ import pytest
 from gpiozero.pins.mock import MockConnectedPin, MockFactory
 
 from device.cards import card_key
-from device.config import Config, DoorConfig, KeypadConfig, PinConfig, Sip2Settings
+from device.config import BUILDING, Config, DoorConfig, KeypadConfig, PinConfig, Sip2Settings
 from device.controller import Controller, sip2_checker
 from device.pins import (
     LockoutRule, PinEntry, VerifierError, locked_until, make_verifier, pepper_verifier, pin_matches,
@@ -287,6 +287,38 @@ def test_a_lockout_survives_a_restart(tmp_path):
         again.tap(CARD)
         wait_for(lambda: len(again.taps()) == 2, what="the tap after the restart")
         assert again.taps()[-1]["reason"] == "wrong_pin" and '"locked_out"' in again.taps()[-1]["detail"]
+    finally:
+        again.close()
+
+
+def test_staff_clearing_a_lockout_lets_the_right_pin_open_and_the_clearing_survives_a_restart(tmp_path):
+    d = PinDoor(tmp_path, keypad=MATRIX, max_wrong=1)
+    try:
+        d.tap(CARD)
+        time.sleep(0.2)
+        d.press("111111")
+        wait_for(lambda: lockouts_shown(d), what="the lockout")
+        d.reader.add_command(BUILDING, "clear_pin_lockout", "maija", card_key=card_key(KEY, CARD))
+        wait_for(lambda: lockouts_shown(d) == [], what="the lockout to be cleared on the staff page")
+        [cleared] = [e for e in d.reader.events(limit=100) if e["type"] == "pin_lockout_cleared"]
+        assert cleared["card_key"] == card_key(KEY, CARD) and json.loads(cleared["detail"])["by"] == "maija"
+        d.tap(CARD)
+        time.sleep(0.2)
+        d.press(PIN)
+        wait_for(d.unlocked, what="the right PIN to open once the lockout is cleared")
+    finally:
+        d.close()
+    again = PinDoor(tmp_path, keypad=MATRIX, max_wrong=1)
+    try:
+        assert lockouts_shown(again) == [], "the wrong PIN before the clearing is not counted again"
+        again.tap(CARD)
+        time.sleep(0.2)
+        again.press(PIN)
+        wait_for(again.unlocked, what="the right PIN to open after the restart")
+        again.tap(CARD)  # a wrong PIN after the clearing counts as ever
+        time.sleep(0.2)
+        again.press("111111")
+        wait_for(lambda: lockouts_shown(again), what="a new lockout")
     finally:
         again.close()
 
