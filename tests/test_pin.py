@@ -272,15 +272,27 @@ def test_five_wrong_pins_lock_the_card_out_on_a_serial_keypad(tmp_path):
         os.close(slave)
 
 
-def test_a_lockout_survives_a_restart(tmp_path):
+def enter(door: PinDoor, pin: str) -> None:
+    """CARD tapped and ``pin`` typed on the matrix keypad."""
+    door.tap(CARD)
+    time.sleep(0.2)
+    door.press(pin)
+
+
+def locked_out(tmp_path) -> PinDoor:
+    """A door that locks a card out after one wrong PIN, with CARD locked out."""
     d = PinDoor(tmp_path, keypad=MATRIX, max_wrong=1)
     try:
-        d.tap(CARD)
-        time.sleep(0.2)
-        d.press("111111")
+        enter(d, "111111")
         wait_for(lambda: lockouts_shown(d), what="the lockout")
-    finally:
+    except BaseException:
         d.close()
+        raise
+    return d
+
+
+def test_a_lockout_survives_a_restart(tmp_path):
+    locked_out(tmp_path).close()
     again = PinDoor(tmp_path, keypad=MATRIX, max_wrong=1)
     try:
         assert [item["card_key"] for item in lockouts_shown(again)] == [card_key(KEY, CARD)]
@@ -292,32 +304,22 @@ def test_a_lockout_survives_a_restart(tmp_path):
 
 
 def test_staff_clearing_a_lockout_lets_the_right_pin_open_and_the_clearing_survives_a_restart(tmp_path):
-    d = PinDoor(tmp_path, keypad=MATRIX, max_wrong=1)
+    d = locked_out(tmp_path)
     try:
-        d.tap(CARD)
-        time.sleep(0.2)
-        d.press("111111")
-        wait_for(lambda: lockouts_shown(d), what="the lockout")
         d.reader.add_command(BUILDING, "clear_pin_lockout", "maija", card_key=card_key(KEY, CARD))
         wait_for(lambda: lockouts_shown(d) == [], what="the lockout to be cleared on the staff page")
         [cleared] = [e for e in d.reader.events(limit=100) if e["type"] == "pin_lockout_cleared"]
         assert cleared["card_key"] == card_key(KEY, CARD) and json.loads(cleared["detail"])["by"] == "maija"
-        d.tap(CARD)
-        time.sleep(0.2)
-        d.press(PIN)
+        enter(d, PIN)
         wait_for(d.unlocked, what="the right PIN to open once the lockout is cleared")
     finally:
         d.close()
     again = PinDoor(tmp_path, keypad=MATRIX, max_wrong=1)
     try:
         assert lockouts_shown(again) == [], "the wrong PIN before the clearing is not counted again"
-        again.tap(CARD)
-        time.sleep(0.2)
-        again.press(PIN)
+        enter(again, PIN)
         wait_for(again.unlocked, what="the right PIN to open after the restart")
-        again.tap(CARD)  # a wrong PIN after the clearing counts as ever
-        time.sleep(0.2)
-        again.press("111111")
+        enter(again, "111111")  # a wrong PIN after the clearing counts as ever
         wait_for(lambda: lockouts_shown(again), what="a new lockout")
     finally:
         again.close()
