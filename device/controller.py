@@ -130,8 +130,8 @@ class Controller:
         self.on_tap = on_tap
         self.keep_unpushed_events = keep_unpushed_events
         self._queue: queue.Queue[Callable[[], None]] = queue.Queue()
-        #: The newest undecided read per door: (card number, when it was read).
-        self._waiting_taps: dict[str, tuple[str, float]] = {}
+        #: The newest undecided read per door: (card number, when it was read, how many older reads it replaced).
+        self._waiting_taps: dict[str, tuple[str, float, int]] = {}
         self._waiting_lock = threading.Lock()
         self._pending: list[Event] = []
         #: When writing first failed, and how many waiting events were dropped since; None while writes work.
@@ -172,14 +172,19 @@ class Controller:
         """
         read_at = self.clock()
         with self._waiting_lock:
-            already_queued = door_id in self._waiting_taps
-            self._waiting_taps[door_id] = (number, read_at)
-        if not already_queued:
+            earlier = self._waiting_taps.get(door_id)
+            replaced = 0 if earlier is None else earlier[2] + 1
+            self._waiting_taps[door_id] = (number, read_at, replaced)
+        if earlier is None:
             self._queue.put(lambda: self._tap_waiting(door_id))
 
     def _tap_waiting(self, door_id: str) -> None:
         with self._waiting_lock:
-            number, read_at = self._waiting_taps.pop(door_id)
+            number, read_at, replaced = self._waiting_taps.pop(door_id)
+        if replaced:
+            # One line per decision, not per replaced read: a flooding reader must not flood the journal too.
+            log.info("door %s: %d earlier read(s) replaced by a newer one before the loop took them; deciding the newest",
+                     door_id, replaced, extra={"door": door_id, "event_type": "tap_replaced"})
         self.tap(door_id, number, read_at=read_at)
 
     def call(self, work: Callable[[], object], timeout: float = 5.0):
