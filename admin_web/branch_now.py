@@ -223,13 +223,9 @@ def building_now(config: Config, status: dict[str, dict], now: datetime, key_pre
     outputs = _published(status, "building", {})
     lockouts = None
     if config.pin is not None:
-        lockouts = [
-            Lockout(item["card_key"][:key_prefix], parse_utc(item["until"]))
-            for item in _published(status, "pin_lockouts", [])
-            if parse_utc(item["until"]) > now  # the device drops them too, but only while it runs
-        ]
+        lockouts = [Lockout(key[:key_prefix], until) for key, until in pin_lockouts(status, now)]
     return BuildingNow(
-        counts_people=building.alarm_pin is not None or any(door.counter_in_pin is not None for door in config.doors),
+        counts_people=counts_people(config),
         people_inside=occupancy.get("count"),
         has_lights=building.lights_pin is not None,
         lights=outputs.get("lights"),
@@ -237,6 +233,23 @@ def building_now(config: Config, status: dict[str, dict], now: datetime, key_pre
         alarm_armed=outputs.get("alarm_armed"),
         pin_lockouts=lockouts,
     )
+
+
+def has_people_counter(config: Config) -> bool:
+    """Whether a door counts people (and so can tell tailgating)."""
+    return any(door.counter_in_pin is not None for door in config.doors)
+
+
+def counts_people(config: Config) -> bool:
+    """Whether the occupancy estimate is worth showing: see ``building_now``."""
+    return config.building.alarm_pin is not None or has_people_counter(config)
+
+
+def pin_lockouts(status: dict[str, dict], now: datetime) -> list[tuple[str, datetime]]:
+    """The cards the device last reported locked out of PIN entry and when each lockout ends,
+    without those already over: the device drops them too, but only while it runs."""
+    lockouts = ((item["card_key"], parse_utc(item["until"])) for item in _published(status, "pin_lockouts", []))
+    return [(key, until) for key, until in lockouts if until > now]
 
 
 def _published(status: dict[str, dict], key: str, empty):

@@ -8,6 +8,7 @@ that lists the events. The lookup is audited without the number.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, replace
 from datetime import date
@@ -131,7 +132,8 @@ def _page(filters: Filters, *, before: int | None = None, errors: list[str] | No
             before_seq=before, limit=PAGE_SIZE + 1,
         )
         more = len(rows) > PAGE_SIZE
-        rows = rows[:PAGE_SIZE]
+        # Who asked, for the events that staff caused (door commands, a cleared PIN lockout).
+        rows = [row | {"by": json.loads(row["detail"] or "{}").get("by")} for row in rows[:PAGE_SIZE]]
     doors = door_labels(branch().config)
     return render_template(
         "events/index.html", rows=rows, more=more, before=before, filters=filters, errors=errors or [],

@@ -20,7 +20,7 @@ from babel.dates import format_date
 from flask import Blueprint, Response, render_template, request
 from flask_babel import get_locale
 
-from admin_web import branch, charts, store
+from admin_web import branch, branch_now, charts, store
 from admin_web.events import optional_day
 from admin_web.i18n import REASON_LABELS, gettext as _, label, lazy_gettext as _l
 from device.stats import summarize, visits_by_hour_of_week
@@ -42,6 +42,10 @@ COLUMNS = (
     ("self_service_open_hours", _l("Self-service hours"), True),
     ("staffed_open_hours", _l("Staffed hours"), True),
 )
+#: Counted from a people counter at a door (see docs/door-extras.md), so shown only where one is.
+TAILGATING_COLUMN = ("tailgating", _l("Tailgating"), False)
+#: Closings at which people were still counted inside; shown where the Today page warns of them.
+PEOPLE_LEFT_COLUMN = ("people_inside_after_close", _l("Closed with people inside"), False)
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,13 @@ def index():
     if errors:
         return render_template("stats/index.html", choice=choice, errors=errors, by_options=BY), 400
     rows = _rows(choice)
-    totals = {key: sum(row[key] for row in rows) for key, _heading, _hours in COLUMNS}
+    columns = branch_columns()
+    totals = {key: sum(row[key] for row in rows) for key, _heading, _hours in columns}
     denials = _denials(rows)
     grid = visits_by_hour_of_week(store(), branch().config.tz, choice.start, choice.end)
     busiest = max(max(day) for day in grid)
     return render_template(
-        "stats/index.html", choice=choice, errors=[], by_options=BY, rows=rows, totals=totals, columns=COLUMNS,
+        "stats/index.html", choice=choice, errors=[], by_options=BY, rows=rows, totals=totals, columns=columns,
         chart=charts.stacked_bars(
             [row["short"] for row in rows],
             {"self_service": [row["visits_self_service"] for row in rows], "staffed": [row["visits_staffed"] for row in rows]},
@@ -98,18 +103,28 @@ def download():
         return Response("\n".join(errors) + "\n", status=400, mimetype="text/plain")
     rows = _rows(choice)
     reasons = [reason for reason, _count in _denials(rows)]
+    columns = branch_columns()
     out = io.StringIO()
     writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    writer.writerow([_("Period")] + [str(heading) for _key, heading, _hours in COLUMNS]
+    writer.writerow([_("Period")] + [str(heading) for _key, heading, _hours in columns]
                     + [_("Refused: %(reason)s", reason=label(REASON_LABELS, reason)) for reason in reasons])
     for row in rows:
-        writer.writerow([row["period"]] + [_decimal(row[key]) if hours else row[key] for key, _heading, hours in COLUMNS]
+        writer.writerow([row["period"]] + [_decimal(row[key]) if hours else row[key] for key, _heading, hours in columns]
                         + [row["denials"].get(reason, 0) for reason in reasons])
     name = f"omaovi-{branch().config.branch}-{choice.start}-{choice.end}-{choice.by}.csv"
     return Response(
         "\ufeff" + out.getvalue(), mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
+
+
+def branch_columns() -> tuple:
+    """COLUMNS, and the people counts where this branch can count people: elsewhere
+    tailgating cannot be seen and people left inside are a guess from the exit
+    button, and a column of zeros would say "none" where the answer is "unknown"."""
+    config = branch().config
+    return (COLUMNS + ((TAILGATING_COLUMN,) if branch_now.has_people_counter(config) else ())
+            + ((PEOPLE_LEFT_COLUMN,) if branch_now.counts_people(config) else ()))
 
 
 def _rows(choice: Choice) -> list[dict]:

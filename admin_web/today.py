@@ -7,14 +7,17 @@ opens or a sync that fails shows up without anyone reloading.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, time, timedelta
 
-from flask import Blueprint, render_template
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 
 from admin_web import branch, branch_now, store
+from admin_web.auth import actor, log_action
 from admin_web.doors import ACTION_LABELS
 from admin_web.i18n import door_labels, gettext as _, lazy_gettext as _l, local_datetime, local_time
 from device import events as event_types, stats
+from device.config import BUILDING
 from device.events import parse_utc
 from device.store import day_bounds
 
@@ -24,6 +27,7 @@ bp = Blueprint("today", __name__)
 DEVICE_SILENT_AFTER = timedelta(seconds=90)
 #: A card key is shown only this far, enough to tell two taps apart, never to look a card up.
 CARD_KEY_PREFIX = 6
+_SHOWN_KEY = re.compile(f"[0-9a-f]{{{CARD_KEY_PREFIX}}}")
 
 SYNC_STREAM_LABELS = {
     "patrons": _l("Patron permissions"),
@@ -41,6 +45,30 @@ def index():
 @bp.route("/today/live")
 def live():
     return render_template("today/_live.html", **_snapshot())
+
+
+@bp.route("/today/pin-lockouts/<card>/clear", methods=["POST"])
+def clear_lockout(card: str):
+    """Let a locked-out card type its PIN again, for a patron who has shown staff who they are.
+
+    The page names the card only by the start of its key, so the card is found
+    again in the device's list of lockouts. The device does the clearing when it
+    picks up the command, and logs who asked for it in the event log.
+    """
+    if not _SHOWN_KEY.fullmatch(card):
+        abort(404)
+    keys = [key for key, _until in branch_now.pin_lockouts(store().status(), branch_now.utc_now()) if key.startswith(card)]
+    if not keys:
+        flash(_("The card %(card)s… is no longer locked out.", card=card), "warn")
+    elif len(keys) > 1:
+        flash(_("Two locked-out cards begin with %(card)s…, so the lockout was not cleared. Each lockout ends at the time shown.",
+                card=card), "warn")
+    else:
+        command = store().add_command(BUILDING, "clear_pin_lockout", requested_by=actor(), card_key=keys[0])
+        log_action("pin_lockout.clear", card, command=command)
+        flash(_("The PIN lockout of card %(card)s… is being cleared. The patron can type the PIN again as soon as "
+                "the card leaves the list.", card=card), "ok")
+    return redirect(url_for("today.index"))
 
 
 def _snapshot() -> dict:
@@ -63,8 +91,14 @@ def _snapshot() -> dict:
         "events": _latest_events(),
         "warnings": _warnings(status, now) + (_building_warnings(today) if building.counts_people else []),
         "building": building,
+        "clearing": _lockouts_being_cleared() if building.pin_lockouts else set(),
         "local_day": lambda moment: moment.astimezone(config.tz).date(),
     }
+
+
+def _lockouts_being_cleared() -> set[str]:
+    """The shown card keys whose clearing the device has not carried out yet."""
+    return {command.card_key[:CARD_KEY_PREFIX] for command in store().pending_commands() if command.action == "clear_pin_lockout"}
 
 
 def _at(day, hour: int, tz) -> datetime:

@@ -44,7 +44,7 @@ from device.events import Event
 from device.keypad import build_keypad
 from device.pins import LockoutRule, PinEntry, VerifierError, load_pepper, locked_until, pin_matches
 from device.policy import Decision, DoorState, Patron, PinResult, Reason, Reservation, decide, open_to_all
-from device.store import Store
+from device.store import Command, Store
 from sync.sip2 import Sip2Checker, Sip2Config
 
 log = logging.getLogger("omaovi.device")
@@ -130,8 +130,8 @@ class Controller:
         self.on_tap = on_tap
         self.keep_unpushed_events = keep_unpushed_events
         self._queue: queue.Queue[Callable[[], None]] = queue.Queue()
-        #: The newest undecided read per door: (card number, when it was read).
-        self._waiting_taps: dict[str, tuple[str, float]] = {}
+        #: The newest undecided read per door: (card number, when it was read, how many older reads it replaced).
+        self._waiting_taps: dict[str, tuple[str, float, int]] = {}
         self._waiting_lock = threading.Lock()
         self._pending: list[Event] = []
         #: When writing first failed, and how many waiting events were dropped since; None while writes work.
@@ -172,14 +172,19 @@ class Controller:
         """
         read_at = self.clock()
         with self._waiting_lock:
-            already_queued = door_id in self._waiting_taps
-            self._waiting_taps[door_id] = (number, read_at)
-        if not already_queued:
+            earlier = self._waiting_taps.get(door_id)
+            replaced = 0 if earlier is None else earlier[2] + 1
+            self._waiting_taps[door_id] = (number, read_at, replaced)
+        if earlier is None:
             self._queue.put(lambda: self._tap_waiting(door_id))
 
     def _tap_waiting(self, door_id: str) -> None:
         with self._waiting_lock:
-            number, read_at = self._waiting_taps.pop(door_id)
+            number, read_at, replaced = self._waiting_taps.pop(door_id)
+        if replaced:
+            # One line per decision, not per replaced read: a flooding reader must not flood the journal too.
+            log.info("door %s: %d earlier read(s) replaced by a newer one before the loop took them; deciding the newest",
+                     door_id, replaced, extra={"door": door_id, "event_type": "tap_replaced"})
         self.tap(door_id, number, read_at=read_at)
 
     def call(self, work: Callable[[], object], timeout: float = 5.0):
@@ -453,6 +458,23 @@ class Controller:
                     extra={"door": door_cfg.id, "event_type": events.PIN_LOCKOUT})
         self._publish_lockouts()
 
+    def _clear_lockout(self, command: Command) -> None:
+        """Staff let a card type its PIN again (the patron showed who they are at the desk).
+
+        The ``pin_lockout_cleared`` event is the lasting record: the wrong PINs
+        before it no longer count (``Store.wrong_pins``), after a restart too.
+        """
+        if self.config.pin is None:
+            self.store.finish_command(command.id, "refused: this device does not ask for PINs")
+            return
+        event = self._building_event(events.PIN_LOCKOUT_CLEARED, {"by": command.requested_by, "command": command.id},
+                                     command.card_key)
+        self.store.finish_command(command.id, "done", event)
+        self._lockouts.pop(command.card_key, None)
+        log.info("a card's PIN lockout was cleared by %s (command %d)", command.requested_by, command.id,
+                 extra={"door": BUILDING, "event_type": events.PIN_LOCKOUT_CLEARED})
+        self._publish_lockouts()
+
     def _load_lockouts(self) -> None:
         """The lockouts still running, from the event log, so a restart shows them on the staff page."""
         now = self.wall()
@@ -628,9 +650,9 @@ class Controller:
         """An event that is not a tap decision, stamped now with the hours' mode."""
         return self._stamped(door_cfg.id, door_cfg.kind, type_, detail, key)
 
-    def _building_event(self, type_: str, detail: dict) -> Event:
+    def _building_event(self, type_: str, detail: dict, key: str | None = None) -> Event:
         """An event about the building as a whole, under the door id ``building``."""
-        return self._stamped(BUILDING, BUILDING, type_, detail)
+        return self._stamped(BUILDING, BUILDING, type_, detail, key)
 
     def _stamped(self, door: str, kind: str, type_: str, detail: dict, key: str | None = None) -> Event:
         now = self.wall()
@@ -826,6 +848,9 @@ class Controller:
         if the database cannot be written the command is not carried out at all,
         rather than being carried out again every poll."""
         for command in self.store.pending_commands():
+            if command.action == "clear_pin_lockout":
+                self._clear_lockout(command)
+                continue
             door = self.doors.get(command.door)
             if door is None:
                 self.store.finish_command(command.id, f"unknown door {command.door!r}")

@@ -25,6 +25,8 @@ RESERVATION_NO_SHOW = "reservation_no_show"
 READER_OFFLINE = "reader_offline"
 READER_ONLINE = "reader_online"
 PIN_LOCKOUT = "pin_lockout"
+#: Staff cleared a card's PIN lockout: its earlier wrong PINs no longer count.
+PIN_LOCKOUT_CLEARED = "pin_lockout_cleared"
 TAILGATING = "tailgating"
 PEOPLE_INSIDE_AFTER_CLOSE = "people_inside_after_close"
 ANNOUNCEMENT = "announcement"

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
-from device.events import Event, hour_text, parse_utc, utc_text
+from device.events import PIN_LOCKOUT_CLEARED, Event, hour_text, parse_utc, utc_text
 from device.policy import Patron, Reservation
 from device.schedule import Period, Schedule
 
@@ -192,9 +192,15 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX events_type_ts ON events (type, ts);
     """,
+    # 6: staff may clear one card's PIN lockout; that command names the card (by its key).
+    """
+    ALTER TABLE commands ADD COLUMN card_key TEXT;
+    """,
 ]
 
-COMMAND_ACTIONS = ("pulse", "hold", "lockdown", "release")
+COMMAND_ACTIONS = ("pulse", "hold", "lockdown", "release", "clear_pin_lockout")
+#: The one command that is about a card rather than a door, and so needs the card's key.
+CARD_COMMANDS = ("clear_pin_lockout",)
 
 _SYNC_COLUMNS = ("stream", "cursor", "pushed_upto", "last_attempt", "last_success", "last_error", "last_error_at", "last_snapshot")
 #: "Leave the cursor as it is", as opposed to None, which clears it.
@@ -228,6 +234,7 @@ class Command:
     action: str
     until: datetime | None
     requested_by: str
+    card_key: str | None = None
 
 
 def _now() -> datetime:
@@ -650,13 +657,18 @@ class Store:
         return bool(deleted)
 
     # -- commands from the staff page -----------------------------------------
-    def add_command(self, door: str, action: str, requested_by: str, until: datetime | None = None) -> int:
+    def add_command(
+        self, door: str, action: str, requested_by: str, until: datetime | None = None, card_key: str | None = None
+    ) -> int:
+        """``card_key``: the card a card command is about (and only such a command has one)."""
         if action not in COMMAND_ACTIONS:
             raise ValueError(f"unknown command {action!r}; allowed: {', '.join(COMMAND_ACTIONS)}")
+        if (action in CARD_COMMANDS) != (card_key is not None):
+            raise ValueError(f"a {action!r} command {'needs' if action in CARD_COMMANDS else 'takes no'} card key")
         with self.conn:
             return self.conn.execute(
-                "INSERT INTO commands (door, action, until, requested_by, requested_at) VALUES (?, ?, ?, ?, ?)",
-                (door, action, utc_text(until) if until else None, requested_by, utc_text(_now())),
+                "INSERT INTO commands (door, action, until, requested_by, requested_at, card_key) VALUES (?, ?, ?, ?, ?, ?)",
+                (door, action, utc_text(until) if until else None, requested_by, utc_text(_now()), card_key),
             ).lastrowid
 
     def pending_commands(self) -> list[Command]:
@@ -868,15 +880,19 @@ class Store:
     def wrong_pins(self, since: datetime, card_key: str | None = None) -> dict[str, list[datetime]]:
         """When each card (or the one card) typed a wrong PIN since ``since``, from the event log.
 
-        A tap refused because the card was already locked out is not a wrong PIN.
+        A tap refused because the card was already locked out is not a wrong PIN,
+        and neither is one before staff last cleared the card's lockout
+        (a ``pin_lockout_cleared`` event): that clearing holds across restarts.
         """
         sql = (
-            "SELECT card_key, ts FROM events WHERE type = 'tap' AND reason = 'wrong_pin'"
+            "SELECT card_key, ts FROM events AS e WHERE type = 'tap' AND reason = 'wrong_pin'"
             " AND json_extract(detail, '$.pin') = 'wrong' AND ts >= ?"
+            " AND NOT EXISTS (SELECT 1 FROM events AS c WHERE c.card_key = e.card_key"
+            f" AND c.type = '{PIN_LOCKOUT_CLEARED}' AND c.ts >= e.ts)"
         )
         params: list = [utc_text(since)]
         if card_key is not None:
-            sql += " AND card_key = ?"
+            sql += " AND e.card_key = ?"
             params.append(card_key)
         found: dict[str, list[datetime]] = {}
         for key, ts in self.conn.execute(sql, params):
@@ -920,7 +936,10 @@ def _patron_row(p: Patron, source: str) -> tuple:
 
 
 def _command(row: dict) -> Command:
-    return Command(row["id"], row["door"], row["action"], parse_utc(row["until"]) if row["until"] else None, row["requested_by"])
+    return Command(
+        row["id"], row["door"], row["action"], parse_utc(row["until"]) if row["until"] else None, row["requested_by"],
+        row["card_key"],
+    )
 
 
 def _reservation_row(r: Reservation) -> tuple:

@@ -1,5 +1,6 @@
 """The whole device: a serial reader on a pty, doors on mock pins, the real loop and store."""
 
+import logging
 import os
 import threading
 import time
@@ -293,3 +294,21 @@ def test_a_tap_that_waited_too_long_is_dropped(device):
     wait_for(lambda: device.events(type="tap"), what="the next tap")
     assert [e["reason"] for e in device.events(type="tap")] == ["blocked"]
     assert not device.lock()
+
+
+def test_reads_replaced_before_the_loop_took_them_are_logged_once_without_card_numbers(device, caplog):
+    caplog.set_level(logging.INFO, logger="omaovi.device")
+    busy, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=device.controller.call, args=(lambda: (busy.set(), release.wait(5)),))
+    holder.start()
+    busy.wait(2)  # the loop is busy: the reads below wait for it, and only the newest is kept
+    for number in (BLOCKED, BLOCKED, ALLOWED):
+        device.controller.submit_tap("entrance", number)
+    release.set()
+    holder.join(2)
+    wait_for(lambda: device.events(type="tap"), what="the newest read to be decided")
+    assert [e["reason"] for e in device.events(type="tap")] == ["granted"]
+    replaced = [r for r in caplog.records if getattr(r, "event_type", None) == "tap_replaced"]
+    assert [(r.levelno, r.getMessage()) for r in replaced] == [
+        (logging.INFO, "door entrance: 2 earlier read(s) replaced by a newer one before the loop took them; deciding the newest")]
+    assert BLOCKED not in caplog.text and ALLOWED not in caplog.text

@@ -11,7 +11,7 @@ import pytest
 from gpiozero.pins.mock import MockConnectedPin, MockFactory
 
 from device.cards import card_key
-from device.config import Config, DoorConfig, KeypadConfig, PinConfig, Sip2Settings
+from device.config import BUILDING, Config, DoorConfig, KeypadConfig, PinConfig, Sip2Settings
 from device.controller import Controller, sip2_checker
 from device.pins import (
     LockoutRule, PinEntry, VerifierError, locked_until, make_verifier, pepper_verifier, pin_matches,
@@ -272,21 +272,55 @@ def test_five_wrong_pins_lock_the_card_out_on_a_serial_keypad(tmp_path):
         os.close(slave)
 
 
-def test_a_lockout_survives_a_restart(tmp_path):
+def enter(door: PinDoor, pin: str) -> None:
+    """CARD tapped and ``pin`` typed on the matrix keypad."""
+    door.tap(CARD)
+    time.sleep(0.2)
+    door.press(pin)
+
+
+def locked_out(tmp_path) -> PinDoor:
+    """A door that locks a card out after one wrong PIN, with CARD locked out."""
     d = PinDoor(tmp_path, keypad=MATRIX, max_wrong=1)
     try:
-        d.tap(CARD)
-        time.sleep(0.2)
-        d.press("111111")
+        enter(d, "111111")
         wait_for(lambda: lockouts_shown(d), what="the lockout")
-    finally:
+    except BaseException:
         d.close()
+        raise
+    return d
+
+
+def test_a_lockout_survives_a_restart(tmp_path):
+    locked_out(tmp_path).close()
     again = PinDoor(tmp_path, keypad=MATRIX, max_wrong=1)
     try:
         assert [item["card_key"] for item in lockouts_shown(again)] == [card_key(KEY, CARD)]
         again.tap(CARD)
         wait_for(lambda: len(again.taps()) == 2, what="the tap after the restart")
         assert again.taps()[-1]["reason"] == "wrong_pin" and '"locked_out"' in again.taps()[-1]["detail"]
+    finally:
+        again.close()
+
+
+def test_staff_clearing_a_lockout_lets_the_right_pin_open_and_the_clearing_survives_a_restart(tmp_path):
+    d = locked_out(tmp_path)
+    try:
+        d.reader.add_command(BUILDING, "clear_pin_lockout", "maija", card_key=card_key(KEY, CARD))
+        wait_for(lambda: lockouts_shown(d) == [], what="the lockout to be cleared on the staff page")
+        [cleared] = [e for e in d.reader.events(limit=100) if e["type"] == "pin_lockout_cleared"]
+        assert cleared["card_key"] == card_key(KEY, CARD) and json.loads(cleared["detail"])["by"] == "maija"
+        enter(d, PIN)
+        wait_for(d.unlocked, what="the right PIN to open once the lockout is cleared")
+    finally:
+        d.close()
+    again = PinDoor(tmp_path, keypad=MATRIX, max_wrong=1)
+    try:
+        assert lockouts_shown(again) == [], "the wrong PIN before the clearing is not counted again"
+        enter(again, PIN)
+        wait_for(again.unlocked, what="the right PIN to open after the restart")
+        enter(again, "111111")  # a wrong PIN after the clearing counts as ever
+        wait_for(lambda: lockouts_shown(again), what="a new lockout")
     finally:
         again.close()
 

@@ -137,6 +137,15 @@ def test_commands_are_pending_until_finished(store):
         store.add_command("entrance", "explode", "maija")
 
 
+def test_a_command_to_clear_a_pin_lockout_names_the_card_and_only_it_does(store):
+    store.add_command("building", "clear_pin_lockout", "maija", card_key="a" * 64)
+    assert [(c.action, c.card_key) for c in store.pending_commands()] == [("clear_pin_lockout", "a" * 64)]
+    with pytest.raises(ValueError, match="needs card key"):
+        store.add_command("building", "clear_pin_lockout", "maija")
+    with pytest.raises(ValueError, match="takes no card key"):
+        store.add_command("entrance", "pulse", "maija", card_key="a" * 64)
+
+
 def test_two_connections_see_each_others_writes(tmp_path):
     device = Store(tmp_path / "shared.db", durable=True)
     web = Store(tmp_path / "shared.db")
@@ -182,6 +191,19 @@ def test_wrong_pins_are_counted_per_card_from_the_log_and_a_locked_out_tap_is_no
     since = NOW - timedelta(minutes=10)
     assert store.wrong_pins(since) == {"a" * 64: [NOW - timedelta(minutes=3)], "b" * 64: [NOW - timedelta(minutes=1)]}
     assert store.wrong_pins(since, "b" * 64) == {"b" * 64: [NOW - timedelta(minutes=1)]}
+
+
+def test_wrong_pins_before_staff_cleared_the_cards_lockout_no_longer_count(store):
+    def wrong(card, minutes_ago):
+        return Event(ts=NOW - timedelta(minutes=minutes_ago), door="entrance", type="tap", reason="wrong_pin",
+                     mode="self_service", card_key=card, detail={"pin": "wrong"})
+
+    cleared = Event(ts=NOW - timedelta(minutes=5), door="building", type="pin_lockout_cleared", mode="self_service",
+                    card_key="a" * 64, door_kind="building", detail={"by": "maija"})
+    store.record([wrong("a" * 64, 8), wrong("a" * 64, 6), cleared, wrong("a" * 64, 2), wrong("b" * 64, 7)])
+    since = NOW - timedelta(minutes=10)
+    assert store.wrong_pins(since) == {"a" * 64: [NOW - timedelta(minutes=2)], "b" * 64: [NOW - timedelta(minutes=7)]}
+    assert store.wrong_pins(since, "a" * 64) == {"a" * 64: [NOW - timedelta(minutes=2)]}
 
 
 def test_announcement_settings_are_seeded_once_and_then_the_staff_page_wins(store):

@@ -43,7 +43,7 @@ languages = ["fi", "sv"]
 closing = { fi = "Kirjasto sulkeutuu {minutes} minuutin päästä" }
 closing_files = { sv = "stanger-sv.wav" }
 """
-NEW_EVENT_TYPES = ("pin_lockout", "tailgating", "people_inside_after_close", "announcement", "building_output")
+NEW_EVENT_TYPES = ("pin_lockout", "pin_lockout_cleared", "tailgating", "people_inside_after_close", "announcement", "building_output")
 
 
 def at(hour: int, minute: int = 0, days: int = 0) -> datetime:
@@ -162,6 +162,76 @@ def test_latest_events_name_the_building_and_the_relay_change(staff, web_store):
     assert "Building" in staff.get("/", headers=EN).get_data(as_text=True)
     page = staff.get("/", headers=FI).get_data(as_text=True)
     assert "Rakennus" in page and "Hälytys pois päältä" in page
+
+
+# -- clearing a PIN lockout -----------------------------------------------------
+CLEAR_URL = "/today/pin-lockouts/ab12cd/clear"
+
+
+def test_a_lockout_shown_on_today_has_a_button_that_clears_it(staff, web_store):
+    publish(web_store)
+    page = staff.get("/", headers=EN).get_data(as_text=True)
+    assert f'<form method="post" action="{CLEAR_URL}">' in page and "Clear lockout" in page
+    assert page.count("Clear lockout<") == 1, "no button for the lockout that is over"
+    response = staff.post(CLEAR_URL, data={}, headers=EN)
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    [command] = web_store.pending_commands()
+    assert (command.action, command.card_key, command.requested_by) == ("clear_pin_lockout", FULL_KEY, "staff")
+    entry = audit.entries(web_store, limit=1)[0]
+    assert (entry["actor"], entry["action"], entry["target"]) == ("staff", "pin_lockout.clear", "ab12cd")
+    assert entry["detail"] == {"command": command.id} and FULL_KEY not in str(entry)
+    page = staff.get("/", headers=EN).get_data(as_text=True)
+    assert "is being cleared" in page, "the flash message"
+    assert "Being cleared: waiting for the door controller" in page and CLEAR_URL not in page
+    assert FULL_KEY[:7] not in page
+
+
+def test_the_device_carries_out_the_clearing_and_the_event_log_names_who_asked(staff, web_store, branch_config):
+    publish(web_store)
+    staff.post(CLEAR_URL, data={})
+    factory = MockFactory()
+    controller = Controller(branch_config, web_store, pin_factory=factory, start_readers=False, pepper=b"p" * 32)
+    try:
+        controller.step()
+    finally:
+        controller.close()
+    assert web_store.pending_commands() == []
+    events_page = staff.get("/events?type=pin_lockout_cleared", headers=EN).get_data(as_text=True)
+    assert "PIN lockout cleared by staff" in events_page and "<td>by staff</td>" in events_page
+    assert "<code>ab12cd" in events_page
+    today = staff.get("/", headers=EN).get_data(as_text=True)
+    assert "PIN lockout cleared by staff" in today and "(staff)" in today
+
+
+def test_clearing_a_card_that_is_no_longer_locked_out_changes_nothing(staff, web_store):
+    publish(web_store)
+    response = staff.post("/today/pin-lockouts/eeeeee/clear", data={}, headers=EN, follow_redirects=True)
+    assert "The card eeeeee… is no longer locked out." in response.get_data(as_text=True)
+    assert staff.post("/today/pin-lockouts/AB12CD'/clear", data={}).status_code == 404
+    assert web_store.pending_commands() == []
+    assert "pin_lockout.clear" not in [e["action"] for e in audit.entries(web_store)]
+
+
+def test_two_lockouts_with_the_same_shown_key_are_not_guessed_between(staff, web_store):
+    web_store.set_status("pin_lockouts", [{"card_key": FULL_KEY, "until": utc_text(at(14, 30))},
+                                          {"card_key": "ab12cd" + "0" * 58, "until": utc_text(at(14, 40))}])
+    response = staff.post(CLEAR_URL, data={}, headers=EN, follow_redirects=True)
+    assert "Two locked-out cards begin with ab12cd…" in response.get_data(as_text=True)
+    assert web_store.pending_commands() == []
+
+
+def test_clearing_needs_the_csrf_token_and_a_login(staff, anonymous, web_store):
+    publish(web_store)
+    assert staff.post(CLEAR_URL, data={"csrf_token": "forged"}).status_code == 400
+    assert anonymous.post(CLEAR_URL).status_code in (302, 400)
+    assert web_store.pending_commands() == []
+
+
+def test_the_audit_page_names_the_clearing(admin, staff, web_store):
+    publish(web_store)
+    staff.post(CLEAR_URL, data={})
+    for headers, label in ((EN, "PIN lockout cleared"), (FI, "PIN-lukitus poistettu"), (SV, "PIN-spärren hävd")):
+        assert label in admin.get("/users/audit", headers=headers).get_data(as_text=True)
 
 
 # -- labels -------------------------------------------------------------------

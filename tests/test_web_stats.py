@@ -104,3 +104,52 @@ def test_the_csv_matches_the_table_and_opens_in_finnish_excel(seeded, staff):
     for period, label in (("2026-W45", "Week 45/2026"), ("2026-W46", "Week 46/2026")):
         assert by_period[period][:8] == table_row(html, label)
     assert by_period["2026-W46"][-2:] == ["2", "1"]
+
+
+@pytest.fixture
+def counting(tmp_path):
+    """A logged-in staff member (English) of a branch whose entrance has a people counter, and its database."""
+    from webclient import BRANCH_CONFIG, WebClient, make_app
+    from device import config as config_mod
+    from device.store import Store
+
+    (tmp_path / "consortium.key").write_text("k" * 32 + "\n")
+    (tmp_path / "omaovi.toml").write_text(
+        BRANCH_CONFIG.replace("exit_button_pin = 22\n", "exit_button_pin = 22\ncounter_in_pin = 20\ncounter_out_pin = 21\n"))
+    app = make_app(config_mod.load(tmp_path / "omaovi.toml"))
+    app.test_client_class = WebClient
+    client = app.test_client()
+    client.login("staff")
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    db = Store(tmp_path / "omaovi.db")
+    db.record([
+        Event(ts=datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc), door="entrance", type="tailgating", mode="staffed",
+              detail={"people_in": 2, "grants": 1}),
+        Event(ts=datetime(2026, 11, 2, 11, 0, tzinfo=timezone.utc), door="entrance", type="tailgating", mode="staffed",
+              detail={"people_in": 3, "grants": 1}),
+        Event(ts=datetime(2026, 11, 2, 19, 0, tzinfo=timezone.utc), door="building", type="people_inside_after_close",
+              mode="closed", door_kind="building", detail={"count": 1}),
+    ])
+    yield client
+    db.close()
+
+
+def test_tailgating_and_people_left_inside_are_columns_where_people_are_counted(counting):
+    html = counting.get("/stats?from=2026-11-01&to=2026-11-30").get_data(as_text=True)
+    assert '<th class="num">Tailgating</th><th class="num">Closed with people inside</th></tr>' in html
+    assert "people_inside_after_close" not in html and ">tailgating<" not in html
+    assert table_row(html, "Mon 2.11.2026")[-2:] == ["2", "1"]
+    for language, headings in (("fi", ("Perään kulkeminen", "Suljettu ihmisiä sisällä")),
+                               ("sv", ("Påhängning", "Stängt med personer kvar"))):
+        page = counting.get("/stats?from=2026-11-01&to=2026-11-30", headers={"Accept-Language": language})
+        assert all(f'<th class="num">{heading}</th>' in page.get_data(as_text=True) for heading in headings)
+    rows = list(csv.reader(io.StringIO(counting.get("/stats.csv?from=2026-11-01&to=2026-11-30").get_data(as_text=True)
+                                       .lstrip("\ufeff")), delimiter=";"))
+    assert rows[0][-2:] == ["Tailgating", "Closed with people inside"]
+    assert [row[-2:] for row in rows[1:] if row[0] == "2026-11-02"] == [["2", "1"]]
+
+
+def test_a_branch_that_counts_no_people_shows_no_people_columns(seeded, staff):
+    html = staff.get("/stats?from=2026-11-01&to=2026-11-30").get_data(as_text=True)
+    assert "Tailgating" not in html and "Closed with people inside" not in html
+    assert "Tailgating" not in staff.get("/stats.csv?from=2026-11-01&to=2026-11-30").get_data(as_text=True)
