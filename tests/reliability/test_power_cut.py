@@ -14,9 +14,10 @@ decision; no tap is recorded twice; the counters match the events; every event
 at or below ``pushed_upto`` is at the central service exactly once; the patron
 cache is one whole snapshot the central service served, never a mix; every
 edit the staff page confirmed is there and audited; every door command carried
-out has its event; ``PRAGMA integrity_check`` is ok; and each process starts
-again, works and stops cleanly. ``OMAOVI_SEED`` repeats a run's random choices
-(the timing of the processes still varies).
+out has its event; a snapshot cut short is cleared away once sync has started
+again; ``PRAGMA integrity_check`` is ok; and each process starts again, works
+and stops cleanly. ``OMAOVI_SEED`` repeats a run's random choices (the timing of
+the processes still varies).
 
 The reader is a pty that no other process on the machine reads (see
 ``ReaderPty``): a reader left behind by an interrupted test run would take
@@ -370,6 +371,8 @@ def test_kill_9_of_device_sync_and_web_loses_nothing_and_mixes_nothing(tmp_path,
     assert _pushed_upto(db) == max(events.values()), context
     assert {uuid: event["seq"] for uuid, event in central.events.items()} == events, f"the central service's events differ {context}"
     assert branch.patrons.generation(db) == len(branch.patrons.states) - 1, context
+    left = db.execute("SELECT name FROM sqlite_master WHERE name IN ('patrons_staging', 'patrons_retired')").fetchall()
+    assert not left, f"sync started again and left {left} of a snapshot cut short {context}"
 
     # Staff: every confirmed edit is there and audited; every carried-out command has its event.
     days = dict(db.execute("SELECT date, note FROM exception_days").fetchall())
