@@ -67,9 +67,10 @@ class Service:
         raise ServiceFailed(f"{self.name} life {self.lives} was not ready within {timeout:.0f} s:\n{self._log_from(offset)[-3000:]}")
 
     def kill(self) -> None:
-        """The power cut: SIGKILL, no cleanup of any kind."""
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
+        """The power cut: SIGKILL, no cleanup of any kind. Nothing if no life is running."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)  # nothing if it has ended already
+            self.proc.wait()
 
     def stop(self, timeout: float = 15.0) -> int:
         """A clean stop as systemd does it; the exit status."""

@@ -321,9 +321,21 @@ def central():
         yield server
 
 
-def test_kill_9_of_device_sync_and_web_loses_nothing_and_mixes_nothing(tmp_path, central):
-    print(f"power cut seed {SEED} (OMAOVI_SEED={SEED} repeats its choices)")
+@pytest.fixture
+def branch(tmp_path, central):
+    """The branch; when the test ends, pass or fail, none of its processes is left running.
+
+    A device left behind would try its /dev/pts/N every few seconds for good and
+    read whichever test's pty gets that number next (see ``ReaderPty``).
+    """
     branch = PowerCut(tmp_path, central)
+    yield branch
+    for service in (branch.device, branch.sync, branch.web):
+        service.kill()
+
+
+def test_kill_9_of_device_sync_and_web_loses_nothing_and_mixes_nothing(branch, central):
+    print(f"power cut seed {SEED} (OMAOVI_SEED={SEED} repeats its choices)")
     staff_done = threading.Event()
     with ThreadPoolExecutor(4) as pool:
         jobs = [
@@ -409,20 +421,22 @@ def test_the_staff_page_starts_after_a_cut_during_its_first_start(tmp_path):
     key_file = tmp_path / "web-secret.key"
     key_file.touch(mode=0o600)
     web = Service("web", ["web", "-c", str(config)], tmp_path / "web.log", "staff page on http://")
-    web.start()
-    assert web.stop() == 0
-    made = key_file.read_bytes()
-    assert len(made.strip()) >= 32 and key_file.stat().st_mode & 0o077 == 0
-    web.start()
-    assert web.stop() == 0
+    try:
+        web.start()
+        assert web.stop() == 0
+        made = key_file.read_bytes()
+        assert len(made.strip()) >= 32 and key_file.stat().st_mode & 0o077 == 0
+        web.start()
+        assert web.stop() == 0
+    finally:
+        web.kill()
     assert key_file.read_bytes() == made, "the key made after the cut is kept"
 
 
-def test_a_lockdown_and_a_hold_outlive_a_power_cut(tmp_path, central):
+def test_a_lockdown_and_a_hold_outlive_a_power_cut(tmp_path, branch):
     """Staff lock the building down, the power goes and comes back: the doors must
     come back locked down, not open to every card on the schedule. A hold is the
     same: the door stays unlocked until the time staff gave."""
-    branch = PowerCut(tmp_path, central)
     cards = [number(i) for i in range(3)]
     store = Store(tmp_path / "omaovi.db")
     store.put_patrons([Patron(card_key(KEY.encode(), card), self_service=True, valid_until=date(2099, 1, 1),
