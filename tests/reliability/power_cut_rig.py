@@ -94,8 +94,9 @@ class ReaderPty:
     """The device's serial card reader: a pty whose slave only the device under test opens.
 
     The kernel hands a freed /dev/pts/N out again at once, and an ``omaovi device``
-    orphaned by an interrupted test run on the same machine (SIGTERM to pytest
-    leaves its children running) tries its old /dev/pts/N every few seconds. When
+    that a test run on the same machine left behind (SIGTERM to pytest leaves its
+    children running, and a failed test may not stop its processes) tries its old
+    /dev/pts/N every few seconds once that run has ended. When
     that is this pty, both processes read it and each gets pieces of the lines
     written: the device under test then decides a piece such as "3" (from
     "30000123") as a card of its own, and two alike look like one card decided
