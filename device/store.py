@@ -205,9 +205,10 @@ CARD_COMMANDS = ("clear_pin_lockout",)
 _SYNC_COLUMNS = ("stream", "cursor", "pushed_upto", "last_attempt", "last_success", "last_error", "last_error_at", "last_snapshot")
 #: "Leave the cursor as it is", as opposed to None, which clears it.
 _KEEP = object()
-#: Rows written or deleted per transaction when a snapshot is staged or a replaced
-#: patron cache is cleared away: each such transaction holds the write lock that a
-#: tap's event waits for, so it is kept to a few milliseconds (benchmark P3).
+#: Rows written or deleted per transaction when a snapshot is staged, or when a
+#: replaced patron cache or a snapshot cut short is cleared away: each such
+#: transaction holds the write lock that a tap's event waits for, so it is kept
+#: to a few milliseconds (benchmark P3).
 _STAGE_SLICE = 1_000
 _RETIRE_SLICE = 2_000
 #: The pause after each such transaction, in which a waiting tap takes the lock.
@@ -733,10 +734,10 @@ class Store:
 
         The staging table is built from the live table's own definition, so the two
         can never drift apart, and it is invisible to ``patron()`` until the swap.
+        Whatever an earlier snapshot cut short left is cleared away first.
         """
+        self.discard_patron_snapshot()
         with self.conn:
-            self.conn.execute("DROP TABLE IF EXISTS patrons_staging")
-            self.conn.execute("DROP TABLE IF EXISTS patrons_retired")
             ddl = self.conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'patrons'").fetchone()[0]
             self.conn.execute(_PATRONS_TABLE.sub("CREATE TABLE patrons_staging", ddl, count=1))
 
@@ -770,25 +771,43 @@ class Store:
             self.conn.execute("ALTER TABLE patrons_staging RENAME TO patrons")
             self._sync_success(stream, at, cursor)
             self.conn.execute("UPDATE sync_state SET last_snapshot = ? WHERE stream = ?", (utc_text(at), stream))
-        # Emptied in slices first: dropping a million rows at once would hold the
-        # write lock long enough on an SD card to make the door wait to log a tap.
-        while True:
-            with self.conn:
-                removed = self.conn.execute(
-                    "DELETE FROM patrons_retired WHERE card_key IN (SELECT card_key FROM patrons_retired LIMIT ?)",
-                    (_RETIRE_SLICE,),
-                ).rowcount
-            if not removed:
-                break
-            time.sleep(_SLICE_PAUSE_SECONDS)
-        with self.conn:
-            self.conn.execute("DROP TABLE patrons_retired")
+        self._clear_away("patrons_retired")
         return count
 
-    def discard_patron_snapshot(self) -> None:
-        """Throw a half-received snapshot away; the live cache was never touched."""
+    def discard_patron_snapshot(self) -> int:
+        """Throw away what a snapshot left behind; returns the rows removed.
+
+        That is a staging table never swapped in (a snapshot that failed, or was
+        cut by a kill or a power cut), or a replaced cache not yet cleared away
+        (a cut just after the swap). ``patron()`` reads neither, so the doors
+        never noticed them. Their pages go to the database's free list, which the
+        next snapshot fills first: the file does not shrink, but a cut snapshot
+        never makes it grow by more than one snapshot.
+        """
+        leftovers = [name for (name,) in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('patrons_staging', 'patrons_retired')"
+        )]
+        return sum(self._clear_away(table) for table in leftovers)
+
+    def _clear_away(self, table: str) -> int:
+        """Empty one of the snapshot's own tables in slices, then drop it; returns the rows removed.
+
+        Dropping a million rows at once would hold the write lock long enough on
+        an SD card to make the door wait to log a tap.
+        """
+        removed = 0
+        while True:
+            with self.conn:
+                deleted = self.conn.execute(
+                    f"DELETE FROM {table} WHERE card_key IN (SELECT card_key FROM {table} LIMIT ?)", (_RETIRE_SLICE,)
+                ).rowcount
+            if not deleted:
+                break
+            removed += deleted
+            time.sleep(_SLICE_PAUSE_SECONDS)
         with self.conn:
-            self.conn.execute("DROP TABLE IF EXISTS patrons_staging")
+            self.conn.execute(f"DROP TABLE {table}")
+        return removed
 
     def apply_patron_changes(
         self, upserts: Iterable[Patron], deleted: Iterable[str], *, source: str, stream: str, cursor: str | None, at: datetime

@@ -288,12 +288,26 @@ class SyncRunner:
         """
         self._stop = stop_event
         log.info("central sync: %s every %d s for branch %s", self.central.base_url, self.central.interval, self.config.branch)
+        self._clear_cut_snapshot()
         while not stop_event.is_set():
             try:
                 self.run_once()
             except Exception:  # one bad round must not end the service; the traceback is logged
                 log.exception("central sync: the round failed unexpectedly")
             stop_event.wait(self.central.interval)
+
+    def _clear_cut_snapshot(self) -> None:
+        """A patron snapshot cut by a kill or a power cut leaves tables behind that
+        the door never reads. They are cleared away when the service starts rather
+        than at the next snapshot, which may be a day away, so the database has
+        their space back for events and the next snapshot at once."""
+        try:
+            removed = self.store.discard_patron_snapshot()
+        except sqlite3.Error as exc:
+            log.warning("central sync: patrons: cannot clear away a snapshot cut short (%s); the next snapshot will clear it away", exc)
+            return
+        if removed:
+            log.info("central sync: patrons: cleared away %d cards of a snapshot cut short", removed)
 
     # -- streams --------------------------------------------------------------
     def _sync_events(self, client: CentralClient) -> None:

@@ -219,6 +219,70 @@ def test_a_large_snapshot_replaces_the_whole_cache(tmp_path):
     assert store.conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'patrons_%'").fetchall() == []
 
 
+#: ``omaovi sync`` taking one round, and the power going at a given point of a snapshot.
+CUT_SNAPSHOT = textwrap.dedent(
+    """
+    import os, sys, time
+    from device.config import load_with_central
+    from device.store import Store
+    from sync.central import SyncRunner
+
+    config, central = load_with_central(sys.argv[1])
+    store = Store(config.database)
+    if sys.argv[2] == "staging":  # with every page staged, just before the swap
+        store.commit_patron_snapshot = lambda **kwargs: os._exit(9)
+    else:  # just after the swap, with the first slice of the replaced cache cleared away
+        commit = store.commit_patron_snapshot
+
+        def commit_then_cut(**kwargs):
+            time.sleep = lambda seconds: os._exit(9)
+            return commit(**kwargs)
+
+        store.commit_patron_snapshot = commit_then_cut
+    SyncRunner(store, config, central).run_once()
+    """
+)
+
+
+@pytest.mark.parametrize("cut", ["staging", "clearing"])
+def test_a_snapshot_cut_by_a_power_cut_is_cleared_away_when_sync_starts_again(branch, central, cut):
+    """A kill or a power cut during a snapshot leaves its staging table, or the replaced
+    cache half cleared away. The door never reads either; the sync service clears them
+    away when it starts again, and the next snapshot reuses their space."""
+    central.page_size = 500
+    central.patrons.put(*(patron(n) for n in range(3000)))
+    branch.sync()
+    central.patrons.put(*({"card_key": key(n), "deleted": True} for n in range(1000)), *(patron(n) for n in range(3000, 4000)))
+    central.patrons.forget_cursors()  # the next round takes the new list as a snapshot
+    env = {**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1", "PYTHONPATH": str(REPO)}
+    assert subprocess.run([sys.executable, "-c", CUT_SNAPSHOT, str(branch.config_path), cut], env=env, timeout=60).returncode == 9
+
+    def leftovers() -> list[str]:
+        return [name for (name,) in branch.store.conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'patrons_%'")]
+
+    def pages() -> tuple[int, int]:
+        return tuple(branch.store.conn.execute(f"PRAGMA {name}").fetchone()[0] for name in ("page_count", "freelist_count"))
+
+    # Before the swap the door decides from the old list, after it from the new one.
+    in_use = [Reason.GRANTED, Reason.UNKNOWN_CARD] if cut == "staging" else [Reason.UNKNOWN_CARD, Reason.GRANTED]
+    assert leftovers() == ["patrons_staging" if cut == "staging" else "patrons_retired"]
+    assert [branch.enter(0), branch.enter(3500)] == in_use
+    at_cut = pages()
+
+    stop = threading.Event()
+    stop.set()  # the service starts, and is stopped before its first round
+    branch.runner.run_forever(stop)
+
+    assert leftovers() == []
+    assert [branch.enter(0), branch.enter(3500)] == in_use
+    cleared = pages()
+    assert cleared[0] == at_cut[0] and cleared[1] > at_cut[1], "the leftover's pages are free in the file"
+
+    assert branch.sync()["patrons"] is None
+    assert [branch.enter(0), branch.enter(3500)] == [Reason.UNKNOWN_CARD, Reason.GRANTED]
+    assert pages()[0] <= at_cut[0], "the next snapshot reused the leftover's space"
+
+
 def test_an_empty_snapshot_does_not_wipe_a_full_cache(branch, central):
     central.patrons.put(patron(1))
     branch.sync()

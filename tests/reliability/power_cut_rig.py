@@ -7,6 +7,7 @@ every line it wrote before dying can still be read afterwards.
 ``StaffClient`` is a staff member at the tablet: logged in once (the session
 lives in the database, so it outlives a restart of the web process) and posting
 edits, each of which either got its answer or did not.
+``ReaderPty`` is the card reader: a pseudo-terminal that only the device reads.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ import requests
 REPO = Path(__file__).resolve().parent.parent.parent
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+#: How long a reader that has lost its port waits before it opens the same path
+#: again, at most: the longest of ReaderLoop's reconnect delays (3 s), with room
+#: for a busy machine.
+REOPEN_SECONDS = 4.0
+#: Ptys taken before giving up on finding one that no other process opens.
+PTY_ATTEMPTS = 5
 
 
 class ServiceFailed(AssertionError):
@@ -60,9 +67,10 @@ class Service:
         raise ServiceFailed(f"{self.name} life {self.lives} was not ready within {timeout:.0f} s:\n{self._log_from(offset)[-3000:]}")
 
     def kill(self) -> None:
-        """The power cut: SIGKILL, no cleanup of any kind."""
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
+        """The power cut: SIGKILL, no cleanup of any kind. Nothing if no life is running."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)  # nothing if it has ended already
+            self.proc.wait()
 
     def stop(self, timeout: float = 15.0) -> int:
         """A clean stop as systemd does it; the exit status."""
@@ -80,6 +88,73 @@ class Service:
         with open(self.log_path, "rb") as handle:
             handle.seek(offset)
             return handle.read().decode("utf-8", "replace")
+
+
+class ReaderPty:
+    """The device's serial card reader: a pty whose slave only the device under test opens.
+
+    The kernel hands a freed /dev/pts/N out again at once, and an ``omaovi device``
+    that a test run on the same machine left behind (SIGTERM to pytest leaves its
+    children running, and a failed test may not stop its processes) tries its old
+    /dev/pts/N every few seconds once that run has ended. When
+    that is this pty, both processes read it and each gets pieces of the lines
+    written: the device under test then decides a piece such as "3" (from
+    "30000123") as a card of its own, and two alike look like one card decided
+    twice. So a pty that another process opens within ``REOPEN_SECONDS`` is kept
+    open, to keep that process busy with it, and another one is taken; ``sharers``
+    names any process that still opens it later.
+    """
+
+    def __init__(self):
+        taken: list[tuple[int, int]] = []
+        for _ in range(PTY_ATTEMPTS):
+            master, slave = os.openpty()
+            time.sleep(REOPEN_SECONDS)
+            self.master, self.slave, self.path = master, slave, os.ttyname(slave)
+            if not self.sharers():
+                break
+            taken.append((master, slave))
+        else:
+            raise AssertionError(f"each of {PTY_ATTEMPTS} ptys was also opened by another process, such as {self.sharers()}")
+        # The decoys stay open until the test process ends, so their readers never move on to this pty.
+        self._decoys = taken
+
+    def write_line(self, text: str) -> None:
+        os.write(self.master, text.encode() + b"\n")
+
+    def sharers(self) -> list[str]:
+        """Every other process that has this pty's slave open, as "pid: command line".
+
+        The test process and its children are left out: call it while no device
+        of the test runs (a child just forked still holds the test's descriptors
+        until it has started its program). Any process listed then reads what the
+        test writes for the device.
+        """
+        device = os.stat(self.path).st_rdev
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.getpid() in (int(pid), _parent_of(pid)):
+                    continue
+                fds = [os.path.join(f"/proc/{pid}/fd", fd) for fd in os.listdir(f"/proc/{pid}/fd")]
+                if any(_device_of(fd) == device for fd in fds):
+                    command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    found.append(f"{pid}: {command.strip()}")
+            except OSError:  # gone meanwhile, or not ours to look at
+                continue
+        return found
+
+
+def _parent_of(pid: str) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^PPid:\s*(\d+)", status, re.MULTILINE).group(1))
+
+
+def _device_of(path: str) -> int | None:
+    try:
+        return os.stat(path).st_rdev
+    except OSError:
+        return None
 
 
 class StaffClient:
