@@ -78,7 +78,8 @@ class SerialKeypad:
 
         while not self._stop.is_set():
             try:
-                port = serial.serial_for_url(self._cfg.device, baudrate=self._cfg.baudrate, timeout=0.2)
+                # Exclusive, as the card reader's port: a second reader of the port would split the keys.
+                port = serial.serial_for_url(self._cfg.device, baudrate=self._cfg.baudrate, timeout=0.2, exclusive=True)
             except (serial.SerialException, OSError, ValueError) as exc:
                 log.error("cannot open the keypad %s: %s", self._cfg.device, exc)
                 self._stop.wait(REOPEN_SECONDS)

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 import threading
 import time
 
@@ -115,6 +116,23 @@ def test_closed_loop_port_is_reopened(run_loop, loop_ports):
 
 
 # --- a real pseudo-terminal -------------------------------------------------------
+
+
+def test_a_second_reader_cannot_open_a_port_in_use(pty):
+    """Two readers on one port would each get pieces of every frame: one card, two wrong numbers."""
+    first = line_reader(pty.link)
+    first.open()
+    try:
+        with pytest.raises(ReaderError, match=rf"serial port {re.escape(pty.link)} is in use by another process.*fuser -v"):
+            line_reader(pty.link).open()
+        pty.send(b"0001234567\r\n")
+        assert first.read().text == "0001234567"
+    finally:
+        first.close()
+    second = line_reader(pty.link)
+    second.open()  # free again once the first has closed it
+    second.close()
+
 
 
 def test_lines_on_a_pty_become_cards(run_loop, pty):

@@ -33,9 +33,20 @@ class SerialReader:
         self._pending: deque[CardRead | GarbledRead] = deque()
 
     def open(self) -> None:
+        """Opens the port for this process alone (an exclusive lock, as pyserial takes it).
+
+        Two processes reading one port each get pieces of the frames: a second
+        ``omaovi device`` or a terminal program left on the reader would turn one
+        card into two wrong numbers. The second one now cannot open it.
+        """
         try:
-            self._port = self._open_port(self._cfg.device, baudrate=self._cfg.baudrate, timeout=READ_TIMEOUT)
+            self._port = self._open_port(self._cfg.device, baudrate=self._cfg.baudrate, timeout=READ_TIMEOUT, exclusive=True)
         except (serial.SerialException, OSError, ValueError) as exc:
+            if "exclusively lock" in str(exc):
+                raise ReaderError(
+                    f"serial port {self._cfg.device} is in use by another process (another omaovi device, "
+                    f"or omaovi doctor while the device runs): {exc}. Find it with: fuser -v {self._cfg.device}"
+                ) from exc
             raise ReaderError(
                 f"cannot open serial port {self._cfg.device}: {exc}. Check the cable and the device path "
                 "(ls -l /dev/serial/by-id/), and that the omaovi user is in the dialout group; for a reader "
