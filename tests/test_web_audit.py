@@ -9,11 +9,12 @@ check below can see the change it looks for.
 from __future__ import annotations
 
 import sqlite3
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
 from admin_web import accounts, audit
+from device.events import utc_text
 from device.schedule import Period
 
 # Wednesday 25 November 2026, noon in Helsinki: the exception dates below are ahead of it.
@@ -33,6 +34,7 @@ def _weekly_rows(store) -> int:
 ACTIONS = {
     "door.pulse": ("staff", "/doors/entrance/pulse", {}, lambda s: bool(s.pending_commands())),
     "door.lockdown": ("staff", "/doors/entrance/lockdown", {}, lambda s: bool(s.pending_commands())),
+    "pin_lockout.clear": ("staff", "/today/pin-lockouts/ab12cd/clear", {}, lambda s: bool(s.pending_commands())),
     "hours.weekly": (
         "staff", "/hours/weekly", {"day0-0-start": "8", "day0-0-end": "16", "day0-0-mode": "staffed"},
         lambda s: _weekly_rows(s) > 0,
@@ -54,6 +56,7 @@ def test_a_change_whose_audit_entry_cannot_be_written_is_not_kept(request, web_s
     who, url, form, changed = ACTIONS[action]
     client = request.getfixturevalue(who)
     web_store.set_exceptions({NEW_YEARS_EVE: [Period(600, 900, "staffed")]}, note="New Year's Eve")
+    web_store.set_status("pin_lockouts", [{"card_key": "ab12cd" * 10 + "0000", "until": utc_text(NOW + timedelta(hours=1))}])
     entries = len(audit.entries(web_store))
     with web_store.conn:
         web_store.conn.execute("CREATE TRIGGER audit_fails BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END")
