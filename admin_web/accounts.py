@@ -143,6 +143,7 @@ def set_disabled(store: Store, username: str, disabled: bool) -> None:
     the staff page any more.
     """
     with store.conn:
+        store.lock_for_writing()
         user = _existing_user(store, username)
         if disabled:
             _keep_an_admin(store, user, AccountError("last_admin", "the last admin cannot be disabled"))
@@ -155,6 +156,7 @@ def set_role(store: Store, username: str, role: str) -> None:
     """Change a user's role; the last enabled admin stays an admin, for the same reason as above."""
     _check_role(role)
     with store.conn:
+        store.lock_for_writing()
         user = _existing_user(store, username)
         if role != "admin":
             _keep_an_admin(store, user, AccountError("last_admin_role", "the last admin must stay an admin"))
@@ -169,7 +171,12 @@ def _existing_user(store: Store, username: str) -> User:
 
 
 def _keep_an_admin(store: Store, user: User, refusal: AccountError) -> None:
-    """Raise ``refusal`` if taking ``user`` away would leave no enabled admin."""
+    """Raise ``refusal`` if taking ``user`` away would leave no enabled admin.
+
+    Called with the write lock held (``Store.lock_for_writing``) until the change is
+    written: otherwise two admins taking each other away at the same moment could
+    both count two admins and both succeed, leaving none.
+    """
     if user.is_admin and not user.disabled:
         admins = store.conn.execute("SELECT count(*) FROM users WHERE role = 'admin' AND disabled = 0").fetchone()[0]
         if admins <= 1:

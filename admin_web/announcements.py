@@ -124,8 +124,9 @@ def index():
     if value == before:
         flash(_("Nothing was changed."), "ok")
     else:
-        store().set_announcement_settings(value)
-        log_action("announcements.settings", "", old=before, new=value)
+        with store().conn:
+            store().set_announcement_settings(value)
+            log_action("announcements.settings", "", old=before, new=value)
         flash(_("Announcement settings saved. The door controller uses them from the next announcement on."), "ok")
     return redirect(url_for("announcements.index"))
 

@@ -15,7 +15,11 @@ from device.store import Store
 
 
 def record(store: Store, actor: str, action: str, target: str = "", detail: dict | None = None, address: str | None = None) -> None:
-    """Write one entry. ``action`` is a short dotted name such as ``hours.weekly`` or ``door.pulse``."""
+    """Write one entry. ``action`` is a short dotted name such as ``hours.weekly`` or ``door.pulse``.
+
+    Inside a ``with store.conn:`` block the entry joins that block's transaction,
+    which is how a change and its entry are committed together (see auth.log_action).
+    """
     with store.conn:
         store.conn.execute(
             "INSERT INTO audit_log (ts, actor, action, target, detail, address) VALUES (?, ?, ?, ?, ?, ?)",

@@ -57,7 +57,12 @@ def actor() -> str:
 
 
 def log_action(action: str, target: str = "", **detail) -> None:
-    """Audit one staff action by the logged-in user."""
+    """Audit one staff action by the logged-in user.
+
+    A view calls it in the same ``with store().conn:`` block as the change it
+    records, so that the change and its entry are one transaction: a crash or a
+    failed insert cannot leave a change nobody is recorded as having made.
+    """
     audit.record(store(), actor(), action, target, detail or None, request.remote_addr)
 
 
@@ -87,19 +92,22 @@ def login():
             username = request.form.get("username", "").strip().lower()
             user = accounts.authenticate(store(), username, request.form.get("password", ""))
             if user is None:
-                accounts.note_failure(store(), address)
                 known = accounts.get_user(store(), username) is not None
-                audit.record(store(), username if known else "(unknown user)", "login.failed", address=address)
+                with store().conn:
+                    accounts.note_failure(store(), address)
+                    audit.record(store(), username if known else "(unknown user)", "login.failed", address=address)
                 error, status = _("Wrong username or password."), 401
             else:
                 accounts.clear_failures(store(), address)
                 language = session.get("lang")
                 session.clear()  # nothing from before the login survives it
                 session.permanent = True
-                session["sid"] = accounts.start_session(store(), user.username)
+                with store().conn:
+                    session_id = accounts.start_session(store(), user.username)
+                    audit.record(store(), user.username, "login", address=address)
+                session["sid"] = session_id
                 if language:
                     session["lang"] = language
-                audit.record(store(), user.username, "login", address=address)
                 return redirect(safe_next(request.args.get("next")))
     return render_template("auth/login.html", error=error), status
 
@@ -115,8 +123,9 @@ def first_run():
 @bp.route("/logout", methods=["POST"])
 @access(STAFF)
 def logout():
-    log_action("logout")
-    accounts.end_session(store(), session["sid"])
+    with store().conn:
+        log_action("logout")
+        accounts.end_session(store(), session["sid"])
     session.clear()
     return redirect(url_for("auth.login"))
 
@@ -147,13 +156,15 @@ def account():
             error, status = _("The new passwords do not match."), 400
         else:
             try:
-                accounts.set_password(store(), g.user.username, new)
+                with store().conn:
+                    accounts.set_password(store(), g.user.username, new)
+                    log_action("account.password", g.user.username)
+                    # Changing the password ended every session, this one too: log in afresh.
+                    session_id = accounts.start_session(store(), g.user.username)
             except accounts.AccountError as exc:
                 error, status = account_error_text(exc), 400
             else:
-                log_action("account.password", g.user.username)
-                # Changing the password ended every session, this one too: log in afresh.
-                session["sid"] = accounts.start_session(store(), g.user.username)
+                session["sid"] = session_id
                 flash(_("Your password was changed."), "ok")
                 return redirect(url_for("auth.account"))
     return render_template("auth/account.html", error=error, min_length=accounts.MIN_PASSWORD_LENGTH), status

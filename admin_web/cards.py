@@ -83,8 +83,9 @@ def add_staff():
             )
     if errors:
         return _page(400, errors)
-    store().add_staff_card(key, note, actor())
-    log_action("cards.staff.add", short(key), note=note)
+    with store().conn:
+        store().add_staff_card(key, note, actor())
+        log_action("cards.staff.add", short(key), note=note)
     flash(_("Staff card %(card)s added. It opens the doors from now on.", card=short(key)), "ok")
     return redirect(url_for("cards.index", _anchor="staff"))
 
@@ -115,8 +116,9 @@ def add_block():
         )
     if errors:
         return _page(400, errors)
-    store().add_local_block(key, note, actor(), until)
-    log_action("cards.block.add", short(key), note=note, until=until.isoformat() if until else None)
+    with store().conn:
+        store().add_local_block(key, note, actor(), until)
+        log_action("cards.block.add", short(key), note=note, until=until.isoformat() if until else None)
     flash(_("Card %(card)s is blocked at this branch.", card=short(key)), "ok")
     return redirect(url_for("cards.index", _anchor="blocks"))
 
@@ -141,8 +143,9 @@ def _remove(key: str, rows: list[dict], remove, action: str, *, title: str, ques
         return redirect(url_for("cards.index", _anchor=anchor))
     if request.method == "GET":
         return render_template("cards/remove.html", row=row, title=title, question=question, short=short, anchor=anchor)
-    remove(key)
-    log_action(action, short(key), note=row["note"])
+    with store().conn:
+        remove(key)
+        log_action(action, short(key), note=row["note"])
     flash(done, "ok")
     return redirect(url_for("cards.index", _anchor=anchor))
 
@@ -175,9 +178,10 @@ def import_patrons():
         return _page(400, {"csv_file": _(
             "The file has no patrons, and replacing the list with it would leave nobody with access. Nothing was imported."
         )})
-    count = store().put_patrons(patrons, source="csv", replace=replace)
     ageless = sum(1 for p in patrons if p.age_ok_from is None and not p.staff)
-    log_action("cards.import", "", count=count, replace=replace, ageless=ageless)
+    with store().conn:
+        count = store().put_patrons(patrons, source="csv", replace=replace)
+        log_action("cards.import", "", count=count, replace=replace, ageless=ageless)
     flash(_("Imported %(count)d patrons from the file.", count=count), "ok")
     if ageless:
         flash(_(

@@ -69,9 +69,10 @@ def confirm(door_id: str, action: str):
         except HoldTimeError as exc:
             error = str(exc)
     if error is None and request.method == "POST":
-        command = store().add_command(door.id, action, requested_by=actor(), until=until)
-        detail = {"command": command} | ({"until": utc_text(until)} if until else {})
-        log_action(f"door.{action}", door.id, **detail)
+        with store().conn:
+            command = store().add_command(door.id, action, requested_by=actor(), until=until)
+            detail = {"command": command} | ({"until": utc_text(until)} if until else {})
+            log_action(f"door.{action}", door.id, **detail)
         flash(_("%(door)s: “%(action)s” was sent to the door controller. The state below changes as soon as the door has acted.",
                 door=door.label, action=ACTION_LABELS[action]), "ok")
         return redirect(url_for("doors.index"))

@@ -128,12 +128,13 @@ def weekly():
     if errors:
         return _render("weekly.html", 400, days=days, errors=errors)
     old = store().schedule(branch().config.tz).weekly
-    store().set_weekly({weekday: periods for weekday, periods in new.items() if periods})
-    log_action(
-        "hours.weekly",
-        old={WEEKDAYS[day]: _detail(old.get(day, ())) for day in range(7)},
-        new={WEEKDAYS[day]: _detail(new[day]) for day in range(7)},
-    )
+    with store().conn:
+        store().set_weekly({weekday: periods for weekday, periods in new.items() if periods})
+        log_action(
+            "hours.weekly",
+            old={WEEKDAYS[day]: _detail(old.get(day, ())) for day in range(7)},
+            new={WEEKDAYS[day]: _detail(new[day]) for day in range(7)},
+        )
     flash(_("The weekly hours were saved. The doors follow them within a few seconds."), "ok")
     return redirect(url_for("hours.index"))
 
@@ -214,11 +215,12 @@ def _save_exception(existing: dict | None):
             errors.append(str(exc))
     if errors:
         return _render("exception.html", 400, existing=existing, date_text=date_text, note=note, closed=closed, rows=rows, errors=errors)
-    store().set_exceptions({day: periods}, note=note, source="local")
-    log_action(
-        "hours.exception.edit" if existing else "hours.exception.add", day.isoformat(),
-        note=note, old=_detail(existing["periods"]) if existing else None, new=_detail(periods),
-    )
+    with store().conn:
+        store().set_exceptions({day: periods}, note=note, source="local")
+        log_action(
+            "hours.exception.edit" if existing else "hours.exception.add", day.isoformat(),
+            note=note, old=_detail(existing["periods"]) if existing else None, new=_detail(periods),
+        )
     flash(_("The hours of %(day)s were saved.", day=_date_text(day)), "ok")
     return redirect(url_for("hours.index"))
 
@@ -232,8 +234,9 @@ def delete_exception(day: str):
         _check_editable(when)
     except InputError as exc:
         return _index_page(error=str(exc), status=400)
-    store().delete_exception(when)
-    log_action("hours.exception.delete", when.isoformat(), note=existing["note"], old=_detail(existing["periods"]), new=None)
+    with store().conn:
+        store().delete_exception(when)
+        log_action("hours.exception.delete", when.isoformat(), note=existing["note"], old=_detail(existing["periods"]), new=None)
     flash(_("The exception for %(day)s was removed. The weekly hours apply on that day again.", day=_date_text(when)), "ok")
     return redirect(url_for("hours.index"))
 
@@ -255,15 +258,16 @@ def import_kirkanta():
         return _index_page(import_error=_("The file has no days in it, so nothing was changed."), status=400)
     first, last = min(days), max(days)
     before = {row["date"]: row["periods"] for row in store().exception_days(first, last)}
-    store().set_exceptions(days, note="Kirkanta", source="kirkanta")
-    log_action(
-        "hours.import", upload.filename, source="kirkanta", days=len(days), first=first.isoformat(), last=last.isoformat(),
-        changes={
-            day.isoformat(): {"old": _detail(before.get(day)), "new": _detail(periods)}
-            for day, periods in sorted(days.items())
-            if before.get(day) != periods
-        },
-    )
+    with store().conn:
+        store().set_exceptions(days, note="Kirkanta", source="kirkanta")
+        log_action(
+            "hours.import", upload.filename, source="kirkanta", days=len(days), first=first.isoformat(), last=last.isoformat(),
+            changes={
+                day.isoformat(): {"old": _detail(before.get(day)), "new": _detail(periods)}
+                for day, periods in sorted(days.items())
+                if before.get(day) != periods
+            },
+        )
     flash(
         _("Imported the hours of %(count)d days, %(first)s–%(last)s.", count=len(days), first=_date_text(first), last=_date_text(last)),
         "ok",

@@ -30,7 +30,7 @@ import time
 
 from waitress import create_server
 
-from admin_web import create_app
+from admin_web import MAX_UPLOAD_MB, create_app
 from device.config import Config
 from device.systemd_notify import Notifier
 
@@ -39,6 +39,12 @@ log = logging.getLogger("omaovi.web")
 #: Worker threads per process: enough for a few staff browsers, the lobby board
 #: and the central office's pulls; more only wait longer for the interpreter lock.
 THREADS = 6
+#: The largest request body waitress reads, all of it into memory. By default it
+#: writes a body over 512 KB to a temporary file before the page sees it, and an
+#: upload may be a patron CSV full of raw card numbers. Twice the page's own limit,
+#: so that a file somewhat too big still reaches the page and is refused there in
+#: the user's language; a bigger body gets waitress's own short refusal.
+MAX_BODY = 2 * MAX_UPLOAD_MB * 1024 * 1024
 _PR_SET_PDEATHSIG = 1
 
 
@@ -48,7 +54,10 @@ def make_server(config: Config, *, host: str | None = None, port: int | None = N
     where = {"sockets": sockets} if sockets else {
         "host": host or config.web.host, "port": port if port is not None else config.web.port,
     }
-    return create_server(app, threads=THREADS, ident="omaovi", clear_untrusted_proxy_headers=True, **where)
+    return create_server(
+        app, threads=THREADS, ident="omaovi", clear_untrusted_proxy_headers=True,
+        max_request_body_size=MAX_BODY, inbuf_overflow=MAX_BODY, **where,
+    )
 
 
 def serve(config: Config) -> int:

@@ -64,8 +64,9 @@ def clear_lockout(card: str):
         flash(_("Two locked-out cards begin with %(card)s…, so the lockout was not cleared. Each lockout ends at the time shown.",
                 card=card), "warn")
     else:
-        command = store().add_command(BUILDING, "clear_pin_lockout", requested_by=actor(), card_key=keys[0])
-        log_action("pin_lockout.clear", card, command=command)
+        with store().conn:
+            command = store().add_command(BUILDING, "clear_pin_lockout", requested_by=actor(), card_key=keys[0])
+            log_action("pin_lockout.clear", card, command=command)
         flash(_("The PIN lockout of card %(card)s… is being cleared. The patron can type the PIN again as soon as "
                 "the card leaves the list.", card=card), "ok")
     return redirect(url_for("today.index"))

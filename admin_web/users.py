@@ -42,10 +42,11 @@ def add():
     role = request.form.get("role", "")
     password = accounts.new_password()
     try:
-        accounts.add_user(store(), username, password, role)
+        with store().conn:
+            accounts.add_user(store(), username, password, role)
+            log_action("users.add", username, role=role)
     except accounts.AccountError as exc:
         return _list_page(400, account_error_text(exc))
-    log_action("users.add", username, role=role)
     return _show_password(username, password, new_user=True)
 
 
@@ -67,10 +68,11 @@ def role(username: str):
     if user.username == g.user.username:
         return _manage_page(user, 400, _("You cannot change your own role. Ask another admin."))
     try:
-        accounts.set_role(store(), user.username, new_role)
+        with store().conn:
+            accounts.set_role(store(), user.username, new_role)
+            log_action("users.role", user.username, role=new_role)
     except accounts.AccountError as exc:
         return _manage_page(user, 400, account_error_text(exc))
-    log_action("users.role", user.username, role=new_role)
     flash(_("%(name)s is now: %(role)s.", name=user.username, role=role_label(new_role)), "ok")
     return redirect(url_for("users.manage", username=user.username))
 
@@ -91,10 +93,11 @@ def _set_disabled(user: accounts.User, disabled: bool):
     if disabled and user.username == g.user.username:
         return _manage_page(user, 400, _("You cannot disable your own account."))
     try:
-        accounts.set_disabled(store(), user.username, disabled)
+        with store().conn:
+            accounts.set_disabled(store(), user.username, disabled)
+            log_action("users.disable" if disabled else "users.enable", user.username)
     except accounts.AccountError as exc:
         return _manage_page(user, 400, account_error_text(exc))
-    log_action("users.disable" if disabled else "users.enable", user.username)
     if disabled:
         flash(_("%(name)s is disabled and was logged out everywhere.", name=user.username), "ok")
     else:
@@ -109,8 +112,9 @@ def reset(username: str):
     if user.username == g.user.username:
         return _manage_page(user, 400, _("Change your own password on the My account page."))
     password = accounts.new_password()
-    accounts.set_password(store(), user.username, password)
-    log_action("users.reset", user.username)
+    with store().conn:
+        accounts.set_password(store(), user.username, password)
+        log_action("users.reset", user.username)
     return _show_password(user.username, password, new_user=False)
 
 

@@ -288,20 +288,20 @@ def cmd_user(args) -> int:
             state = "disabled" if user.disabled else "enabled"
             print(f"{user.username:<24} {user.role:<6} {state:<9} since {user.created_at.astimezone(cfg.tz):%Y-%m-%d}")
         return 0
+    password = _read_new_password(args) if args.action in ("add", "passwd") else None
     try:
-        if args.action == "add":
-            accounts.add_user(store, args.name, _read_new_password(args), args.role)
-            detail = {"role": args.role}
-        elif args.action == "passwd":
-            accounts.set_password(store, args.name, _read_new_password(args))
-            detail = None
-        else:
-            accounts.set_disabled(store, args.name, args.action == "disable")
-            detail = None
+        with store.conn:  # the change and its audit entry: both or neither
+            if args.action == "add":
+                accounts.add_user(store, args.name, password, args.role)
+            elif args.action == "passwd":
+                accounts.set_password(store, args.name, password)
+            else:
+                accounts.set_disabled(store, args.name, args.action == "disable")
+            detail = {"role": args.role} if args.action == "add" else None
+            audit.record(store, _console_actor(), f"user.{args.action}", args.name, detail)
     except accounts.AccountError as exc:
         print(f"omaovi user {args.action}: {exc}", file=sys.stderr)
         return 1
-    audit.record(store, _console_actor(), f"user.{args.action}", args.name, detail)
     print({"add": f"Added {args.role} user {args.name}.", "passwd": f"Changed the password of {args.name}; their sessions ended.",
            "disable": f"Disabled {args.name}; their sessions ended.", "enable": f"Enabled {args.name}."}[args.action])
     return 0
@@ -321,14 +321,15 @@ def cmd_token(args) -> int:
             print(f"{token.name:<24} {state:<18} since {_local_day(token.created_at, cfg)}  {used}")
         return 0
     try:
-        if args.action == "add":
-            secret = tokens.add(store, args.name)
-        else:
-            tokens.revoke(store, args.name)
+        with store.conn:  # the change and its audit entry: both or neither
+            if args.action == "add":
+                secret = tokens.add(store, args.name)
+            else:
+                tokens.revoke(store, args.name)
+            audit.record(store, _console_actor(), f"token.{args.action}", args.name)
     except tokens.TokenError as exc:
         print(f"omaovi token {args.action}: {exc}", file=sys.stderr)
         return 1
-    audit.record(store, _console_actor(), f"token.{args.action}", args.name)
     if args.action == "add":
         print(secret)
         print(f"Added API token {args.name}. It is shown only this once: put it in the caller's token file now.", file=sys.stderr)

@@ -242,6 +242,27 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class _Connection(sqlite3.Connection):
+    """A connection whose ``with`` blocks nest: only the outermost one commits, or rolls back.
+
+    Every write method here is its own ``with self.conn:`` block. A staff action
+    wraps its change and its audit entry in one more block, so that both reach the
+    database or neither does: a plain sqlite3 connection would commit at the end
+    of the inner block and leave the change without its entry if the process died
+    in between. An exception that leaves the outer block undoes the inner blocks too.
+    """
+
+    depth = 0
+
+    def __enter__(self):
+        self.depth += 1
+        return super().__enter__() if self.depth == 1 else self
+
+    def __exit__(self, kind, value, traceback):
+        self.depth -= 1
+        return super().__exit__(kind, value, traceback) if self.depth == 0 else False
+
+
 class Store:
     def __init__(self, path: str | Path, *, durable: bool = False, busy_timeout_ms: int = 5000, migrate: bool = True):
         """Open (creating if needed) and migrate the database.
@@ -255,7 +276,9 @@ class Store:
         self.path = Path(path)
         self._busy_timeout_ms = busy_timeout_ms
         self._schedules: dict[ZoneInfo, tuple[int, Schedule]] = {}
-        conn = sqlite3.connect(str(self.path), timeout=busy_timeout_ms / 1000, check_same_thread=False)
+        conn = sqlite3.connect(
+            str(self.path), timeout=busy_timeout_ms / 1000, check_same_thread=False, factory=_Connection
+        )
         self.db = sqlite_utils.Database(conn)
         self.conn = conn
         conn.execute("PRAGMA journal_mode=WAL")
@@ -266,6 +289,16 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    def lock_for_writing(self) -> None:
+        """Take the write lock now, inside a ``with self.conn:`` block, until the block ends.
+
+        For a write that depends on what the block read first: without it the reads
+        run before the transaction begins (at its first write), and another process
+        may change what was read in between. A block that has written holds the lock already.
+        """
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN IMMEDIATE")
 
     # -- schema ---------------------------------------------------------------
     @property

@@ -6,14 +6,21 @@ nowhere else: not the database, the audit log or the page shown back.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import re
+import tempfile
+import threading
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
+import requests
 
-from admin_web import audit
+from admin_web import audit, serve
 from device.cards import card_key, load_consortium_key
-from webclient import blueprint_routes
+from webclient import PASSWORDS, blueprint_routes
 
 EN = {"Accept-Language": "en"}
 NUMBER = "2040718893"
@@ -226,6 +233,76 @@ def test_replace_swaps_the_whole_list(admin, web_store, key_of):
     _upload(admin, "card_number\n10000009\n")
     _upload(admin, "card_number\n10000001\n", replace=True)
     assert web_store.patron(key_of("10000009")) is None and web_store.patron(key_of("10000001")) is not None
+
+
+@pytest.fixture
+def temp_files(monkeypatch):
+    """Every file opened in the temporary directory from now on, as Werkzeug's spooling of a big upload would."""
+    temp_dir, real_open, opened = Path(tempfile.gettempdir()).resolve(), os.open, []
+
+    def watching_open(path, flags, *args, **kwargs):
+        if temp_dir in (Path(path).resolve(), Path(path).resolve().parent):
+            opened.append(path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", watching_open)
+    return opened
+
+
+@pytest.fixture
+def served(web_app, branch_config):
+    """The staff page as the branch runs it, under waitress (admin_web/serve.py), on a free local port."""
+    server = serve.make_server(branch_config, host="127.0.0.1", port=0)
+
+    def run():
+        with contextlib.suppress(OSError):  # closing the socket ends run() with EBADF, as in serve()
+            server.run()
+
+    threading.Thread(target=run, daemon=True).start()
+    browser = requests.Session()
+    url = f"http://127.0.0.1:{server.effective_port}"
+    browser.post(f"{url}/login", data={"csrf_token": _page_token(browser, url), "username": "admin", "password": PASSWORDS["admin"]})
+    yield browser, url
+    browser.close()
+    server.close()
+
+
+def _page_token(browser, url: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', browser.get(f"{url}/login").text).group(1)
+
+
+def test_under_waitress_a_big_csv_stays_in_memory_and_a_too_big_one_is_explained(served, web_store, key_of, temp_files):
+    """Werkzeug and waitress both spool a body over 500 KB to disk; the raw card numbers in these must stay in memory."""
+    browser, url = served
+    rows = "".join(f"{10_000_000 + n},1,,,2000-01-01,0\n" for n in range(30_000))
+    big = "card_number,self_service,blocked_reason,valid_until,age_ok_from,staff\n" + rows
+    assert len(big) > 500 * 1024
+    response = browser.post(f"{url}/cards/import", data={"csrf_token": _page_token(browser, url)},
+                            files={"csv_file": ("patrons.csv", big.encode())}, headers=EN)
+    assert "Imported 30000 patrons from the file." in response.text
+    assert web_store.patron(key_of("10029999")) is not None
+
+    too_big = b"card_number\n" + b"10000001\n" * (40 * 1024 * 1024 // 9)
+    response = browser.post(f"{url}/cards/import", data={"csrf_token": _page_token(browser, url), "replace": "1"},
+                            files={"csv_file": ("patrons.csv", too_big)}, headers=EN)
+    assert response.status_code == 413
+    assert "The file is too large to upload: at most 32 MB at a time. Nothing was changed." in response.text
+    assert web_store.patron_count() == 30_000
+    assert temp_files == []
+
+
+@pytest.mark.parametrize("headers, text", [
+    (EN, "The file is too large to upload: at most 32 MB at a time."),
+    ({"Accept-Language": "fi"}, "Tiedosto on liian suuri lähetettäväksi: enintään 32 Mt kerrallaan."),
+])
+def test_an_upload_over_the_limit_is_refused_with_a_page_that_says_so(admin, web_store, headers, text):
+    too_big = io.BytesIO(b"card_number\n" + b"10000001\n" * (32 * 1024 * 1024 // 9))
+    response = admin.post("/cards/import", data={"csv_file": (too_big, "patrons.csv")}, headers=headers,
+                          content_type="multipart/form-data")
+    assert response.status_code == 413
+    page = response.get_data(as_text=True)
+    assert text in page and 'href="/cards"' in page
+    assert web_store.patron_count() == 0
 
 
 @pytest.mark.parametrize("payload, text", [

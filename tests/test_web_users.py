@@ -7,10 +7,12 @@ and stored nowhere but as a hash; disabling or resetting ends the user's session
 from __future__ import annotations
 
 import re
+import sqlite3
 
 import pytest
 
 from admin_web import accounts, audit
+from device.store import Store
 from webclient import blueprint_routes
 
 EN = {"Accept-Language": "en"}
@@ -111,6 +113,40 @@ def test_with_two_admins_one_may_disable_or_demote_the_other(admin, web_store):
     accounts.set_role(web_store, "boss", "admin")
     assert admin.post("/users/boss/disable", data={}).status_code == 302
     assert accounts.get_user(web_store, "boss").disabled
+
+
+@pytest.mark.parametrize("take_away", [
+    lambda store, name: accounts.set_disabled(store, name, True),
+    lambda store, name: accounts.set_role(store, name, "staff"),
+], ids=["disable", "demote"])
+def test_two_admins_taking_each_other_away_at_once_leave_one_admin(web_store, branch_config, monkeypatch, take_away):
+    """Boss's request arrives while admin's is between its check and its write; one must lose.
+
+    The interleaving is made, not waited for: boss's request runs inside admin's, on
+    a second connection that gives up at once when it finds the write lock taken.
+    """
+    accounts.add_user(web_store, "boss", "boss-password-1", "admin")
+    other = Store(branch_config.database, busy_timeout_ms=0, migrate=False)
+    check, meanwhile = accounts._keep_an_admin, []
+
+    def check_then_let_boss_in(store, user, refusal):
+        check(store, user, refusal)
+        if store is web_store:
+            try:
+                take_away(other, "admin")
+                meanwhile.append("boss took admin away")
+            except (accounts.AccountError, sqlite3.OperationalError) as exc:
+                meanwhile.append(exc)
+
+    monkeypatch.setattr(accounts, "_keep_an_admin", check_then_let_boss_in)
+    take_away(web_store, "boss")
+    assert meanwhile != ["boss took admin away"]
+    # Boss's request, once admin's is done, is refused by the rule itself.
+    with pytest.raises(accounts.AccountError):
+        take_away(other, "admin")
+    other.close()
+    admins = [u.username for u in accounts.users(web_store) if u.is_admin and not u.disabled]
+    assert admins == ["admin"]
 
 
 def test_an_admin_cannot_change_their_own_role(admin, web_store):
