@@ -125,6 +125,19 @@ def test_hours_changed_through_another_connection_are_read_again(store):
     assert store.schedule(HEL).weekly[0] == (Period(480, 960, "self_service"),)
 
 
+def test_counts_written_through_another_connection_are_summed_again(store):
+    """The web keeps a statistics query's sums between requests; a tap the device
+    records on its own connection, in an hour long past too (an event written
+    late), must show on the next request."""
+    day = [("2026-11-23", NOW - timedelta(hours=12), NOW + timedelta(hours=12))]
+    store.record([tap()])
+    assert store.period_totals(day) == [("2026-11-23", "visit_self_service", 1)]
+    device = Store(store.path)
+    device.record([tap(ts=NOW - timedelta(hours=5)), tap(reason="blocked", ts=NOW - timedelta(hours=5))])
+    device.close()
+    assert sorted(store.period_totals(day)) == [("2026-11-23", "denied_blocked", 1), ("2026-11-23", "visit_self_service", 2)]
+
+
 def test_commands_are_pending_until_finished(store):
     until = NOW + timedelta(hours=2)
     first = store.add_command("entrance", "hold", "maija", until=until)
