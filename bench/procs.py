@@ -94,7 +94,7 @@ def service_memory(pid: int) -> dict:
     proportional set size (PSS) shares each page out among the processes that map
     it, so its sum is the memory the service takes.
     """
-    pids = [pid, *_children(pid)]
+    pids = [pid, *children(pid)]
     return {
         "processes": len(pids),
         "rss_each_mb": [round(rss_mb(p), 1) for p in pids],
@@ -102,7 +102,8 @@ def service_memory(pid: int) -> dict:
     }
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (a service's forked workers)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -139,10 +140,9 @@ def measure_idle(args: list[str], env: dict, seconds: float, log: Path, cwd: Pat
         used = cpu_seconds(child.pid)
         time.sleep(seconds)
         used = cpu_seconds(child.pid) - used
-        rss = rss_mb(child.pid)
         memory = service_memory(child.pid)
         child.poll()
     finally:
         finished = child.stop()
-    return {"cpu_percent": round(100 * used / seconds, 2), "rss_mb": round(rss, 1),
+    return {"cpu_percent": round(100 * used / seconds, 2), "rss_mb": memory["rss_each_mb"][0],
             "peak_rss_mb": round(finished.peak_rss_mb, 1)} | memory

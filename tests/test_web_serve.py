@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from admin_web import serve
+from bench.procs import children
 from tests.webclient import write_branch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,16 +31,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-    return found
 
 
 def _alive(pid: int) -> bool:
@@ -76,7 +67,7 @@ def web_service(tmp_path, workers: int = 2):
     )
     url = f"http://127.0.0.1:{port}/login"
     try:
-        _wait(lambda: len(_children(process.pid)) == workers - 1, f"{workers - 1} worker processes")
+        _wait(lambda: len(children(process.pid)) == workers - 1, f"{workers - 1} worker processes")
 
         def answers() -> bool:
             with contextlib.suppress(OSError):
@@ -84,7 +75,7 @@ def web_service(tmp_path, workers: int = 2):
             return False
 
         _wait(answers, "the staff page to answer")
-        yield process, _children(process.pid), url
+        yield process, children(process.pid), url
     finally:
         if process.poll() is None:
             process.kill()
