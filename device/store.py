@@ -445,7 +445,10 @@ class Store:
 
     def counts_revision(self) -> int:
         """Goes up with every change of the hourly counters (a trigger of migration 7)."""
-        row = self.conn.execute("SELECT value FROM settings WHERE key = 'counts_revision'").fetchone()
+        return self._revision("counts_revision")
+
+    def _revision(self, key: str) -> int:
+        row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
         return int(row[0]) if row else 0
 
     def purge_events(self, older_than: datetime) -> int:
@@ -659,8 +662,7 @@ class Store:
 
     def hours_revision(self) -> int:
         """Goes up with every change of the hours, so the device reloads them only then."""
-        row = self.conn.execute("SELECT value FROM settings WHERE key = 'hours_revision'").fetchone()
-        return int(row[0]) if row else 0
+        return self._revision("hours_revision")
 
     def _bump_hours_revision(self) -> None:
         self.conn.execute(
