@@ -124,6 +124,21 @@ def test_the_device_unit_needs_no_network_and_is_watched(installed):
     assert "WantedBy=multi-user.target" in text
 
 
+def test_the_web_unit_yields_the_cpu_to_the_door(installed):
+    """The web's worker processes may keep the CPU busy under a burst of requests;
+    the door controller must still come first."""
+    prefix, _ = installed
+    web = (prefix / "etc/systemd/system/omaovi-web.service").read_text()
+    device = (prefix / "etc/systemd/system/omaovi-device.service").read_text()
+
+    def setting(text: str, name: str, default: int) -> int:
+        found = re.search(rf"^{name}=(-?\d+)$", text, re.M)
+        return int(found.group(1)) if found else default
+
+    assert setting(web, "CPUWeight", 100) < setting(device, "CPUWeight", 100)
+    assert setting(web, "Nice", 0) > setting(device, "Nice", 0)
+
+
 def test_a_second_run_changes_nothing(installed, checkout):
     prefix, _ = installed
     before = tree(prefix)
