@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from device.events import Event
+from device.events import Event, parse_utc, utc_text
 from device.policy import Patron, Reservation
 from device.schedule import Period
 from device.store import MIGRATIONS, Store
@@ -123,6 +123,17 @@ def test_hours_changed_through_another_connection_are_read_again(store):
     other.set_weekly({0: [Period(480, 960, "self_service")]})
     other.close()
     assert store.schedule(HEL).weekly[0] == (Period(480, 960, "self_service"),)
+
+
+def test_times_read_back_are_the_instants_written_and_nothing_else_is_read():
+    """The database's times are what utc_text wrote; anything else is a stored value
+    gone wrong and must be an error, not a guess."""
+    moment = datetime(2026, 3, 29, 0, 59, 59, 123456, tzinfo=timezone.utc)
+    assert parse_utc(utc_text(moment)) == moment and parse_utc(utc_text(moment)).tzinfo is timezone.utc
+    for text in ("2026-03-29", "2026-03-29T00:59:59Z", "2026-03-29T00:59:59.123456+00:00",
+                 "2026-03-29 00:59:59.123456Z", "2026-03-29T00:59:59,123456Z", "2026-13-29T00:59:59.123456Z"):
+        with pytest.raises(ValueError):
+            parse_utc(text)
 
 
 def test_counts_written_through_another_connection_are_summed_again(store):
