@@ -39,6 +39,7 @@ from sync.central import SyncRunner, event_json
 from sync.central_parse import parse_event_ack, parse_hours_page, parse_patron_page, parse_reservation_page
 from sync.kirkanta import parse_schedules
 from tests.central_server import Answer, CentralServer
+from tests.simulated import with_pythonpath
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "kallio-device-token"
@@ -254,7 +255,7 @@ def test_a_snapshot_cut_by_a_power_cut_is_cleared_away_when_sync_starts_again(br
     branch.sync()
     central.patrons.put(*({"card_key": key(n), "deleted": True} for n in range(1000)), *(patron(n) for n in range(3000, 4000)))
     central.patrons.forget_cursors()  # the next round takes the new list as a snapshot
-    env = {**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1", "PYTHONPATH": str(REPO)}
+    env = with_pythonpath({**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}, str(REPO))
     assert subprocess.run([sys.executable, "-c", CUT_SNAPSHOT, str(branch.config_path), cut], env=env, timeout=60).returncode == 9
 
     def leftovers() -> list[str]:
@@ -404,7 +405,7 @@ def test_a_crash_between_send_and_mark_sends_again_and_the_central_side_dedupes(
         SyncRunner(store, config, central).run_once()
         """
     )
-    env = {**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1", "PYTHONPATH": str(REPO)}
+    env = with_pythonpath({**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}, str(REPO))
     done = subprocess.run([sys.executable, "-c", crashing, str(branch.config_path)], env=env, timeout=60)
 
     assert done.returncode == 9

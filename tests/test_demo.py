@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from device.demo import DEMO_CARDS
+from simulated import child_env
 
 
 def run_demo(tmp_path, lines):
@@ -13,7 +14,7 @@ def run_demo(tmp_path, lines):
         [sys.executable, "-m", "device.cli", "demo", "--dir", str(tmp_path / "demo"), "--web-port", "0"],
         input="\n".join(lines) + "\n",
         capture_output=True, text=True, timeout=60,
-        env={"GPIOZERO_PIN_FACTORY": "mock", "PATH": "/usr/bin:/bin"},
+        env=child_env(GPIOZERO_PIN_FACTORY="mock", PATH="/usr/bin:/bin"),
     )
 
 
@@ -70,7 +71,7 @@ def test_the_demo_serves_the_staff_page_with_a_fresh_demo_login(tmp_path):
     demo = subprocess.Popen(
         [sys.executable, "-m", "device.cli", "demo", "--dir", str(tmp_path / "demo"), "--web-port", "0"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={"GPIOZERO_PIN_FACTORY": "mock", "PATH": "/usr/bin:/bin"},
+        env=child_env(GPIOZERO_PIN_FACTORY="mock", PATH="/usr/bin:/bin"),
     )
     try:
         for line in demo.stdout:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import date, datetime, timezone
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from werkzeug.routing import AnyConverter, IntegerConverter
@@ -25,6 +26,9 @@ from test_web_api import seed_monday
 SCRIPT = "<script>alert(1)</script>"
 ATTRIBUTE = '"><img src=x onerror=alert(1)>'
 XSS = (SCRIPT, ATTRIBUTE)
+#: Days staff may still plan (the page refuses a past day), a few days after the run's own today.
+_TODAY = datetime.now(ZoneInfo("Europe/Helsinki")).date()
+EXCEPTION_DAYS = (_TODAY + timedelta(days=3), _TODAY + timedelta(days=4))
 SQL = ("' OR 1=1 --", '"; DROP TABLE events; --', "%", "_", "\\")
 #: Bad input that is not SQL but breaks careless code the same way: a number SQLite
 #: cannot hold, a digit int() refuses though str.isdigit() accepts it, and a NUL byte.
@@ -46,7 +50,7 @@ GET_PARAMETERS = {
 #: Not HTML pages of the staff page: the API has its own suite, static files are files.
 NOT_PAGES = {"static", "api.stats_view", "api.status_view", "api.metrics_view"}
 #: A plausible value for each URL argument, so the route reaches its code rather than a 404.
-URL_VALUES = {"username": "staff", "day": "2026-12-01", "key": "0" * 64}
+URL_VALUES = {"username": "staff", "day": EXCEPTION_DAYS[0].isoformat(), "key": "0" * 64}
 
 
 def _rules(app, method: str):
@@ -84,14 +88,14 @@ FORGED = {
     "username": "mallory", "password": "mallory-password-1", "role": "admin", "language": "sv", "next": "/",
     "current_password": PASSWORDS["admin"], "new_password": "forged-password-1", "new_password_again": "forged-password-1",
     "staff_number": "20407188931", "staff_note": "forged", "block_number": "20407188932", "block_note": "forged",
-    "block_until": "", "card_number": "20407188933", "date": "24.12.2026", "kind": "closed", "note": "forged",
+    "block_until": "", "card_number": "20407188933", "date": f"{EXCEPTION_DAYS[1]:%d.%m.%Y}", "kind": "closed", "note": "forged",
     "until": "", "day0-0-start": "0", "day0-0-end": "24", "day0-0-mode": "self_service",
 }
 
 
 @pytest.mark.parametrize("token", ["missing", "empty", "another session's"])
 def test_every_post_without_this_sessions_csrf_token_is_refused_and_changes_nothing(web_app, admin, web_store, token):
-    web_store.set_exceptions({date(2026, 12, 1): ()}, note="Closed for stocktaking")
+    web_store.set_exceptions({EXCEPTION_DAYS[0]: ()}, note="Closed for stocktaking")
     other = web_app.test_client()
     other.login("admin")
     csrf = {"missing": None, "empty": "", "another session's": other.csrf_token()}[token]
@@ -124,8 +128,8 @@ def _store_every_free_text(admin, web_store):
         assert admin.post("/cards/staff", data={"staff_number": number, "staff_note": payload}).status_code == 302
     for number, payload in zip(("20407188903", "20407188904"), XSS):
         assert admin.post("/cards/blocks", data={"block_number": number, "block_note": payload, "block_until": ""}).status_code == 302
-    for day, payload in zip(("1.12.2026", "2.12.2026"), XSS):
-        assert admin.post("/hours/exceptions/new", data={"date": day, "kind": "closed", "note": payload}).status_code == 302
+    for day, payload in zip(EXCEPTION_DAYS, XSS):
+        assert admin.post("/hours/exceptions/new", data={"date": f"{day:%d.%m.%Y}", "kind": "closed", "note": payload}).status_code == 302
     patrons = io.StringIO()
     csv.writer(patrons).writerows([("card_number", "blocked_reason"), ("20407188905", SCRIPT), ("20407188906", ATTRIBUTE)])
     upload = {"csv_file": (io.BytesIO(patrons.getvalue().encode()), "patrons.csv")}
@@ -159,7 +163,7 @@ def test_stored_scripts_are_shown_as_text_on_every_page(admin, web_store, web_ap
     keys = [row["card_key"] for row in web_store.staff_cards() + web_store.local_blocks()]
     urls = [_build(web_app, rule) for rule in _rules(web_app, "GET")]
     urls += [f"/cards/staff/{key}/remove" for key in keys] + [f"/cards/blocks/{key}/remove" for key in keys]
-    urls += ["/hours/exceptions/2026-12-02", "/hours?from=2026-11-30", "/users/audit",
+    urls += [f"/hours/exceptions/{EXCEPTION_DAYS[1]}", f"/hours?from={EXCEPTION_DAYS[0]}", "/users/audit",
              "/events?type=tap", "/board?lang=en"]
     pages = {}
     for url in urls:
@@ -168,7 +172,7 @@ def test_stored_scripts_are_shown_as_text_on_every_page(admin, web_store, web_ap
         pages[url] = response.get_data(as_text=True)
         assert not _unescaped(response), url
     # The payloads did reach the pages, as text; otherwise the test above proves nothing.
-    for url in ("/cards", "/hours?from=2026-11-30", "/users/audit"):
+    for url in ("/cards", f"/hours?from={EXCEPTION_DAYS[0]}", "/users/audit"):
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[url], url
         assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in pages[url], url
 
