@@ -1,8 +1,10 @@
 """Shared test hygiene, and how hard the property-based tests try."""
 
 import os
+import tempfile
 import threading
 import time
+from datetime import datetime
 
 import pytest
 from hypothesis import settings
@@ -22,6 +24,23 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     settings.load_profile("omaovi-long" if config.getoption("--long") else "omaovi")
+    _check_clock_shift()
+
+
+def _check_clock_shift():
+    """The shifted run (tests/clock_shift) proves nothing if the shift did not take: say so loudly."""
+    days = os.environ.get("OMAOVI_TEST_SHIFT_DAYS")
+    if not days:
+        return
+    with tempfile.TemporaryFile() as probe:  # the kernel stamps the file with the real time
+        real = os.fstat(probe.fileno()).st_mtime
+    if time.time() - real < (int(days) - 1) * 86400:
+        raise pytest.UsageError("OMAOVI_TEST_SHIFT_DAYS is set but the clock did not move: put tests/clock_shift on PYTHONPATH")
+
+
+def pytest_report_header(config):
+    days = os.environ.get("OMAOVI_TEST_SHIFT_DAYS")
+    return f"wall clock moved {days} days ahead (tests/clock_shift); today is {datetime.now():%Y-%m-%d}" if days else None
 
 
 @pytest.fixture(autouse=True)
