@@ -51,9 +51,13 @@ def key(n: int) -> str:
     return hashlib.sha256(f"card-{n}".encode()).hexdigest()
 
 
+#: A card that stays valid through any test, whatever the day it runs.
+VALID_UNTIL = date.today() + timedelta(days=3650)
+
+
 def patron(n: int, **changes) -> dict:
     item = {
-        "card_key": key(n), "self_service": True, "blocked_reason": None, "valid_until": "2035-05-31",
+        "card_key": key(n), "self_service": True, "blocked_reason": None, "valid_until": VALID_UNTIL.isoformat(),
         "age_ok_from": "2000-01-01", "staff": False, "deleted": False,
     }
     return {**item, **changes}
@@ -191,7 +195,7 @@ def test_unchanged_cards_stay_trusted_and_a_full_snapshot_is_taken_daily(tmp_pat
     branch.sync()
 
     now[0] += timedelta(hours=23)
-    central.patrons.put(patron(2, valid_until="2036-01-01"))
+    central.patrons.put(patron(2, valid_until=(VALID_UNTIL + timedelta(days=1)).isoformat()))
     branch.sync()
     assert central.gets("patrons")[-1] == {"cursor": "d:2"}
     assert branch.store.patron(key(1)).fetched_at == now[0], "confirmed by the change round, though not rewritten"
