@@ -106,6 +106,8 @@ class Doctor:
             checks.append(self.pin_pepper(cfg))
         for door in cfg.doors:
             checks.append(self.reader(door))
+            if door.keypad is not None and door.keypad.type == "serial":
+                checks.append(self.serial_keypad(door))
         for door in cfg.doors:
             checks.append(self.pins(door))
         if cfg.building.lights_pin is not None or cfg.building.alarm_pin is not None:
@@ -318,17 +320,32 @@ class Doctor:
             reader.close()
         return Check(name, OK, detail)
 
+    def serial_keypad(self, door: DoorConfig) -> Check:
+        """Open a serial keypad's port as the device would: without it the door opens by card alone."""
+        import serial
+
+        name = f"keypad {door.id}"
+        device = door.keypad.device
+        try:
+            serial.serial_for_url(device, baudrate=door.keypad.baudrate, timeout=0.2, exclusive=True).close()
+        except (serial.SerialException, OSError, ValueError) as exc:
+            return Check(
+                name, FAIL, f"cannot open {device}: {exc}; the door opens by card alone, without a PIN, until it can",
+                _reader_hint("serial") + "; the device asks for PINs again by itself once the port opens",
+            )
+        return Check(name, OK, f"serial {device} opens")
+
     # -- GPIO -------------------------------------------------------------------------
     def pins(self, door: DoorConfig) -> Check:
         """Claim the door's pins as the device does: the lock relay stays released (locked)."""
         from device.building import PeopleCounter
         from device.door import Door
-        from device.keypad import MatrixKeypad
+        from device.keypad import MatrixPins
 
         def claim(pin_factory, claimed: list) -> None:
             claimed.append(Door(door, emit=lambda *_: None, post=lambda _: None, pin_factory=pin_factory))
             if door.keypad is not None and door.keypad.type == "matrix":
-                claimed.append(MatrixKeypad(door.keypad, lambda _: None, pin_factory=pin_factory))
+                claimed.append(MatrixPins(door.keypad, pin_factory=pin_factory))
             if door.counter_in_pin is not None:
                 claimed.append(PeopleCounter(door.counter_in_pin, door.counter_out_pin, None, None, pin_factory=pin_factory))
 
