@@ -747,9 +747,10 @@ class Controller:
             self._keypads_failed.add(door_id)
             log.error("cannot use the keypad of door %s: %s; the door opens by card alone, without a PIN, "
                       "until the keypad works again", door_id, detail, extra=extra)
-            self._keypad_gone(door_cfg)
         self._set_status(f"keypad:{door_id}", {"works": works, "detail": detail})
         self._record(self._door_event(door_cfg, extra["event_type"], {"detail": detail}))
+        if not works:
+            self._keypad_gone(door_cfg)
 
     def _keypad_gone(self, door_cfg: DoorConfig) -> None:
         """The patron typing a PIN when the keypad went away is let in by card alone, as the
