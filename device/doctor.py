@@ -2,7 +2,7 @@
 
 Run it after installing, after changing the wiring and whenever a door misbehaves.
 It checks what the device needs to start and to decide correctly: the config, the
-database, the consortium key, each reader, the GPIO pins and the clock, and, when
+database, the consortium key, each reader and serial PIN keypad, the GPIO pins and the clock, and, when
 the config has them, that the central service accepts the branch's token and that
 the library system accepts the SIP2 login. It changes
 nothing, with one exception asked for by name: ``--pulse DOOR`` clicks that door's
@@ -13,7 +13,7 @@ problems show up as they would for the device. When run as root it still checks
 that the omaovi user can write the database, because a database that root
 created is the classic reason the device cannot start.
 
-The reader and GPIO checks need the hardware to themselves: stop the device
+The reader, keypad and GPIO checks need the hardware to themselves: stop the device
 first (``sudo systemctl stop omaovi-device``), or they report the devices as busy.
 """
 
