@@ -104,16 +104,19 @@ class DoorNow:
     hold_until: datetime | None
     #: When the device last wrote this door's state; None if it never has.
     updated_at: datetime | None
+    #: Since when the door's PIN keypad has not worked, so that it opens by card alone; None while it works.
+    card_only_since: datetime | None = None
 
 
 def doors_now(config: Config, status: dict[str, dict]) -> list[DoorNow]:
     """Every configured door with the state the device last published for it."""
-    return [door_now(door, status.get(f"door:{door.id}")) for door in config.doors]
+    return [door_now(door, status.get(f"door:{door.id}"), status.get(f"keypad:{door.id}")) for door in config.doors]
 
 
-def door_now(door: DoorConfig, published: dict | None) -> DoorNow:
+def door_now(door: DoorConfig, published: dict | None, keypad: dict | None = None) -> DoorNow:
     value = (published or {}).get("value") or {}
     hold = value.get("hold_until")
+    card_only = keypad is not None and door.keypad is not None and keypad["value"].get("works") is False
     return DoorNow(
         id=door.id,
         label=door.label,
@@ -123,6 +126,7 @@ def door_now(door: DoorConfig, published: dict | None) -> DoorNow:
         lockdown=bool(value.get("lockdown")),
         hold_until=datetime.fromisoformat(hold) if hold else None,
         updated_at=parse_utc(published["updated_at"]) if published else None,
+        card_only_since=parse_utc(keypad["updated_at"]) if card_only else None,
     )
 
 

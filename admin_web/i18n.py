@@ -92,6 +92,8 @@ EVENT_TYPE_LABELS = {
     "reservation_no_show": _l("Booth no-show"),
     "reader_offline": _l("Reader offline"),
     "reader_online": _l("Reader back online"),
+    "keypad_offline": _l("PIN keypad not working"),
+    "keypad_online": _l("PIN keypad working"),
     "pin_lockout": _l("PIN entry locked"),
     "pin_lockout_cleared": _l("PIN lockout cleared by staff"),
     "tailgating": _l("Tailgating"),

@@ -143,6 +143,13 @@ def _warnings(status: dict[str, dict], now: datetime) -> list[str]:
                 "The card reader of %(door)s is offline since %(time)s. Check its cable.",
                 door=door.label, time=local_datetime(reader["updated_at"]),
             ))
+    for door in branch_now.doors_now(config, status):
+        if door.card_only_since is not None:
+            warnings.append(_(
+                "The PIN keypad of %(door)s has not worked since %(time)s: the door opens by card alone, without a PIN. "
+                "Check the keypad's cable; the door asks for PINs again as soon as the keypad works.",
+                door=door.label, time=local_datetime(door.card_only_since),
+            ))
     stale_after = config.policy.max_offline_age / 2
     for stream, state in store().sync_states().items():
         what = SYNC_STREAM_LABELS.get(stream, stream)

@@ -342,7 +342,7 @@ class Controller:
         never at a door that stands open to all anyway."""
         pin = self.config.pin
         return (
-            pin is not None and door_cfg.id in self.keypads and decision.granted
+            pin is not None and door_cfg.id in self._keypads_working and decision.granted
             and decision.reason is Reason.GRANTED and pin.required_in(decision.mode)
             and not open_to_all(door_cfg, decision.mode, self.config.policy)
         )
@@ -414,17 +414,21 @@ class Controller:
 
     def _pin_decided(self, door_cfg: DoorConfig, wait: PinWait, result: PinResult | None) -> TapResult:
         """Decide the tap again with the PIN's outcome: the hours may have moved on meanwhile."""
-        now = self.wall()
-        door = self.doors[door_cfg.id]
         if result is None:
-            decision = Decision(False, Reason.UNAVAILABLE, self.schedule.mode_at(now))
-        else:
-            decision = decide(
-                wait.key, door_cfg, now, self.schedule, wait.patron, wait.reservations, self.config.policy,
-                DoorState(lockdown=door.lockdown), pin=result,
-            )
-        tap = self._act(door_cfg, decision, wait.key, now, pin=_PIN_DETAIL[result])
-        if result is PinResult.WRONG:
+            now = self.wall()
+            return self._act(door_cfg, Decision(False, Reason.UNAVAILABLE, self.schedule.mode_at(now)), wait.key, now,
+                             pin=_PIN_DETAIL[result])
+        return self._decide_again(door_cfg, wait, result, _PIN_DETAIL[result])
+
+    def _decide_again(self, door_cfg: DoorConfig, wait: PinWait, pin: PinResult | None, pin_detail: str) -> TapResult:
+        """The waiting tap decided now with ``pin`` (None: by card alone), and acted on."""
+        now = self.wall()
+        decision = decide(
+            wait.key, door_cfg, now, self.schedule, wait.patron, wait.reservations, self.config.policy,
+            DoorState(lockdown=self.doors[door_cfg.id].lockdown), pin=pin,
+        )
+        tap = self._act(door_cfg, decision, wait.key, now, pin=pin_detail)
+        if pin is PinResult.WRONG:
             self._note_lockout(door_cfg, wait.key, now)
         return tap
 
@@ -680,10 +684,13 @@ class Controller:
             self._lockout_rule = LockoutRule(cfg.pin.max_wrong, cfg.pin.wrong_window, cfg.pin.lockout)
             self._load_lockouts()
         self.keypads = {}
+        #: Doors whose keypad works now (only these ask for a PIN), and those whose keypad has failed since start.
+        self._keypads_working: set[str] = set()
+        self._keypads_failed: set[str] = set()
         self.counters = {}
         for d in cfg.doors:
             if d.keypad is not None:
-                self._add_part(self.keypads, d.id, f"the keypad of door {d.id} (it opens by card alone until fixed)",
+                self._add_part(self.keypads, d.id, f"the keypad of door {d.id} (it opens by card alone)",
                                lambda d=d: self._keypad(d, pin_factory))
             if d.counter_in_pin is not None:
                 self._add_part(self.counters, d.id, f"the people counter of door {d.id}",
@@ -719,10 +726,39 @@ class Controller:
             parts[door_id] = part
 
     def _keypad(self, door_cfg: DoorConfig, pin_factory):
+        post = self._queue.put
         return build_keypad(
-            door_cfg.keypad, lambda key: self._queue.put(lambda: self.key_pressed(door_cfg.id, key)),
+            door_cfg.keypad, lambda key: post(lambda: self.key_pressed(door_cfg.id, key)),
+            lambda works, detail: post(lambda: self._keypad_status(door_cfg, works, detail)),
             enter_key=self.config.pin.enter_key if self.config.pin else "#", pin_factory=pin_factory,
         )
+
+    def _keypad_status(self, door_cfg: DoorConfig, works: bool, detail: str) -> None:
+        """A keypad that cannot be used puts its door into card-only mode, loudly, until it works again."""
+        door_id = door_cfg.id
+        extra = {"door": door_id, "event_type": events.KEYPAD_ONLINE if works else events.KEYPAD_OFFLINE}
+        if works:
+            again = door_id in self._keypads_failed
+            self._keypads_working.add(door_id)
+            log.log(logging.WARNING if again else logging.INFO, "the keypad of door %s works%s: %s; the door asks "
+                    "for card + PIN", door_id, " again" if again else "", detail, extra=extra)
+        else:
+            self._keypads_working.discard(door_id)
+            self._keypads_failed.add(door_id)
+            log.error("cannot use the keypad of door %s: %s; the door opens by card alone, without a PIN, "
+                      "until the keypad works again", door_id, detail, extra=extra)
+        self._set_status(f"keypad:{door_id}", {"works": works, "detail": detail})
+        self._record(self._door_event(door_cfg, extra["event_type"], {"detail": detail}))
+        if not works:
+            self._keypad_gone(door_cfg)
+
+    def _keypad_gone(self, door_cfg: DoorConfig) -> None:
+        """The patron typing a PIN when the keypad went away is let in by card alone, as the
+        next one will be, rather than left waiting for keys that cannot come."""
+        wait = self._pin_waits.get(door_cfg.id)
+        if wait is not None and not wait.checking:
+            del self._pin_waits[door_cfg.id]
+            self._decide_again(door_cfg, wait, None, "no_keypad")
 
     def _counter(self, door_cfg: DoorConfig, pin_factory) -> PeopleCounter:
         post = self._queue.put

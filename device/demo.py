@@ -12,12 +12,14 @@ import logging
 import secrets
 import sys
 import threading
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TextIO
 
 from device import config as config_mod
 from device import messages
+from device.cards import CardNumberError, normalize
 from device.controller import Controller, TapResult
 from device.events import parse_utc
 from device.policy import Patron, Reservation
@@ -51,6 +53,8 @@ contact_pin = 27
 exit_button_pin = 22
 led_pin = 23
 buzzer_pin = 24
+counter_in_pin = 25
+counter_out_pin = 26
 
 [[doors]]
 id = "booth"
@@ -74,15 +78,59 @@ DEMO_CARDS: dict[str, tuple[str, dict | None]] = {
     "90000001": ("staff card: opens every door at any time", None),
 }
 
-HELP = """\
-Type a card number and press Enter to tap it at the entrance.
-  booth NUMBER     tap at the work booth
-  open / close     the entrance door opens or closes (door contact)
-  exit             press the exit button inside
-  status           door states and today's hours
-  events           the last ten events
-  help             this text
-  quit             stop the demo (Ctrl-D works too)"""
+
+@dataclass(frozen=True)
+class SimulatedInput:
+    """A console command that moves one input pin of a door, as the hardware would."""
+
+    command: str
+    #: The DoorConfig field naming the pin; a door without it has no such input.
+    pin_field: str
+    #: "open"/"close": the pin stays there (a door contact); "press": down and up again (a button, a counter pulse).
+    action: str
+    help: str
+    #: What the console answers, from the door's id, its state and the people inside.
+    reply: str
+
+
+#: Every input the demo simulates. A new input (the help button, when doors get one)
+#: is one more row: its command, help line and door list follow from it.
+SIMULATED_INPUTS = (
+    SimulatedInput("open", "contact_pin", "open", "the door contact: the door opens", "{door} door is now {state}"),
+    SimulatedInput("close", "contact_pin", "close", "the door contact: the door closes", "{door} door is now {state}"),
+    SimulatedInput("exit", "exit_button_pin", "press", "press the exit button inside",
+                   "exit button pressed; {door} is {state}"),
+    SimulatedInput("in", "counter_in_pin", "press", "a person walks in past the people counter",
+                   "people counter at {door}: one in; people inside (estimate): {inside}"),
+    SimulatedInput("out", "counter_out_pin", "press", "a person walks out past the people counter",
+                   "people counter at {door}: one out; people inside (estimate): {inside}"),
+)
+
+BOOTH_COMMAND = ("booth NUMBER", "tap a card at the work booth")
+#: The console's commands besides tapping and the simulated inputs.
+CONSOLE_COMMANDS = (
+    ("status", "door states, people inside and today's hours"),
+    ("events", "the last ten events"),
+    ("help", "this text"),
+    ("quit", "stop the demo (Ctrl-D works too)"),
+)
+
+
+def commands(cfg: config_mod.Config) -> list[tuple[str, str]]:
+    """Every console command as (usage, what it does), in the order the help lists them;
+    an input no door of ``cfg`` has is left out."""
+    rows = [BOOTH_COMMAND]
+    for simulated in SIMULATED_INPUTS:
+        doors = [d.id for d in cfg.doors if getattr(d, simulated.pin_field) is not None]
+        if doors:
+            rows.append((f"{simulated.command} [DOOR]",
+                         f"{simulated.help}; DOOR: {' or '.join(doors)} ({doors[0]} if left out)"))
+    return rows + list(CONSOLE_COMMANDS)
+
+
+def help_text(cfg: config_mod.Config) -> str:
+    lines = ["Type a card number and press Enter to tap it at the entrance. Commands:"]
+    return "\n".join(lines + [f"  {usage:<16} {what}" for usage, what in commands(cfg)])
 
 
 def prepare(directory: Path, fresh: bool = False, now: datetime | None = None) -> config_mod.Config:
@@ -137,10 +185,12 @@ def seed(store: Store, cfg: config_mod.Config, now: datetime) -> None:
             )
         )
     store.put_patrons(patrons, source="demo")
+    # Beginning now: it opens the booth at once, and becomes a no-show only if nobody
+    # uses it within no_show_minutes, as a real one would.
     store.put_reservations([
         Reservation(
             id="demo-booth", resource="smartblock-1", card_key=card_key(key, "10000006"),
-            begin=now - timedelta(minutes=30), end=now + timedelta(minutes=90),
+            begin=now, end=now + timedelta(minutes=120),
         )
     ])
 
@@ -200,7 +250,9 @@ def run_demo(
     loop.start()
     for door in cfg.doors:
         if door.contact_pin is not None:
-            factory.pin(door.contact_pin).drive_low()  # every door starts closed
+            # A mock input reads its pull-up, high, and a contact read high is an open
+            # door: without this every door would stand open until `close`.
+            factory.pin(door.contact_pin).drive_low()
     controller.call(lambda: None)  # the loop has seen them close
     try:
         _banner(cfg, controller, out)
@@ -239,8 +291,8 @@ def _banner(cfg, controller: Controller, out: TextIO) -> None:
     print("\nDemo cards:", file=out)
     for number, (description, _) in DEMO_CARDS.items():
         print(f"  {number}  {description}", file=out)
-    print("  any other number: an unknown card\n", file=out)
-    print(HELP + "\n", file=out, flush=True)
+    print("  any other number: an unknown card (a word without a digit is taken as a mistyped command)\n", file=out)
+    print(help_text(cfg) + "\n", file=out, flush=True)
 
 
 def _print_status(cfg, controller: Controller, out: TextIO) -> None:
@@ -253,11 +305,13 @@ def _print_status(cfg, controller: Controller, out: TextIO) -> None:
     today = ", ".join(f"{segment_text(s, e)} {m}" for s, e, m in schedule.day_timeline(local.date()))
     print(f"Today: {today}", file=out)
     for door_id, door in controller.doors.items():
-        print(f"Door {door_id}: {door.state}{' (lockdown)' if door.lockdown else ''}", file=out, flush=True)
+        print(f"Door {door_id}: {door.state}{' (lockdown)' if door.lockdown else ''}", file=out)
+    print(f"People inside (estimate): {controller.occupancy.count}", file=out, flush=True)
 
 
 def _console(cfg, controller: Controller, factory, stdin: TextIO, out: TextIO) -> None:
     entrance = next(d for d in cfg.doors if d.kind == "entrance")
+    inputs = {simulated.command: simulated for simulated in SIMULATED_INPUTS}
     while True:
         print("card> ", end="", file=out, flush=True)
         line = stdin.readline()
@@ -271,32 +325,58 @@ def _console(cfg, controller: Controller, factory, stdin: TextIO, out: TextIO) -
         if command in ("quit", "q"):
             return
         if command == "help":
-            print(HELP, file=out)
+            print(help_text(cfg), file=out)
         elif command == "status":
             controller.call(lambda: _print_status(cfg, controller, out))
         elif command == "events":
             for row in reversed(controller.call(lambda: controller.store.events(limit=10))):
                 local = parse_utc(row["ts"]).astimezone(cfg.tz)
                 print(f"  {local:%H:%M:%S} {row['door']:<9} {row['type']:<17} {row['reason'] or ''}", file=out)
-        elif command in ("open", "close"):
-            pin = factory.pin(entrance.contact_pin)
-            pin.drive_high() if command == "open" else pin.drive_low()
-            controller.call(lambda: None)  # let the loop handle the contact first
-            print(f"  entrance door is now {controller.doors[entrance.id].state}", file=out)
-        elif command == "exit":
-            pin = factory.pin(entrance.exit_button_pin)
-            pin.drive_low()
-            pin.drive_high()
-            controller.call(lambda: None)
-            print(f"  exit button pressed; entrance is {controller.doors[entrance.id].state}", file=out)
+        elif command in inputs:
+            _simulate(cfg, controller, factory, inputs[command], words[1:], out)
         elif command == "booth" and len(words) != 2:
             print("  usage: booth NUMBER", file=out)
         elif command == "booth":
             booth = next(d for d in cfg.doors if d.kind == "booth")
             controller.call(lambda: controller.tap(booth.id, words[1]))
-        elif len(words) == 1:
-            if controller.call(lambda: controller.tap(entrance.id, words[0])) is None:
-                print("  not a card number (A-Z and 0-9, at most 64); type 'help'", file=out)
+        elif len(words) == 1 and _is_card_number(words[0]):
+            controller.call(lambda: controller.tap(entrance.id, words[0]))
         else:
-            print("  unknown command; type 'help'", file=out)
+            names = ", ".join(usage.split()[0] for usage, _ in commands(cfg))
+            print(f"  {line.strip()!r} is not a command or a card number. Commands: {names}; 'help' says more", file=out)
         out.flush()
+
+
+def _is_card_number(word: str) -> bool:
+    """A card number here has a digit: a word of letters alone (``stauts``) is a mistyped command,
+    not a card to tap and count as refused. Real cards may be letters only; the demo's are not."""
+    try:
+        normalize(word)
+    except CardNumberError:
+        return False
+    return any(char.isdigit() for char in word)
+
+
+def _simulate(cfg, controller: Controller, factory, simulated: SimulatedInput, args: list[str], out: TextIO) -> None:
+    """Move one door's input pin and say what the door made of it."""
+    doors = [d for d in cfg.doors if getattr(d, simulated.pin_field) is not None]
+    if not args:
+        named = doors[:1]
+    else:
+        named = [d for d in doors if len(args) == 1 and d.id == args[0]]
+    if not named:
+        choices = " or ".join(d.id for d in doors) or "none in this config"
+        print(f"  usage: {simulated.command} [DOOR], where DOOR is {choices}", file=out)
+        return
+    door = named[0]
+    pin = factory.pin(getattr(door, simulated.pin_field))
+    if simulated.action == "open":
+        pin.drive_high()  # the contact opens: the pull-up wins
+    elif simulated.action == "close":
+        pin.drive_low()
+    else:
+        pin.drive_low()
+        pin.drive_high()
+    # Read on the loop thread, after it has handled the pin's change.
+    state, inside = controller.call(lambda: (controller.doors[door.id].state, controller.occupancy.count))
+    print("  " + simulated.reply.format(door=door.id, state=state, inside=inside), file=out)

@@ -2,7 +2,7 @@
 
 Run it after installing, after changing the wiring and whenever a door misbehaves.
 It checks what the device needs to start and to decide correctly: the config, the
-database, the consortium key, each reader, the GPIO pins and the clock, and, when
+database, the consortium key, each reader and serial PIN keypad, the GPIO pins and the clock, and, when
 the config has them, that the central service accepts the branch's token and that
 the library system accepts the SIP2 login. It changes
 nothing, with one exception asked for by name: ``--pulse DOOR`` clicks that door's
@@ -13,7 +13,7 @@ problems show up as they would for the device. When run as root it still checks
 that the omaovi user can write the database, because a database that root
 created is the classic reason the device cannot start.
 
-The reader and GPIO checks need the hardware to themselves: stop the device
+The reader, keypad and GPIO checks need the hardware to themselves: stop the device
 first (``sudo systemctl stop omaovi-device``), or they report the devices as busy.
 """
 
@@ -106,6 +106,8 @@ class Doctor:
             checks.append(self.pin_pepper(cfg))
         for door in cfg.doors:
             checks.append(self.reader(door))
+            if door.keypad is not None and door.keypad.type == "serial":
+                checks.append(self.serial_keypad(door))
         for door in cfg.doors:
             checks.append(self.pins(door))
         if cfg.building.lights_pin is not None or cfg.building.alarm_pin is not None:
@@ -318,17 +320,32 @@ class Doctor:
             reader.close()
         return Check(name, OK, detail)
 
+    def serial_keypad(self, door: DoorConfig) -> Check:
+        """Open a serial keypad's port as the device would: without it the door opens by card alone."""
+        import serial
+
+        name = f"keypad {door.id}"
+        device = door.keypad.device
+        try:
+            serial.serial_for_url(device, baudrate=door.keypad.baudrate, timeout=0.2, exclusive=True).close()
+        except (serial.SerialException, OSError, ValueError) as exc:
+            return Check(
+                name, FAIL, f"cannot open {device}: {exc}; the door opens by card alone, without a PIN, until it can",
+                _reader_hint("serial") + "; the device asks for PINs again by itself once the port opens",
+            )
+        return Check(name, OK, f"serial {device} opens")
+
     # -- GPIO -------------------------------------------------------------------------
     def pins(self, door: DoorConfig) -> Check:
         """Claim the door's pins as the device does: the lock relay stays released (locked)."""
         from device.building import PeopleCounter
         from device.door import Door
-        from device.keypad import MatrixKeypad
+        from device.keypad import MatrixPins
 
         def claim(pin_factory, claimed: list) -> None:
             claimed.append(Door(door, emit=lambda *_: None, post=lambda _: None, pin_factory=pin_factory))
             if door.keypad is not None and door.keypad.type == "matrix":
-                claimed.append(MatrixKeypad(door.keypad, lambda _: None, pin_factory=pin_factory))
+                claimed.append(MatrixPins(door.keypad, pin_factory=pin_factory))
             if door.counter_in_pin is not None:
                 claimed.append(PeopleCounter(door.counter_in_pin, door.counter_out_pin, None, None, pin_factory=pin_factory))
 

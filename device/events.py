@@ -24,6 +24,8 @@ COMMAND = "command"
 RESERVATION_NO_SHOW = "reservation_no_show"
 READER_OFFLINE = "reader_offline"
 READER_ONLINE = "reader_online"
+KEYPAD_OFFLINE = "keypad_offline"
+KEYPAD_ONLINE = "keypad_online"
 PIN_LOCKOUT = "pin_lockout"
 #: Staff cleared a card's PIN lockout: its earlier wrong PINs no longer count.
 PIN_LOCKOUT_CLEARED = "pin_lockout_cleared"

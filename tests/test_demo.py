@@ -58,9 +58,71 @@ def test_demo_door_commands_and_garbled_input(tmp_path):
     out = result.stdout
     assert "entrance door is now forced" in out, "opening a locked door without a card is a forced opening"
     assert "exit button pressed; entrance is unlocked" in out
-    assert "not a card number" in out
+    assert "'not-a-card!' is not a command or a card number" in out
     assert "usage: booth NUMBER" in out and "unknown_card" not in out
     assert "door_forced_open" in out and "exit" in out
+
+
+def answers(stdout):
+    """What the console printed after each prompt, one entry per line typed."""
+    return [part.strip() for part in stdout.split("card> ")[1:]]
+
+
+def test_every_simulated_input_has_a_command_and_every_door_starts_closed(tmp_path):
+    result = run_demo(tmp_path, ["status", "open booth", "close booth", "in", "in entrance", "out",
+                                 "exit booth", "in booth", "quit"])
+    assert result.returncode == 0, result.stderr
+    status, opened, closed, came_in, came_in_again, went_out, no_exit, no_counter, _ = answers(result.stdout)
+    assert "Door entrance: locked" in status and "Door booth: locked" in status, \
+        "mock contacts are driven closed at start: no door reads as standing open"
+    assert "People inside (estimate): 0" in status
+    assert opened == "booth door is now forced" and closed == "booth door is now locked"
+    assert came_in.endswith("people inside (estimate): 1") and came_in_again.endswith("people inside (estimate): 2")
+    assert went_out == "people counter at entrance: one out; people inside (estimate): 1"
+    assert no_exit == "usage: exit [DOOR], where DOOR is entrance"
+    assert no_counter == "usage: in [DOOR], where DOOR is entrance"
+    for command in ("open [DOOR]", "close [DOOR]", "exit [DOOR]", "in [DOOR]", "out [DOOR]"):
+        assert command in result.stdout, f"the help lists {command}"
+
+
+def test_a_word_that_is_not_a_command_is_not_tapped(tmp_path):
+    result = run_demo(tmp_path, ["stauts", "blah", "quit"])
+    assert result.returncode == 0, result.stderr
+    said = answers(result.stdout)[:2]
+    assert said[0].startswith("'stauts' is not a command or a card number. Commands: booth, open, close, exit, in, out,")
+    assert said[1].startswith("'blah' is not a command or a card number.")
+    assert "DENIED" not in result.stdout
+    taps = sqlite3.connect(tmp_path / "demo" / "omaovi.db").execute("SELECT count(*) FROM events WHERE type = 'tap'")
+    assert taps.fetchone()[0] == 0, "a mistyped command is neither a tap nor a refusal in the statistics"
+
+
+def test_the_seeded_booth_reservation_is_no_no_show_at_start_but_becomes_one_if_unused(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from gpiozero.pins.mock import MockFactory
+
+    from device.controller import Controller
+    from device.demo import prepare
+    from device.store import Store
+
+    start = datetime.now(timezone.utc)
+    cfg = prepare(tmp_path / "demo", fresh=True, now=start)
+    store = Store(cfg.database)
+    wall = [start + timedelta(seconds=5)]
+    controller = Controller(cfg, store, pin_factory=MockFactory(), start_readers=False, wall=lambda: wall[0])
+    try:
+        controller.step()
+        assert [e for e in store.events(limit=100) if e["type"] == "reservation_no_show"] == []
+    finally:
+        controller.close()
+    wall[0] = start + timedelta(minutes=cfg.policy.no_show_minutes + 1)
+    controller = Controller(cfg, store, pin_factory=MockFactory(), start_readers=False, wall=lambda: wall[0])
+    try:
+        controller.step()
+        assert [e["type"] for e in store.events(limit=100)] == ["reservation_no_show"]
+    finally:
+        controller.close()
+        store.close()
 
 
 def test_the_demo_serves_the_staff_page_with_a_fresh_demo_login(tmp_path):

@@ -94,6 +94,25 @@ def test_a_healthy_branch_passes_every_check(healthy, pty_reader):
     assert "OK    config: " in out.getvalue() and "--    central service: not configured" in out.getvalue()
 
 
+def test_a_serial_keypad_that_cannot_be_opened_fails_and_says_the_door_opens_by_card_alone(healthy, pty_reader):
+    keypad = '[doors.keypad]\ntype = "serial"\ndevice = "{}"\n'
+    config = healthy / "omaovi.toml"
+    config.write_text(branch_config(pty_reader, extra=keypad.format("/dev/ttyUSB-OMAOVI-NO-SUCH-KEYPAD")))
+    check = by_name(doctor().run(config))["keypad entrance"]
+    assert check.status == FAIL
+    assert "cannot open /dev/ttyUSB-OMAOVI-NO-SUCH-KEYPAD" in check.detail
+    assert "opens by card alone, without a PIN" in check.detail and "dialout" in check.hint
+
+    master, slave = os.openpty()
+    try:
+        config.write_text(branch_config(pty_reader, extra=keypad.format(os.ttyname(slave))))
+        check = by_name(doctor().run(config))["keypad entrance"]
+        assert (check.status, check.detail) == (OK, f"serial {os.ttyname(slave)} opens")
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 def test_claiming_the_pins_leaves_the_lock_relay_released(healthy):
     factory = MockFactory()
     doctor(factory).run(healthy / "omaovi.toml")

@@ -13,6 +13,7 @@ from gpiozero.pins.mock import MockConnectedPin, MockFactory
 from device.cards import card_key
 from device.config import BUILDING, Config, DoorConfig, KeypadConfig, PinConfig, Sip2Settings
 from device.controller import Controller, sip2_checker
+from device.keypad import MatrixPins
 from device.pins import (
     LockoutRule, PinEntry, VerifierError, locked_until, make_verifier, pepper_verifier, pin_matches,
 )
@@ -357,7 +358,75 @@ def test_the_library_system_checks_the_pin_when_it_answers(tmp_path):
         server.stop()
 
 
-def test_a_keypad_that_cannot_be_claimed_leaves_the_door_opening_by_card_alone(tmp_path, caplog):
+class PluggedKeypad:
+    """A serial keypad at a fixed path, as udev names one: a link to a pty that can be plugged in and pulled out."""
+
+    def __init__(self, path):
+        self.path = path
+        self.master = self.slave = None
+
+    def plug_in(self) -> None:
+        self.master, self.slave = os.openpty()
+        self.path.symlink_to(os.ttyname(self.slave))
+
+    def pull_out(self) -> None:
+        self.path.unlink()
+        os.close(self.master)
+        os.close(self.slave)
+        self.master = self.slave = None
+
+    def type(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
+
+def keypad_works(door: PinDoor):
+    """What the staff page reads of the keypad: None until the device has said."""
+    shown = door.reader.status().get("keypad:entrance")
+    return None if shown is None else shown["value"]["works"]
+
+
+def keypad_events(door: PinDoor) -> list[str]:
+    return [e["type"] for e in reversed(door.reader.events(limit=1000)) if e["type"].startswith("keypad_")]
+
+
+def test_a_serial_keypad_missing_at_start_or_pulled_out_leaves_its_door_opening_by_card_alone(tmp_path, caplog):
+    keypad = PluggedKeypad(tmp_path / "ttyUSB-keypad")
+    d = PinDoor(tmp_path, keypad=KeypadConfig(type="serial", device=str(keypad.path)))
+    try:
+        wait_for(lambda: keypad_works(d) is False, what="the missing keypad on the staff page")
+        assert "cannot use the keypad of door entrance" in caplog.text
+        assert "opens by card alone, without a PIN" in caplog.text
+        d.tap(CARD)
+        wait_for(d.taps, what="the card alone to be decided")
+        assert d.taps()[-1]["reason"] == "granted" and d.unlocked(), "nobody waits for a PIN that cannot be typed"
+
+        keypad.plug_in()
+        wait_for(lambda: keypad_works(d), what="the keypad to be found when it is plugged in")
+        d.tap(OTHER)
+        time.sleep(0.3)
+        assert len(d.taps()) == 1, "with the keypad back, the card alone does not open"
+        keypad.type(PIN)
+        wait_for(lambda: len(d.taps()) == 2, what="the PIN typed on the keypad that came back")
+        assert d.taps()[-1]["reason"] == "granted" and '"pin": "ok"' in d.taps()[-1]["detail"]
+
+        d.tap(CARD)
+        time.sleep(0.3)
+        keypad.type("97")
+        keypad.pull_out()  # while the patron is typing
+        wait_for(lambda: len(d.taps()) == 3, what="the patron typing to be let in by card alone")
+        assert d.taps()[-1]["reason"] == "granted" and '"pin": "no_keypad"' in d.taps()[-1]["detail"]
+        wait_for(lambda: keypad_works(d) is False, what="the pulled-out keypad on the staff page")
+        d.tap(OTHER)
+        wait_for(lambda: len(d.taps()) == 4, what="the next card alone to be decided")
+        assert d.taps()[-1]["reason"] == "granted" and "pin" not in json.loads(d.taps()[-1]["detail"])
+        assert keypad_events(d) == ["keypad_offline", "keypad_online", "keypad_offline"]
+    finally:
+        d.close()
+        if keypad.master is not None:
+            keypad.pull_out()
+
+
+def test_a_matrix_keypad_that_cannot_be_claimed_leaves_the_door_opening_by_card_alone_until_it_can(tmp_path, caplog):
     from gpiozero import OutputDevice
 
     factory = MockFactory()
@@ -374,11 +443,32 @@ def test_a_keypad_that_cannot_be_claimed_leaves_the_door_opening_by_card_alone(t
                               fetched_at=datetime.now(timezone.utc))], source="test")
     controller = Controller(config, store, consortium_key=KEY, pin_factory=factory, start_readers=False, pepper=PEPPER)
     try:
+        controller.step()
         assert "cannot use the keypad of door entrance" in caplog.text
         assert controller.tap("entrance", CARD).decision.granted
         assert factory.pin(17).state
-        OutputDevice(ROWS[0], pin_factory=factory).close()  # the rows claimed before the failure were released
+        blocker.close()
+
+        def keypad_claimed():
+            controller.step()
+            return store.status()["keypad:entrance"]["value"]["works"]
+
+        wait_for(keypad_claimed, what="the keypad to be claimed once the pin is free")
+        assert controller.tap("entrance", CARD) is None, "the card now waits for its PIN"
     finally:
         controller.close()
         store.close()
+        blocker.close()
+
+
+def test_matrix_pins_that_cannot_all_be_claimed_release_those_claimed():
+    from gpiozero import GPIOPinInUse, OutputDevice
+
+    factory = MockFactory()
+    blocker = OutputDevice(ROWS[2], pin_factory=factory)
+    try:
+        with pytest.raises(GPIOPinInUse):
+            MatrixPins(MATRIX, pin_factory=factory)
+        OutputDevice(ROWS[0], pin_factory=factory).close()
+    finally:
         blocker.close()

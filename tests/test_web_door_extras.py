@@ -43,7 +43,8 @@ languages = ["fi", "sv"]
 closing = { fi = "Kirjasto sulkeutuu {minutes} minuutin päästä" }
 closing_files = { sv = "stanger-sv.wav" }
 """
-NEW_EVENT_TYPES = ("pin_lockout", "pin_lockout_cleared", "tailgating", "people_inside_after_close", "announcement", "building_output")
+NEW_EVENT_TYPES = ("pin_lockout", "pin_lockout_cleared", "tailgating", "people_inside_after_close", "announcement",
+                   "building_output", "keypad_offline", "keypad_online")
 
 
 def at(hour: int, minute: int = 0, days: int = 0) -> datetime:
@@ -106,6 +107,27 @@ def test_today_shows_people_inside_lights_alarm_and_lockouts(staff, web_store):
     assert FULL_KEY not in page and FULL_KEY[:7] not in page, "only a short prefix of the key is shown"
     assert "eeeeee" not in page, "an ended lockout is not shown"
     assert staff.get("/today/live", headers=EN).get_data(as_text=True).count("<code>ab12cd…</code>") == 1
+
+
+def keypad(db: Store, works: bool, since: datetime) -> None:
+    """What the device writes when the keypad (the booth's, in this branch) stops or starts working."""
+    db.set_status("keypad:booth", {"works": works, "detail": "cannot open the serial keypad /dev/ttyUSB7"})
+    with db.conn:
+        db.conn.execute("UPDATE device_status SET updated_at = ? WHERE key = 'keypad:booth'", (utc_text(since),))
+
+
+def test_today_shows_a_door_whose_keypad_does_not_work_as_card_only(staff, web_store):
+    keypad(web_store, False, at(13, 20))
+    page = staff.get("/", headers=EN).get_data(as_text=True)
+    assert "Card only: keypad not working" in page, "the door's row says it opens by card alone"
+    assert ("The PIN keypad of Work booth has not worked since 25.11.2026 13.20: the door opens by card alone, "
+            "without a PIN.") in page
+    finnish = staff.get("/today/live", headers=FI).get_data(as_text=True)
+    assert "Vain kortilla" in finnish and "PIN-näppäimistö" in finnish
+    assert "Card only" not in finnish and "keypad" not in finnish
+    keypad(web_store, True, at(13, 40))
+    page = staff.get("/", headers=EN).get_data(as_text=True)
+    assert "Card only" not in page and "has not worked since" not in page
 
 
 def test_today_says_when_the_device_has_not_reported_the_extras_yet(staff):

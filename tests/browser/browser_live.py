@@ -23,8 +23,9 @@ from device.store import Store  # noqa: E402
 
 
 class LiveBranch:
-    def __init__(self, directory: Path):
-        self.config = write_branch(directory)
+    def __init__(self, directory: Path, extra: str = ""):
+        """``extra``: TOML added to the test branch's config (after its last door)."""
+        self.config = write_branch(directory, extra)
         store = Store(self.config.database)
         for role, password in PASSWORDS.items():
             accounts.add_user(store, role, password, role)
