@@ -146,11 +146,11 @@ def test_a_full_snapshot_then_only_changes(branch, central):
     central.patrons.put(patron(1, blocked_reason="lost card"), {"card_key": key(3), "deleted": True}, patron(9))
     branch.sync()
 
-    assert central.gets("patrons")[-2]["cursor"] == "d:5"  # changes only, from where the snapshot ended
+    assert central.gets("patrons")[-2]["cursor"] == "d:p0:5"  # changes only, from where the snapshot ended
     assert [branch.enter(n) for n in (1, 3, 9)] == [Reason.BLOCKED, Reason.UNKNOWN_CARD, Reason.GRANTED]
     assert branch.store.patron_count() == 5
     state = branch.store.sync_state("patrons")
-    assert (state["cursor"], state["last_error"]) == ("d:8", None)
+    assert (state["cursor"], state["last_error"]) == ("d:p0:8", None)
 
 
 def test_gone_cursor_takes_a_new_snapshot_while_the_door_keeps_the_old_cache(branch, central, tmp_path):
@@ -176,7 +176,7 @@ def test_gone_cursor_takes_a_new_snapshot_while_the_door_keeps_the_old_cache(bra
     assert running_door.patron(key(3)) is None and running_door.patron(key(4)) is not None
 
     # The delta cursor got 410, then a snapshot started from scratch.
-    assert [q.get("cursor") for q in central.gets("patrons")][2:4] == ["d:3", None]
+    assert [q.get("cursor") for q in central.gets("patrons")][2:4] == ["d:p0:3", None]
     # Between snapshot pages the door saw the whole old cache, and could still write.
     assert seen_mid_snapshot == [(3, True, False)]
     assert branch.store.patron_count() == 4
@@ -193,7 +193,7 @@ def test_unchanged_cards_stay_trusted_and_a_full_snapshot_is_taken_daily(tmp_pat
     now[0] += timedelta(hours=23)
     central.patrons.put(patron(2, valid_until="2036-01-01"))
     branch.sync()
-    assert central.gets("patrons")[-1] == {"cursor": "d:2"}
+    assert central.gets("patrons")[-1] == {"cursor": "d:p0:2"}
     assert branch.store.patron(key(1)).fetched_at == now[0], "confirmed by the change round, though not rewritten"
 
     now[0] += timedelta(hours=2)
@@ -466,7 +466,7 @@ def test_a_malformed_answer_is_rejected_whole_and_the_old_cache_stays(branch, ce
     assert branch.error("patrons") == expected
     assert f"central sync: patrons: {expected}" in caplog.messages
     assert [branch.enter(n) for n in (1, 2, 3)] == [Reason.GRANTED, Reason.BLOCKED, Reason.UNKNOWN_CARD]
-    assert branch.store.sync_state("patrons")["cursor"] == "d:2"  # the next round asks for the same changes
+    assert branch.store.sync_state("patrons")["cursor"] == "d:p0:2"  # the next round asks for the same changes
 
 
 def test_a_malformed_snapshot_page_leaves_the_old_cache_whole(branch, central):
