@@ -373,6 +373,41 @@ def test_events_are_sent_in_batches_in_seq_order(tmp_path, central):
     assert [e["seq"] for e in central.events.values()] == [1, 2, 3, 4, 5]
 
 
+def _garble(branch: Branch, event: Event, **columns) -> None:
+    """What an old bug or a disk error could leave in the outbox: a row the protocol cannot carry."""
+    sets = ", ".join(f"{name} = ?" for name in columns)
+    with branch.store.conn:
+        branch.store.conn.execute(f"UPDATE events SET {sets} WHERE uuid = ?", (*columns.values(), event.uuid))
+
+
+def test_an_event_the_central_service_refuses_is_set_aside_and_the_outbox_goes_on(tmp_path, central):
+    branch = Branch(tmp_path, central, event_batch=3)
+    taps = [branch.tap(n) for n in range(5)]
+    _garble(branch, taps[1], door="front door!")
+    assert "1 event(s) refused as malformed and set aside" in branch.sync()["events"]
+    assert list(central.events) == [e.uuid for n, e in enumerate(taps) if n != 1], "every other event arrived, in order"
+    set_aside = branch.store.quarantined_events()
+    assert [row["uuid"] for row in set_aside] == [taps[1].uuid]
+    assert "events[1].door" in set_aside[0]["quarantine_error"]
+    assert branch.store.status()["sync:events_quarantined"]["value"] == 1
+    assert branch.store.unpushed_event_count() == 0
+
+    posts = len(central.event_posts)
+    branch.tap(9)
+    assert branch.sync()["events"] is None, "the next round is healthy again"
+    assert len(central.event_posts) == posts + 1 and central.event_posts[-1] == (1, 0), "the refused event is not sent again"
+
+
+def test_a_refusal_that_names_no_event_is_narrowed_down_one_event_at_a_time(tmp_path, central):
+    branch = Branch(tmp_path, central)
+    taps = [branch.tap(n) for n in range(3)]
+    _garble(branch, taps[2], type="Tap")
+    central.queue("events", Answer(400, b'{"error": "bad batch"}', {"Content-Type": "application/json"}))
+    branch.sync()
+    assert list(central.events) == [taps[0].uuid, taps[1].uuid]
+    assert [row["uuid"] for row in branch.store.quarantined_events()] == [taps[2].uuid]
+
+
 def test_a_failure_between_send_and_mark_sends_again_and_the_central_side_dedupes(branch, central, monkeypatch):
     taps = [branch.tap(n) for n in range(3)]
 
