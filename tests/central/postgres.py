@@ -17,7 +17,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-BIN = Path(os.environ.get("OMAOVI_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _newest_bin() -> Path:
+    """Debian keeps each major version apart: /usr/lib/postgresql/15/bin, 17/bin, …"""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+BIN = Path(os.environ["OMAOVI_PG_BIN"]) if "OMAOVI_PG_BIN" in os.environ else _newest_bin()
 USER = "omaovi"
 
 
