@@ -41,3 +41,20 @@ def test_systemd_analyze_security_rates_the_unit_ok(tmp_path):
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\w+)", result.stdout)
     assert match, result.stdout + result.stderr
     assert float(match.group(1)) < 2.0 and match.group(2) == "OK", match.group(0)
+
+
+def test_the_migrations_and_the_model_agree(database_url):
+    """The queries use central/schema.py, the database is made by the migrations: they must describe one schema."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from central import db
+    from central.schema import metadata
+
+    engine = db.open_engine(database_url)
+    try:
+        db.migrate(engine)
+        with engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+    finally:
+        engine.dispose()
