@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
+from central import cli as central_cli
 from device import config as config_mod
 from device.cards import CardNumberError, card_key, load_consortium_key
 from device.config import Config, ConfigError
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                            ("list", "list the tokens, revoked ones too, with when each was last used")))
 
     central = sub.add_parser("central", help="for the central office").add_subparsers(dest="action", required=True, metavar="ACTION")
+    COMMANDS.update({("central", action): handler for action, handler in central_cli.add_parsers(central).items()})
     p = central.add_parser("pull", help="gather the daily statistics of many branches into one CSV")
     p.add_argument("--branches", required=True, metavar="FILE.toml", help="the branches: [[branches]] id, url, token_file")
     p.add_argument("--from", dest="start", type=_date, required=True, metavar="D", help="the first local date, YYYY-MM-DD")
@@ -178,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args) or 0
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        print(f"Run 'omaovi check-config {exc.path}' after fixing it.", file=sys.stderr)
+        if args.command != "central":  # check-config reads a branch's file, not central.toml
+            print(f"Run 'omaovi check-config {exc.path}' after fixing it.", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:
         print(f"omaovi {args.command}: {exc.filename}: file not found", file=sys.stderr)

@@ -212,12 +212,26 @@ MIGRATIONS: list[str] = [
         ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1;
     END;
     """,
+    # 8: events the central service refused as malformed are set aside, with its
+    # reason, so one bad event cannot hold up the branch's outbox forever.
+    """
+    CREATE TABLE events_quarantined (
+        seq INTEGER PRIMARY KEY,
+        error TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    """,
 ]
 
 COMMAND_ACTIONS = ("pulse", "hold", "lockdown", "release", "clear_pin_lockout")
 #: The one command that is about a card rather than a door, and so needs the card's key.
 CARD_COMMANDS = ("clear_pin_lockout",)
 
+#: The outbox: events the central service has not accepted and has not refused.
+_UNPUSHED = (
+    "seq > (SELECT coalesce(max(pushed_upto), 0) FROM sync_state WHERE stream = 'events')"
+    " AND seq NOT IN (SELECT seq FROM events_quarantined)"
+)
 _SYNC_COLUMNS = ("stream", "cursor", "pushed_upto", "last_attempt", "last_success", "last_error", "last_error_at", "last_snapshot")
 #: "Leave the cursor as it is", as opposed to None, which clears it.
 _KEEP = object()
@@ -908,13 +922,30 @@ class Store:
             self._sync_success(stream, at, cursor)
 
     def events_to_push(self, limit: int) -> list[dict]:
-        """The oldest events the central service has not accepted yet, in seq order."""
+        """The oldest events the central service has not accepted yet, in seq order, less those set aside."""
         return [
             dict(row)
             for row in self.db.query(
-                "SELECT * FROM events WHERE seq > (SELECT coalesce(max(pushed_upto), 0) FROM sync_state WHERE stream = 'events')"
-                " ORDER BY seq LIMIT ?",
+                f"SELECT * FROM events WHERE {_UNPUSHED} ORDER BY seq LIMIT ?",
                 [limit],
+            )
+        ]
+
+    def quarantine_events(self, errors: dict[int, str], at: datetime) -> None:
+        """Set events (by seq) aside as the central service refused them, each with its reason; they are not sent again."""
+        with self.conn:
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO events_quarantined (seq, error, at) VALUES (?, ?, ?)",
+                [(seq, error, utc_text(at)) for seq, error in errors.items()],
+            )
+
+    def quarantined_events(self) -> list[dict]:
+        """The events set aside, with why, newest first: for IT to look at (and for a newer version to resend)."""
+        return [
+            dict(row)
+            for row in self.db.query(
+                "SELECT events.*, q.error AS quarantine_error, q.at AS quarantined_at"
+                " FROM events_quarantined AS q JOIN events USING (seq) ORDER BY seq DESC"
             )
         ]
 
@@ -932,9 +963,7 @@ class Store:
             self._sync_success("events", at)
 
     def unpushed_event_count(self) -> int:
-        return self.conn.execute(
-            "SELECT count(*) FROM events WHERE seq > (SELECT coalesce(max(pushed_upto), 0) FROM sync_state WHERE stream = 'events')"
-        ).fetchone()[0]
+        return self.conn.execute(f"SELECT count(*) FROM events WHERE {_UNPUSHED}").fetchone()[0]
 
     def purge_pushed_events(self, older_than: datetime) -> int:
         """Delete raw events past retention, but only those the central service already has.
@@ -943,11 +972,13 @@ class Store:
         has waited out a long outage in the outbox is still sent, never lost.
         """
         with self.conn:
-            return self.conn.execute(
+            purged = self.conn.execute(
                 "DELETE FROM events WHERE ts < ?"
                 " AND seq <= (SELECT coalesce(max(pushed_upto), 0) FROM sync_state WHERE stream = 'events')",
                 (utc_text(older_than),),
             ).rowcount
+            self.conn.execute("DELETE FROM events_quarantined WHERE seq NOT IN (SELECT seq FROM events)")
+            return purged
 
     def _ensure_sync_row(self, stream: str) -> None:
         self.conn.execute("INSERT OR IGNORE INTO sync_state (stream) VALUES (?)", (stream,))

@@ -89,6 +89,14 @@ class CursorGone(SyncError):
     """410 Gone: the central service forgot the cursor, so a full snapshot is needed."""
 
 
+class RequestRefused(SyncError):
+    """400: the central service says the request itself is malformed; ``answer`` is its JSON (or None)."""
+
+    def __init__(self, message: str, answer: dict | None):
+        super().__init__(message)
+        self.answer = answer
+
+
 class Stopped(Exception):
     """``run_forever`` was asked to stop while waiting to retry."""
 
@@ -154,6 +162,10 @@ class CentralClient:
                         )
                     if status == 410:
                         raise CursorGone(f"HTTP 410 Gone from {method} {url}: the cursor has expired")
+                    if status == 400:
+                        answer = _error_answer(response)
+                        said = answer.get("error") if answer else None
+                        raise RequestRefused(f"HTTP 400 from {method} {url}: {said or _snippet(response)}", answer)
                     problem = f"HTTP {status} from {method} {url}"
                     if status == 429:
                         wait = _retry_after(response.headers.get("Retry-After"), self.clock())
@@ -312,21 +324,50 @@ class SyncRunner:
     # -- streams --------------------------------------------------------------
     def _sync_events(self, client: CentralClient) -> None:
         sent = 0
+        set_aside: dict[int, str] = {}
         while True:
             rows = self.store.events_to_push(self.event_batch)
             if not rows:
                 break
-            ack = self._parse("events", parse_event_ack, client.post("events", {"events": [event_json(r) for r in rows]}))
-            if ack.accepted + ack.duplicates != len(rows):
-                log.warning(
-                    "central sync: events: sent %d, the central service reports %d accepted and %d duplicates",
-                    len(rows), ack.accepted, ack.duplicates,
-                )
-            self.store.mark_events_pushed(rows[-1]["seq"], self.clock())
-            sent += len(rows)
-        self.store.note_sync_success("events", self.clock())
+            try:
+                sent += self._push(client, rows)
+            except RequestRefused as refused:
+                set_aside |= self._set_aside(client, rows, refused)
         if sent:
             log.info("central sync: events: sent %d", sent)
+        if set_aside:
+            self.store.set_status("sync:events_quarantined", len(self.store.quarantined_events()))
+            first = next(iter(set_aside.values()))
+            raise SyncError(f"{len(set_aside)} event(s) refused as malformed and set aside; the others were sent. First: {first}")
+        self.store.note_sync_success("events", self.clock())
+
+    def _push(self, client: CentralClient, rows: list[dict]) -> int:
+        ack = self._parse("events", parse_event_ack, client.post("events", {"events": [event_json(r) for r in rows]}))
+        if ack.accepted + ack.duplicates != len(rows):
+            log.warning(
+                "central sync: events: sent %d, the central service reports %d accepted and %d duplicates",
+                len(rows), ack.accepted, ack.duplicates,
+            )
+        self.store.mark_events_pushed(rows[-1]["seq"], self.clock())
+        return len(rows)
+
+    def _set_aside(self, client: CentralClient, rows: list[dict], refused: RequestRefused) -> dict[int, str]:
+        """A batch refused as malformed: set aside exactly the events the service named; returns them.
+
+        An answer that names none of them (an older or stricter service) is handled by
+        sending the batch one event at a time: then each refusal is its event's. Either
+        way one bad event can never hold up the outbox, and nothing else is lost."""
+        named = _refused_events(refused.answer, rows)
+        if not named and len(rows) > 1:
+            for row in rows:
+                try:
+                    self._push(client, [row])
+                except RequestRefused as alone:
+                    named[row["seq"]] = _refusal_text(alone, row)
+        elif not named:
+            named = {rows[0]["seq"]: str(refused)[:500]}
+        self.store.quarantine_events(named, self.clock())
+        return named
 
     def _sync_patrons(self, client: CentralClient) -> None:
         """Changes since the cursor, or a full snapshot when there is none or it is due.
@@ -521,6 +562,34 @@ def _retry_after(value: str | None, now: datetime) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return max(0.0, (moment - now).total_seconds())
+
+
+def _error_answer(response: requests.Response) -> dict | None:
+    """A 400's JSON body, read up to a small cap; None when it is not a JSON object."""
+    try:
+        body = b"".join(response.iter_content(chunk_size=64 * 1024))[:1_000_000]
+        answer = json.loads(body)
+    except (requests.RequestException, ValueError, RecursionError):
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+def _refused_events(answer: dict | None, rows: list[dict]) -> dict[int, str]:
+    """seq -> the service's reason, for each event of the batch that the answer names by uuid."""
+    problems = answer.get("problems") if answer else None
+    if not isinstance(problems, list):
+        return {}
+    seq_of = {row["uuid"]: row["seq"] for row in rows}
+    named = {}
+    for problem in problems:
+        if isinstance(problem, dict) and problem.get("uuid") in seq_of:
+            named[seq_of[problem["uuid"]]] = str(problem.get("error") or "refused")[:500]
+    return named
+
+
+def _refusal_text(refused: RequestRefused, row: dict) -> str:
+    named = _refused_events(refused.answer, [row])
+    return named.get(row["seq"]) or str(refused)[:500]
 
 
 def _snippet(response: requests.Response) -> str:

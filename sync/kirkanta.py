@@ -27,6 +27,7 @@ from sync.json_input import decode_json
 
 #: Kirkanta's service-time status codes and the modes they become.
 STATUS_MODES = {0: "closed", 1: "staffed", 2: "self_service"}
+_STATUS_OF = {mode: status for status, mode in STATUS_MODES.items()}
 _STATUS_NAMES = "0 (closed), 1 (staffed), 2 (self-service)"
 
 #: About ten years of days; far more than a sync asks for, and it bounds the work
@@ -68,6 +69,12 @@ def parse_schedules(data: str | bytes | dict) -> dict[date, tuple[Period, ...]]:
         days[day] = periods
         first_index[day] = index
     return days
+
+
+def schedule_item(day: date, periods: tuple[Period, ...]) -> dict:
+    """One date in the schedules shape, as the central service serves it: the inverse of parsing it."""
+    times = [{"from": format_hhmm(p.start), "to": format_hhmm(p.end), "status": _STATUS_OF[p.mode]} for p in periods if p.mode != "closed"]
+    return {"date": day.isoformat(), "closed": not times, "times": times or None}
 
 
 def _parse_item(item: Any, where: str) -> tuple[date, tuple[Period, ...]]:

@@ -10,27 +10,37 @@ answer, shift its clock.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
+from datetime import date, datetime, timezone
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
+from central.event_batch import BatchRefused, parse_batch
+
 
 class Feed:
     """A list that the protocol pages: every put is one change, numbered from 1.
 
-    A cursor ``d:V`` means "changes after version V". A snapshot taken at version V
-    pages with ``s:V:offset`` and ends with ``d:V``, so changes made while a
-    snapshot is being read are picked up by the next round, not lost.
+    A cursor ``d:E:V`` means "changes after version V" of history E. A snapshot taken
+    at version V pages with ``s:E:V:offset`` and ends with ``d:E:V``, so changes made
+    while a snapshot is being read are picked up by the next round, not lost. A
+    restore starts a new history E, so every older cursor is gone (410).
     """
 
-    def __init__(self, key: str):
+    def __init__(self, key: str, history: str, current: Callable[[dict], bool] = lambda item: True):
         self.key = key
+        #: Names the history in cursors: the stream's letter and a count of restores.
+        self.history = history
+        #: Which entries a snapshot lists (not cancelled or ended bookings, say).
+        self.current = current
         self.log: list[dict] = []
         #: Delta cursors older than this version answer 410 Gone.
         self.oldest = 0
+        self.restores = 0
 
     def put(self, *items: dict) -> None:
         self.log.extend(dict(item) for item in items)
@@ -39,6 +49,18 @@ class Feed:
         """As if the central service compacted its change log: every old cursor is gone."""
         self.oldest = len(self.log)
 
+    def backup(self) -> list[dict]:
+        return [dict(item) for item in self.log]
+
+    def restore(self, log: list[dict]) -> None:
+        self.log = [dict(item) for item in log]
+        self.oldest = 0
+        self.restores += 1
+
+    @property
+    def epoch(self) -> str:
+        return f"{self.history}{self.restores}"
+
     def state(self, version: int) -> list[dict]:
         current: dict[str, dict] = {}
         for item in self.log[:version]:
@@ -46,30 +68,48 @@ class Feed:
                 current.pop(item[self.key], None)
             else:
                 current[item[self.key]] = item
-        return [current[key] for key in sorted(current)]
+        return [current[key] for key in sorted(current) if self.current(current[key])]
 
     def page(self, cursor: str | None, size: int) -> tuple[int, dict]:
         if cursor is None:
             return self._snapshot_page(len(self.log), 0, size)
-        kind, _, rest = cursor.partition(":")
-        if kind == "s":
-            version, offset = (int(part) for part in rest.split(":"))
-            return self._snapshot_page(version, offset, size)
-        if kind == "d":
-            version = int(rest)
-            if version < self.oldest:
-                return 410, {"error": "cursor expired; start a snapshot"}
+        try:
+            kind, epoch, *numbers = cursor.split(":")
+            numbers = [int(number) for number in numbers]
+        except ValueError:
+            kind, epoch, numbers = "", "", []
+        if epoch != self.epoch:
+            return 410, {"error": "not a cursor of this history; take a full snapshot"}
+        if kind == "s" and len(numbers) == 2 and 0 <= numbers[1] and numbers[0] <= len(self.log):
+            return self._snapshot_page(*numbers, size)
+        if kind == "d" and len(numbers) == 1 and self.oldest <= numbers[0] <= len(self.log):
+            version = numbers[0]
             changes = self.log[version:version + size]
             end = version + len(changes)
-            return 200, {"items": changes, "cursor": f"d:{end}", "more": end < len(self.log)}
-        return 400, {"error": "unknown cursor"}
+            return 200, {"items": changes, "cursor": f"d:{self.epoch}:{end}", "more": end < len(self.log)}
+        return 410, {"error": "cursor gone; take a full snapshot"}
 
     def _snapshot_page(self, version: int, offset: int, size: int) -> tuple[int, dict]:
         items = self.state(version)
         chunk = items[offset:offset + size]
         more = offset + size < len(items)
-        cursor = f"s:{version}:{offset + size}" if more else f"d:{version}"
+        cursor = f"s:{self.epoch}:{version}:{offset + size}" if more else f"d:{self.epoch}:{version}"
         return 200, {"items": chunk, "cursor": cursor, "more": more}
+
+
+def _date(text: str) -> date | None:
+    if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    return None
+
+
+def _bookable(item: dict) -> bool:
+    """A booking a snapshot lists: confirmed and not yet ended."""
+    end = datetime.fromisoformat(item["end"])
+    return item["state"] == "confirmed" and end > datetime.now(timezone.utc)
 
 
 class Answer:
@@ -88,8 +128,8 @@ class CentralServer:
         self.branch = branch
         self.token = token
         self.page_size = page_size
-        self.patrons = Feed("card_key")
-        self.reservations = Feed("id")
+        self.patrons = Feed("card_key", "p")
+        self.reservations = Feed("id", "r", current=_bookable)
         #: date -> Kirkanta-shaped item.
         self.hours: dict[str, dict] = {}
         #: uuid -> event, in the order first received.
@@ -124,6 +164,17 @@ class CentralServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
+    def backup(self) -> tuple:
+        """Everything the double keeps, as a backup of its database would."""
+        return self.patrons.backup(), self.reservations.backup(), dict(self.events)
+
+    def restore(self, backup: tuple) -> None:
+        """Back to the backup, with a new history: every cursor issued since is gone."""
+        patrons, reservations, events = backup
+        self.patrons.restore(patrons)
+        self.reservations.restore(reservations)
+        self.events = dict(events)
+
     def queue(self, stream: str, *answers: Answer) -> None:
         self.queued.setdefault(stream, []).extend(answers)
 
@@ -148,7 +199,7 @@ class CentralServer:
 
             def _serve(self, method: str) -> None:
                 parts = urlsplit(self.path)
-                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
                 prefix = f"/v1/branches/{server.branch}/"
                 stream = parts.path[len(prefix):] if parts.path.startswith(prefix) else ""
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -169,13 +220,26 @@ class CentralServer:
                 if (method, stream) == ("GET", "reservations"):
                     return self._json(*server.reservations.page(query.get("cursor"), server.page_size))
                 if (method, stream) == ("GET", "hours"):
-                    days = [server.hours[d] for d in sorted(server.hours) if query["from"] <= d <= query["to"]]
-                    return self._json(200, {"items": days})
+                    return self._hours(query)
                 if (method, stream) == ("POST", "events"):
-                    return self._events(json.loads(body))
+                    return self._events(body)
                 return self._json(404, {"error": "no such endpoint"})
 
-            def _events(self, document: dict) -> None:
+            def _hours(self, query: dict) -> None:
+                for name in ("from", "to"):
+                    if _date(query.get(name, "")) is None:
+                        return self._json(400, {"error": f"{name}: missing or not a date (YYYY-MM-DD)"})
+                if query["to"] < query["from"]:
+                    return self._json(400, {"error": "to is before from"})
+                days = [server.hours[d] for d in sorted(server.hours) if query["from"] <= d <= query["to"]]
+                return self._json(200, {"items": days})
+
+            def _events(self, body: bytes) -> None:
+                try:
+                    parse_batch(body)
+                except BatchRefused as refused:
+                    return self._json(400, refused.as_json())
+                document = json.loads(body)
                 accepted = duplicates = 0
                 with server.lock:
                     for event in document["events"]:

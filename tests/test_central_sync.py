@@ -150,11 +150,11 @@ def test_a_full_snapshot_then_only_changes(branch, central):
     central.patrons.put(patron(1, blocked_reason="lost card"), {"card_key": key(3), "deleted": True}, patron(9))
     branch.sync()
 
-    assert central.gets("patrons")[-2]["cursor"] == "d:5"  # changes only, from where the snapshot ended
+    assert central.gets("patrons")[-2]["cursor"] == "d:p0:5"  # changes only, from where the snapshot ended
     assert [branch.enter(n) for n in (1, 3, 9)] == [Reason.BLOCKED, Reason.UNKNOWN_CARD, Reason.GRANTED]
     assert branch.store.patron_count() == 5
     state = branch.store.sync_state("patrons")
-    assert (state["cursor"], state["last_error"]) == ("d:8", None)
+    assert (state["cursor"], state["last_error"]) == ("d:p0:8", None)
 
 
 def test_gone_cursor_takes_a_new_snapshot_while_the_door_keeps_the_old_cache(branch, central, tmp_path):
@@ -180,7 +180,7 @@ def test_gone_cursor_takes_a_new_snapshot_while_the_door_keeps_the_old_cache(bra
     assert running_door.patron(key(3)) is None and running_door.patron(key(4)) is not None
 
     # The delta cursor got 410, then a snapshot started from scratch.
-    assert [q.get("cursor") for q in central.gets("patrons")][2:4] == ["d:3", None]
+    assert [q.get("cursor") for q in central.gets("patrons")][2:4] == ["d:p0:3", None]
     # Between snapshot pages the door saw the whole old cache, and could still write.
     assert seen_mid_snapshot == [(3, True, False)]
     assert branch.store.patron_count() == 4
@@ -197,7 +197,7 @@ def test_unchanged_cards_stay_trusted_and_a_full_snapshot_is_taken_daily(tmp_pat
     now[0] += timedelta(hours=23)
     central.patrons.put(patron(2, valid_until=(VALID_UNTIL + timedelta(days=1)).isoformat()))
     branch.sync()
-    assert central.gets("patrons")[-1] == {"cursor": "d:2"}
+    assert central.gets("patrons")[-1] == {"cursor": "d:p0:2"}
     assert branch.store.patron(key(1)).fetched_at == now[0], "confirmed by the change round, though not rewritten"
 
     now[0] += timedelta(hours=2)
@@ -377,6 +377,41 @@ def test_events_are_sent_in_batches_in_seq_order(tmp_path, central):
     assert [e["seq"] for e in central.events.values()] == [1, 2, 3, 4, 5]
 
 
+def _garble(branch: Branch, event: Event, **columns) -> None:
+    """What an old bug or a disk error could leave in the outbox: a row the protocol cannot carry."""
+    sets = ", ".join(f"{name} = ?" for name in columns)
+    with branch.store.conn:
+        branch.store.conn.execute(f"UPDATE events SET {sets} WHERE uuid = ?", (*columns.values(), event.uuid))
+
+
+def test_an_event_the_central_service_refuses_is_set_aside_and_the_outbox_goes_on(tmp_path, central):
+    branch = Branch(tmp_path, central, event_batch=3)
+    taps = [branch.tap(n) for n in range(5)]
+    _garble(branch, taps[1], door="front door!")
+    assert "1 event(s) refused as malformed and set aside" in branch.sync()["events"]
+    assert list(central.events) == [e.uuid for n, e in enumerate(taps) if n != 1], "every other event arrived, in order"
+    set_aside = branch.store.quarantined_events()
+    assert [row["uuid"] for row in set_aside] == [taps[1].uuid]
+    assert "events[1].door" in set_aside[0]["quarantine_error"]
+    assert branch.store.status()["sync:events_quarantined"]["value"] == 1
+    assert branch.store.unpushed_event_count() == 0
+
+    posts = len(central.event_posts)
+    branch.tap(9)
+    assert branch.sync()["events"] is None, "the next round is healthy again"
+    assert len(central.event_posts) == posts + 1 and central.event_posts[-1] == (1, 0), "the refused event is not sent again"
+
+
+def test_a_refusal_that_names_no_event_is_narrowed_down_one_event_at_a_time(tmp_path, central):
+    branch = Branch(tmp_path, central)
+    taps = [branch.tap(n) for n in range(3)]
+    _garble(branch, taps[2], type="Tap")
+    central.queue("events", Answer(400, b'{"error": "bad batch"}', {"Content-Type": "application/json"}))
+    branch.sync()
+    assert list(central.events) == [taps[0].uuid, taps[1].uuid]
+    assert [row["uuid"] for row in branch.store.quarantined_events()] == [taps[2].uuid]
+
+
 def test_a_failure_between_send_and_mark_sends_again_and_the_central_side_dedupes(branch, central, monkeypatch):
     taps = [branch.tap(n) for n in range(3)]
 
@@ -470,7 +505,7 @@ def test_a_malformed_answer_is_rejected_whole_and_the_old_cache_stays(branch, ce
     assert branch.error("patrons") == expected
     assert f"central sync: patrons: {expected}" in caplog.messages
     assert [branch.enter(n) for n in (1, 2, 3)] == [Reason.GRANTED, Reason.BLOCKED, Reason.UNKNOWN_CARD]
-    assert branch.store.sync_state("patrons")["cursor"] == "d:2"  # the next round asks for the same changes
+    assert branch.store.sync_state("patrons")["cursor"] == "d:p0:2"  # the next round asks for the same changes
 
 
 def test_a_malformed_snapshot_page_leaves_the_old_cache_whole(branch, central):

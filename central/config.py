@@ -1,0 +1,104 @@
+"""``central.toml``: where the central service keeps its data and how it serves.
+
+Checked whole, as the branch config is: every problem is listed with its key, the
+value and what is allowed, and an unknown key is an error (a misspelt key silently
+ignored is a service set up wrong).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from device.config import ConfigError, Problem, _read, _Section
+
+DEFAULT_PATH = "/etc/omaovi/central.toml"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8090
+    threads: int = 8
+
+
+@dataclass(frozen=True)
+class ProtocolSettings:
+    #: Patrons per page: 10 000 is about 2 MB, well under a branch's 50 MB answer cap.
+    page_size: int = 5000
+    #: Protocol requests served at once per process; the rest are told to come back (503).
+    max_concurrent: int = 32
+    #: Seconds in the Retry-After of that 503.
+    retry_after: int = 10
+    #: Days the change logs are kept; a branch away longer takes a full snapshot (410).
+    keep_changes_days: int = 30
+
+
+@dataclass(frozen=True)
+class CentralSettings:
+    path: Path
+    database_url: str
+    consortium_key_file: Path
+    server: ServerSettings
+    protocol: ProtocolSettings
+
+
+def load(path: str | Path = DEFAULT_PATH) -> CentralSettings:
+    path = Path(path)
+    data = _read(path)
+    problems: list[Problem] = []
+    top = _Section(data, "", problems)
+    base = path.resolve().parent
+    database = top.get("database", lambda v: _database_url(v, base), "an SQLAlchemy URL: sqlite:///central.db or "
+                       "postgresql+psycopg://omaovi@/omaovi (a relative SQLite path is relative to this file)",
+                       f"sqlite:///{base / 'central.db'}")
+    key_file = top.text("consortium_key_file")
+    server = _table(top, "server", problems)
+    server_settings = ServerSettings(
+        host=server.text("host", ServerSettings.host),
+        port=server.integer("port", 0, 65535, ServerSettings.port),  # 0: any free port (tests)
+        threads=server.integer("threads", 1, 64, ServerSettings.threads),
+    )
+    server.finish()
+    protocol = _table(top, "protocol", problems)
+    protocol_settings = ProtocolSettings(
+        page_size=protocol.integer("page_size", 10, 50_000, ProtocolSettings.page_size),
+        max_concurrent=protocol.integer("max_concurrent", 1, 1000, ProtocolSettings.max_concurrent),
+        retry_after=protocol.integer("retry_after", 1, 3600, ProtocolSettings.retry_after),
+        keep_changes_days=protocol.integer("keep_changes_days", 1, 3650, ProtocolSettings.keep_changes_days),
+    )
+    protocol.finish()
+    top.finish()
+    if problems:
+        raise ConfigError(path, problems)
+    return CentralSettings(path, database, base / key_file, server_settings, protocol_settings)
+
+
+def _table(top: _Section, name: str, problems: list[Problem]) -> _Section:
+    table = top.get(name, _dict, "must be a table", {})
+    return _Section(table or {}, f"{name}.", problems)
+
+
+def _dict(value) -> dict:
+    if not isinstance(value, dict):
+        raise TypeError("not a table")
+    return value
+
+
+def _database_url(value, base: Path) -> str:
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError("not a URL") from None
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise ValueError("an SQLite database needs a file")
+        return str(url.set(database=str(base / url.database)))
+    if url.get_backend_name() != "postgresql":
+        raise ValueError("only SQLite and PostgreSQL")
+    return value

@@ -1,0 +1,81 @@
+"""``omaovi central serve``: the central service on waitress, one process, as a systemd notify service.
+
+The schema is brought up to date before the first request, and the change logs are
+compacted once an hour, so a consortium's IT has one service to run and nothing to
+schedule beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import datetime, timedelta, timezone
+
+from waitress import create_server
+
+from central import changelog, db
+from central.app import create_app
+from central.config import CentralSettings
+from device.systemd_notify import Notifier
+
+log = logging.getLogger("omaovi.central")
+
+COMPACT_EVERY = timedelta(hours=1)
+
+
+def make_server(settings: CentralSettings, *, port: int | None = None):
+    """Migrated, bound and ready to ``run()``; ``port=0`` picks a free one (tests)."""
+    engine = db.open_engine(settings.database_url)
+    db.migrate(engine)
+    app = create_app(settings, engine)
+    server = create_server(
+        app, host=settings.server.host, port=settings.server.port if port is None else port,
+        threads=settings.server.threads, ident="omaovi-central", clear_untrusted_proxy_headers=True,
+    )
+    return server, engine
+
+
+def serve(settings: CentralSettings) -> int:
+    server, engine = make_server(settings)
+    stopping = threading.Event()
+
+    def shut_down(*_):
+        stopping.set()
+        server.close()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, shut_down)
+    threading.Thread(target=_compact_hourly, args=(engine, settings, stopping), name="compaction", daemon=True).start()
+    notifier = Notifier()
+    host, port = server.effective_host, server.effective_port
+    log.info("central service on http://%s:%s/ (%s)", host, port, engine.url.render_as_string(hide_password=True))
+    notifier.ready(status=f"central service on port {port}")
+    try:
+        server.run()
+    except OSError:
+        if not stopping.is_set():  # closing the socket on SIGTERM ends run() with EBADF
+            raise
+    finally:
+        notifier.stopping()
+        notifier.close()
+        engine.dispose()
+    return 0
+
+
+def compact(engine, settings: CentralSettings, now: datetime) -> dict[str, int]:
+    """Forget changes older than ``keep_changes_days``; branches further behind take a snapshot."""
+    before = now - timedelta(days=settings.protocol.keep_changes_days)
+    with db.writing(engine) as connection:
+        return {stream: changelog.compact(connection, stream, before) for stream in changelog.LOGS}
+
+
+def _compact_hourly(engine, settings: CentralSettings, stopping: threading.Event) -> None:
+    while not stopping.wait(COMPACT_EVERY.total_seconds()):
+        try:
+            gone = compact(engine, settings, datetime.now(timezone.utc))
+        except Exception:  # a failed compaction must not stop the service; the next hour tries again
+            log.exception("central: compacting the change logs failed")
+            continue
+        if any(gone.values()):
+            log.info("central: compacted the change logs: %s", ", ".join(f"{s} {n}" for s, n in gone.items()))
