@@ -1,0 +1,36 @@
+"""The hours that were in force on each day, so that past statistics stay as they were.
+
+Staff edit the weekly pattern now and then; a day's open hours must be measured
+with the pattern that applied that day, not the one stored today. The store keeps
+every version of the pattern with the instant it was saved; a version applies from
+its local day on (so an edit made at noon counts for the whole of that day) until
+the next one. The earliest version also covers the days before it: no other hours
+are known for them. Dated exceptions are dated already and belong to every version.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+from datetime import date
+
+from device.schedule import Schedule
+
+
+@dataclass(frozen=True)
+class HoursHistory:
+    """The versions of the hours, each from the local day it took effect, oldest first."""
+
+    versions: tuple[tuple[date, Schedule], ...]
+
+    def __post_init__(self) -> None:
+        if not self.versions:
+            raise ValueError("the hours need at least one version")
+        days = [day for day, _schedule in self.versions]
+        if days != sorted(days):
+            raise ValueError("hour versions must be in the order they took effect")
+
+    def on(self, day: date) -> Schedule:
+        """The hours in force on a local day: the last version that took effect on it or before."""
+        index = bisect_right([start for start, _schedule in self.versions], day)
+        return self.versions[max(index - 1, 0)][1]
