@@ -308,10 +308,9 @@ def test_the_openapi_file_describes_every_route_of_the_api(web_app):
 
 
 def test_the_openapi_file_lists_every_figure_a_period_has(api, web_store):
-    import yaml
-
-    openapi = yaml.safe_load((Path(__file__).resolve().parent.parent / "docs" / "web-api-openapi.yaml").read_text(encoding="utf-8"))
-    schemas = openapi["components"]["schemas"]
+    openapi = (Path(__file__).resolve().parent.parent / "docs" / "web-api-openapi.yaml").read_text(encoding="utf-8")
     answer = api("/api/v1/stats?from=2026-11-23&to=2026-11-23").get_json()
-    assert set(schemas["Figures"]["required"]) == set(answer["periods"][0]) - {"period"}
-    assert set(schemas["Stats"]["required"]) == set(answer)
+    required = re.search(r"\n    Figures:\n.*?required: \[(.*?)\]", openapi, re.S).group(1)
+    assert set(re.split(r",\s*", required.strip())) == set(answer["periods"][0]) - {"period"}
+    required = re.search(r"\n    Stats:\n.*?required: \[(.*?)\]", openapi, re.S).group(1)
+    assert set(re.split(r",\s*", required.strip())) == set(answer)
