@@ -497,14 +497,24 @@ def cmd_stats(args) -> int:
     elif args.csv:
         sys.stdout.write(stats_csv.write(FIELDS, ([row[name] for name in FIELDS] for row in rows), args.dialect))
     else:
-        widths = [max(len(f), 10) for f in FIELDS]
-        widths[0] = max(len(r["period"]) for r in rows) if rows else 10
-        print("  ".join(f.ljust(w) for f, w in zip(FIELDS, widths)))
-        for row in rows:
-            print("  ".join(str(row[f]).ljust(w) for f, w in zip(FIELDS, widths)))
-        totals = {f: round(sum(r[f] for r in rows), 2) for f in FIELDS[1:]}
-        print("  ".join(["total".ljust(widths[0])] + [str(totals[f]).ljust(w) for f, w in zip(FIELDS[1:], widths[1:])]))
+        _print_stats_table(rows, FIELDS)
     return 0
+
+
+def _print_stats_table(rows: list[dict], fields: tuple[str, ...]) -> None:
+    """The figures as columns with a total; the hours still to come below, apart, since they are no open hours yet."""
+    planned = [f for f in fields if f.endswith("_planned")]
+    shown = [f for f in fields if f not in planned]
+    widths = [max(len(f), 10) for f in shown]
+    widths[0] = max(len(r["period"]) for r in rows) if rows else 10
+    print("  ".join(f.ljust(w) for f, w in zip(shown, widths)))
+    for row in rows:
+        print("  ".join(str(row[f]).ljust(w) for f, w in zip(shown, widths)))
+    totals = {f: round(sum(r[f] for r in rows), 2) for f in fields[1:]}
+    print("  ".join(["total".ljust(widths[0])] + [str(totals[f]).ljust(w) for f, w in zip(shown[1:], widths[1:])]))
+    if any(totals[f] for f in planned):
+        print("not yet come, planned by the hours in force now: "
+              + ", ".join(f"{f.removesuffix('_planned')} {totals[f]}" for f in planned))
 
 
 COMMANDS = {
