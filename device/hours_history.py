@@ -19,7 +19,11 @@ from device.schedule import Schedule
 
 @dataclass(frozen=True)
 class HoursHistory:
-    """The versions of the hours, each from the local day it took effect, oldest first."""
+    """The versions of the hours, each with the local day it took effect, oldest first.
+
+    Several versions may share a day: the last of them is that day's, and the
+    first of all still covers the days before it.
+    """
 
     versions: tuple[tuple[date, Schedule], ...]
 

@@ -715,11 +715,9 @@ class Store:
             }
             for row in self.db.query("SELECT changed_at, weekday, start, end, mode FROM weekly_history ORDER BY weekday, start"):
                 versions[row["changed_at"]].setdefault(row["weekday"], []).append(Period(row["start"], row["end"], row["mode"]))
-            by_day: dict[date, dict[int, list[Period]]] = {}
-            for changed_at, weekly in versions.items():  # a later change on the same local day wins
-                by_day[parse_utc(changed_at).astimezone(tz).date()] = weekly
             history = HoursHistory(tuple(
-                (day, Schedule({k: tuple(v) for k, v in weekly.items()}, exceptions, tz)) for day, weekly in by_day.items()
+                (parse_utc(changed_at).astimezone(tz).date(), Schedule({k: tuple(v) for k, v in weekly.items()}, exceptions, tz))
+                for changed_at, weekly in versions.items()
             ) or ((date.min, Schedule({}, exceptions, tz)),))
             cached = self._histories[tz] = (revision, history)
         return cached[1]

@@ -105,7 +105,9 @@ def test_saving_the_same_hours_again_keeps_one_version(branch):
     branch.set_weekly(LONG, at=NOON)
     branch.set_weekly(SHORT, at=NOON + timedelta(hours=1))
     branch.set_weekly(SHORT, at=NOON + timedelta(hours=2))
-    assert [day for day, _schedule in branch.hours_history(HEL).versions] == [date(2026, 9, 1), TODAY]
+    history = branch.hours_history(HEL)
+    assert [day for day, _schedule in history.versions] == [date(2026, 9, 1), TODAY]
+    assert history.on(TODAY).weekly == SHORT
 
 
 def test_days_before_the_branchs_first_day_count_no_open_hours(branch):
@@ -135,3 +137,12 @@ def test_physical_visits_are_taps_less_repeats_plus_people_counted(store):
     store.add_count(at, "side", "people_in", 4)
     row = summarize(store, HEL, date(2026, 11, 25), date(2026, 11, 25))[0]
     assert (row["granted_taps"], row["physical_visits"]) == (3, 2 + 4)
+
+
+def test_hours_set_twice_on_the_first_day_keep_the_first_for_the_days_before(tmp_path):
+    s = Store(tmp_path / "new.db")
+    s.set_weekly(LONG, at=NOON)
+    s.set_weekly(SHORT, at=NOON + timedelta(minutes=5))
+    history = s.hours_history(HEL)
+    assert history.on(TODAY - timedelta(days=1)).weekly == LONG and history.on(TODAY).weekly == SHORT
+    s.close()

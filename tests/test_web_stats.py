@@ -195,3 +195,24 @@ def test_the_csv_comes_for_other_programs_too(seeded, staff):
     assert {row[0]: row[6] for row in rows[1:]}["2026-W46"] == "1.5", "booth hours with a decimal point"
     assert staff.get("/stats.csv?from=2026-11-01&to=2026-11-30&dialect=excel").status_code == 400
     assert 'dialect=rfc4180' in staff.get("/stats?from=2026-11-01&to=2026-11-30").get_data(as_text=True)
+
+
+def test_editing_the_weekly_hours_on_the_hours_page_leaves_last_months_figures(web_store, staff):
+    """The pilot branch's case: November's 318 h became 84 h after the weekly hours were edited."""
+    from tests.branch_history import installed_at
+    from tests.test_web_hours import weekly_form
+
+    installed_at(web_store, datetime.now(timezone.utc) - timedelta(days=70))
+    every_day = {d: [("8", "20", "self_service")] for d in range(7)}
+    assert staff.post("/hours/weekly", data=weekly_form(every_day)).status_code == 302
+    first = datetime.now(HEL).date().replace(day=1)
+    last_month = f"/stats?from={(first - timedelta(days=1)).replace(day=1)}&to={first - timedelta(days=1)}&by=month"
+
+    def self_service_hours() -> str:
+        html = staff.get(last_month).get_data(as_text=True)
+        return re.findall(r'<td class="num">([^<]*)</td>', html)[7]
+
+    before = self_service_hours()
+    assert before == str(12 * ((first - timedelta(days=1)).day))
+    assert staff.post("/hours/weekly", data=weekly_form({1: [("16", "19", "self_service")]})).status_code == 302
+    assert self_service_hours() == before
