@@ -214,10 +214,11 @@ MIGRATIONS: list[str] = [
     END;
     """,
     # 8: the weekly hours as a history, so that editing them never changes a past
-    # day's open hours in the statistics. Each version is the whole pattern, from
-    # the instant it was saved; a version with no periods (closed all week) still
-    # has its row in weekly_versions. The pattern stored before this migration
-    # becomes the first version: the earliest version also covers the days before it.
+    # day's open hours in the statistics (device/hours_history.py). Each version is
+    # the whole pattern, from the instant set_weekly saved it; a version with no
+    # periods (closed all week) still has its row in weekly_versions. A pattern
+    # stored before this migration becomes the first version, dated 1970: the
+    # earliest version covers every day before it, back to the branch's first day.
     """
     CREATE TABLE weekly_versions (
         changed_at TEXT PRIMARY KEY

@@ -146,3 +146,28 @@ def test_hours_set_twice_on_the_first_day_keep_the_first_for_the_days_before(tmp
     history = s.hours_history(HEL)
     assert history.on(TODAY - timedelta(days=1)).weekly == LONG and history.on(TODAY).weekly == SHORT
     s.close()
+
+
+def test_a_branch_upgraded_keeps_its_stored_hours_for_the_past_and_its_counters_first_day(tmp_path):
+    """A database from before the hours history: its weekly pattern is the one in force until the next edit,
+    and its earliest counter (older than the upgrade) is the branch's first day."""
+    import sqlite3
+
+    from device.store import MIGRATIONS, _statements
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    before_history = next(number for number, script in enumerate(MIGRATIONS) if "weekly_history" in script)
+    for number, script in enumerate(MIGRATIONS[:before_history], start=1):
+        for statement in _statements(script):
+            old.execute(statement)
+        old.execute(f"PRAGMA user_version = {number}")
+    old.executemany("INSERT INTO weekly_periods (weekday, start, end, mode) VALUES (?, 480, 1200, 'self_service')",
+                    [(d,) for d in range(7)])
+    old.execute("INSERT INTO hourly_counts VALUES ('2026-11-03T10:00Z', 'entrance', 'visit_self_service', 1)")
+    old.commit()
+    old.close()
+    upgraded = Store(path)
+    upgraded.set_weekly(SHORT, at=NOON)
+    assert november(upgraded)["self_service_open_hours"] == 28 * 12, "3 to 30 November, by the hours stored then"
+    upgraded.close()
