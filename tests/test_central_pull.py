@@ -191,3 +191,14 @@ def test_a_branch_of_an_older_version_leaves_the_figures_it_lacks_empty():
     assert (period["physical_visits_total"], period["granted_taps"], period["pin_lockouts"]) == ("", "", "")
     with pytest.raises(central_pull.PullFailed, match="physical_visits missing or not a number"):
         central_pull._periods(json.dumps({"periods": [old | {"physical_visits": "many"}]}).encode(), "http://odd")
+
+
+def test_the_documented_csv_is_what_a_pull_writes(tmp_path, serve):
+    import re
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "web-api.md").read_text(encoding="utf-8")
+    documented = re.search(r"one row per branch and local day, branches in the file's order:\s*```csv\n(.*?)```", doc, re.S).group(1)
+    url, token, _ = serve(tmp_path / "kallio")
+    out = tmp_path / "stats.csv"
+    assert pull(branches_file(tmp_path, {"kallio": (url, token)}), out) == 0
+    assert out.read_text().replace("\r\n", "\n").splitlines()[:2] == documented.splitlines()
