@@ -107,6 +107,7 @@ class Event:
         reservation's length in minutes to ``booth_minutes`` (the controller marks
         it in the detail): booth hours must outlive the raw events like every
         other figure, and a holder who taps in and out again is counted once.
+        A granted entrance tap marked ``not_a_visit`` also adds to NOT_A_VISIT.
         """
         if self.type == TAP:
             if self.reason == "granted":

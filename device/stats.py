@@ -90,7 +90,7 @@ def summarize(
 
 
 def visits_by_hour_of_week(store: Store, tz: ZoneInfo, start: date, end: date) -> list[list[int]]:
-    """Visits (self-service and staffed) per local weekday (Monday first) and hour, a 7 × 24 grid."""
+    """Granted entrance taps (self-service and staffed) per local weekday (Monday first) and hour, a 7 × 24 grid."""
     utc_start, _ = day_bounds(start, tz)
     _, utc_end = day_bounds(end, tz)
     grid = [[0] * 24 for _ in range(7)]

@@ -141,6 +141,11 @@ BAD_CONFIGS = [
         id="retention-zero",
     ),
     pytest.param(
+        HEAD + ENTRANCE + "[policy]\nrepeat_tap_minutes = 241\n",
+        ["policy.repeat_tap_minutes = 241: must be a whole number from 0 to 240"],
+        id="repeat-tap-window-too-long",
+    ),
+    pytest.param(
         HEAD + ENTRANCE + "[web]\nworkers = 0\n",
         ["web.workers = 0: must be a whole number from 1 to 8"],
         id="web-workers-zero",

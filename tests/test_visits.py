@@ -42,3 +42,16 @@ def test_a_people_counter_counts_the_visits_at_its_door(building):  # noqa: F811
     b.walk_through(people_counted=2)  # a parent and a child on one card
     row = day_row(b)
     assert (row["granted_taps"], row["physical_visits"]) == (1, 2)
+
+
+def test_the_window_is_the_configured_one(building, monkeypatch):  # noqa: F811
+    """[policy] repeat_tap_minutes = 0: every tap is a visit."""
+    from device.config import Config, PolicyConfig
+    from tests import test_building
+
+    monkeypatch.setattr(test_building, "Config", lambda **kw: Config(**kw, policy=PolicyConfig(repeat_tap_minutes=0)))
+    b = building("12:00")
+    b.tap(CARD)
+    b.tap(CARD)
+    row = day_row(b)
+    assert (row["granted_taps"], row["physical_visits"]) == (2, 2)
