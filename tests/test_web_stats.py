@@ -182,6 +182,8 @@ def test_the_current_month_shows_the_hours_still_to_come_apart(web_store, staff)
     elapsed, planned = (float(total[name].replace(",", ".")) for name in ("Self-service hours", "Self-service hours still planned"))
     assert planned > 0 and elapsed + planned == pytest.approx(month_hours, abs=0.02)
     assert "more planned in this range" in html
+    header = next(csv.reader(io.StringIO(staff.get("/stats.csv").get_data(as_text=True).lstrip("\ufeff")), delimiter=";"))
+    assert header[8:12] == ["Self-service hours", "Staffed hours", "Self-service hours still planned", "Staffed hours still planned"]
     last_month = staff.get(f"/stats?from={(first - timedelta(days=1)).replace(day=1)}&to={first - timedelta(days=1)}")
     assert "still planned" not in last_month.get_data(as_text=True), "a month that is over has nothing planned"
 
