@@ -218,3 +218,8 @@ def test_editing_the_weekly_hours_on_the_hours_page_leaves_last_months_figures(w
     assert before == str(12 * ((first - timedelta(days=1)).day))
     assert staff.post("/hours/weekly", data=weekly_form({1: [("16", "19", "self_service")]})).status_code == 302
     assert self_service_hours() == before
+
+
+def test_a_branch_with_a_people_counter_says_its_visits_are_counted_there(counting):
+    html = counting.get("/stats?from=2026-11-01&to=2026-11-30").get_data(as_text=True)
+    assert "Physical visits are the people counted in by the people counter (Main entrance)" in html
