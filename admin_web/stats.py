@@ -45,7 +45,6 @@ PLANNED_COLUMNS = (
     ("self_service_open_hours_planned", _l("Self-service hours still planned"), True),
     ("staffed_open_hours_planned", _l("Staffed hours still planned"), True),
 )
-
 #: Counted from a people counter at a door (see docs/door-extras.md), so shown only where one is.
 TAILGATING_COLUMN = ("tailgating", _l("Tailgating"), False)
 #: Closings at which people were still counted inside; shown where the Today page warns of them.
@@ -127,8 +126,9 @@ def download():
 
 def branch_columns(rows: list[dict]) -> tuple:
     """COLUMNS, the planned hours where the range has some still to come, and the
-    people counts where this branch can count people: elsewhere tailgating cannot be seen and people left inside are a guess
-    from the exit button, and a column of zeros would say "none" where the answer is "unknown"."""
+    people counts where this branch can count people: elsewhere tailgating cannot
+    be seen and people left inside are a guess from the exit button, and a column
+    of zeros would say "none" where the answer is "unknown"."""
     config = branch().config
     planned = any(row[key] for row in rows for key, _heading, _hours in PLANNED_COLUMNS)
     return (COLUMNS + (PLANNED_COLUMNS if planned else ())

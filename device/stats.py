@@ -24,7 +24,7 @@ from collections import defaultdict
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from device.events import BOOTH_MINUTES, HOUR_FORMAT, PEOPLE_IN, PIN_LOCKOUT, NOT_A_VISIT
+from device.events import BOOTH_MINUTES, HOUR_FORMAT, NOT_A_VISIT, PEOPLE_IN, PIN_LOCKOUT
 from device.hours_history import HoursHistory
 from device.store import Store, day_bounds
 

@@ -423,10 +423,9 @@ class Store:
 
         Open hours before it are not counted: the doors were not run by omaovi then.
         """
-        installed = self._setting(INSTALLED_KEY)
         earliest = self.conn.execute("SELECT min(hour) FROM hourly_counts").fetchone()[0]
-        first = min(text for text in (installed, earliest) if text) if installed or earliest else hour_text(_now())
-        return datetime.strptime(first, HOUR_FORMAT).replace(tzinfo=timezone.utc)
+        known = [text for text in (self._setting(INSTALLED_KEY), earliest) if text]
+        return datetime.strptime(min(known), HOUR_FORMAT).replace(tzinfo=timezone.utc) if known else _now()
 
     def events(self, since: datetime | None = None, limit: int = 100) -> list[dict]:
         """Newest first."""

@@ -5,9 +5,9 @@ visits and, separately, for the hours it was open as a self-service library, so
 the CSV has those columns under plain names, one row per branch and local day,
 and a spreadsheet can sum them per year. ``physical_visits_total`` is the
 branch's ``physical_visits`` (people, by its people counter or with a card's
-repeat taps counted once), not its granted taps, which come beside it. Each branch serves its figures itself
-(``/api/v1/stats`` of ``omaovi web``, docs/web-api.md); the branches are listed in
-a TOML file:
+repeat taps counted once), not its granted taps, which come beside it. Each
+branch serves its figures itself (``/api/v1/stats`` of ``omaovi web``,
+docs/web-api.md); the branches are listed in a TOML file:
 
     [[branches]]
     id = "kallio"
