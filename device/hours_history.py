@@ -11,7 +11,7 @@ are known for them. Dated exceptions are dated already and belong to every versi
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from device.schedule import Schedule
@@ -26,15 +26,17 @@ class HoursHistory:
     """
 
     versions: tuple[tuple[date, Schedule], ...]
+    # The days alone, for the search that a year of statistics makes 365 times.
+    _days: tuple[date, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.versions:
             raise ValueError("the hours need at least one version")
-        days = [day for day, _schedule in self.versions]
-        if days != sorted(days):
+        days = tuple(day for day, _schedule in self.versions)
+        if list(days) != sorted(days):
             raise ValueError("hour versions must be in the order they took effect")
+        object.__setattr__(self, "_days", days)
 
     def on(self, day: date) -> Schedule:
         """The hours in force on a local day: the last version that took effect on it or before."""
-        index = bisect_right([start for start, _schedule in self.versions], day)
-        return self.versions[max(index - 1, 0)][1]
+        return self.versions[max(bisect_right(self._days, day) - 1, 0)][1]
