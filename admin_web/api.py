@@ -100,6 +100,9 @@ def stats_view():
     return jsonify({
         "branch": config.branch, "timezone": config.timezone, "from": start.isoformat(), "to": end.isoformat(), "by": by,
         "periods": rows, "totals": _totals(rows),
+        # How physical_visits were counted here, for whoever compares branches.
+        "repeat_tap_minutes": config.policy.repeat_tap_minutes,
+        "people_counter_doors": [door.id for door in config.doors if door.counter_in_pin is not None],
     })
 
 

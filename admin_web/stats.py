@@ -2,17 +2,13 @@
 
 Figures come from device.stats, which reads the permanent hourly counters, so a
 range older than the event retention still adds up. The CSV is for Excel on a
-Finnish PC: UTF-8 with a byte-order mark (or Excel reads ä and ö wrongly), ``;``
-between fields and a decimal comma, because Finnish Excel uses the comma for
-decimals and ``;`` as its list separator and opens such a file straight into
-columns. Programs should use the API or ``omaovi stats --csv`` instead, which
-write plain ``,`` and ``.``.
+Finnish PC by default (``excel-fi``: ``;``, a decimal comma and a byte-order
+mark); ``?dialect=rfc4180`` gives the ``,`` and ``.`` that ``omaovi central pull``
+and ``omaovi stats --csv`` write (device/stats_csv.py).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -23,6 +19,7 @@ from flask_babel import get_locale
 from admin_web import branch, branch_now, charts, store
 from admin_web.events import optional_day
 from admin_web.i18n import REASON_LABELS, gettext as _, label, lazy_gettext as _l
+from device import stats_csv
 from device.stats import summarize, visits_by_hour_of_week
 
 bp = Blueprint("stats", __name__)
@@ -33,14 +30,20 @@ MAX_DAYS = 3 * 366
 
 #: The table's and the CSV's columns: row key, heading, whether it is hours (decimals).
 COLUMNS = (
-    ("visits_self_service", _l("Self-service visits"), False),
-    ("visits_staffed", _l("Staffed-hours visits"), False),
-    ("visits", _l("Visits in all"), False),
+    ("physical_visits", _l("Physical visits"), False),
+    ("granted_taps", _l("Card taps granted"), False),
+    ("visits_self_service", _l("Taps in self-service hours"), False),
+    ("visits_staffed", _l("Taps in staffed hours"), False),
     ("booth_uses", _l("Booth uses"), False),
     ("booth_hours", _l("Booth hours"), True),
     ("denied", _l("Refused at the door"), False),
     ("self_service_open_hours", _l("Self-service hours"), True),
     ("staffed_open_hours", _l("Staffed hours"), True),
+)
+#: Hours the range still has to come; shown only then, apart from the hours that were open.
+PLANNED_COLUMNS = (
+    ("self_service_open_hours_planned", _l("Self-service hours still planned"), True),
+    ("staffed_open_hours_planned", _l("Staffed hours still planned"), True),
 )
 #: Counted from a people counter at a door (see docs/door-extras.md), so shown only where one is.
 TAILGATING_COLUMN = ("tailgating", _l("Tailgating"), False)
@@ -77,7 +80,7 @@ def index():
     if errors:
         return render_template("stats/index.html", choice=choice, errors=errors, by_options=BY), 400
     rows = _rows(choice)
-    columns = branch_columns()
+    columns = branch_columns(rows)
     totals = {key: sum(row[key] for row in rows) for key, _heading, _hours in columns}
     denials = _denials(rows)
     grid = visits_by_hour_of_week(store(), branch().config.tz, choice.start, choice.end)
@@ -93,6 +96,9 @@ def index():
         heat=[[(count, charts.heat_level(count, busiest)) for count in day] for day in grid],
         weekdays=[format_date(date(2026, 11, 23) + timedelta(days=i), "EEE", locale=str(get_locale())) for i in range(7)],
         hours_text=_decimal, csv_query={"from": choice.start.isoformat(), "to": choice.end.isoformat(), "by": choice.by},
+        planned=sum(totals.get(key, 0) for key, _heading, _hours in PLANNED_COLUMNS),
+        first_day=_first_day(), repeat_minutes=branch().config.policy.repeat_tap_minutes,
+        counted_doors=[door.label for door in branch().config.doors if door.counter_in_pin is not None],
     )
 
 
@@ -101,38 +107,45 @@ def download():
     choice, errors = parse_choice(request.args, _today())
     if errors:
         return Response("\n".join(errors) + "\n", status=400, mimetype="text/plain")
+    dialect = request.args.get("dialect") or "excel-fi"
+    if dialect not in stats_csv.DIALECTS:
+        return Response(_("Format: choose excel-fi or rfc4180.") + "\n", status=400, mimetype="text/plain")
     rows = _rows(choice)
     reasons = [reason for reason, _count in _denials(rows)]
-    columns = branch_columns()
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    writer.writerow([_("Period")] + [str(heading) for _key, heading, _hours in columns]
-                    + [_("Refused: %(reason)s", reason=label(REASON_LABELS, reason)) for reason in reasons])
-    for row in rows:
-        writer.writerow([row["period"]] + [_decimal(row[key]) if hours else row[key] for key, _heading, hours in columns]
-                        + [row["denials"].get(reason, 0) for reason in reasons])
+    columns = branch_columns(rows)
+    header = ([_("Period")] + [str(heading) for _key, heading, _hours in columns]
+              + [_("Refused: %(reason)s", reason=label(REASON_LABELS, reason)) for reason in reasons])
+    body = ([row["period"]] + [float(row[key]) if hours else row[key] for key, _heading, hours in columns]
+            + [row["denials"].get(reason, 0) for reason in reasons] for row in rows)
     name = f"omaovi-{branch().config.branch}-{choice.start}-{choice.end}-{choice.by}.csv"
     return Response(
-        "\ufeff" + out.getvalue(), mimetype="text/csv",
+        stats_csv.write(header, body, dialect), mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
-def branch_columns() -> tuple:
-    """COLUMNS, and the people counts where this branch can count people: elsewhere
-    tailgating cannot be seen and people left inside are a guess from the exit
-    button, and a column of zeros would say "none" where the answer is "unknown"."""
+def branch_columns(rows: list[dict]) -> tuple:
+    """COLUMNS, the planned hours where the range has some still to come, and the
+    people counts where this branch can count people: elsewhere tailgating cannot
+    be seen and people left inside are a guess from the exit button, and a column
+    of zeros would say "none" where the answer is "unknown"."""
     config = branch().config
-    return (COLUMNS + ((TAILGATING_COLUMN,) if branch_now.has_people_counter(config) else ())
+    planned = any(row[key] for row in rows for key, _heading, _hours in PLANNED_COLUMNS)
+    return (COLUMNS + (PLANNED_COLUMNS if planned else ())
+            + ((TAILGATING_COLUMN,) if branch_now.has_people_counter(config) else ())
             + ((PEOPLE_LEFT_COLUMN,) if branch_now.counts_people(config) else ()))
 
 
 def _rows(choice: Choice) -> list[dict]:
     rows = summarize(store(), branch().config.tz, choice.start, choice.end, choice.by)
     for row in rows:
-        row["visits"] = row["visits_self_service"] + row["visits_staffed"]
         row["label"], row["short"] = _period_text(row["period"], choice.by)
     return rows
+
+
+def _first_day() -> str:
+    day = store().first_counted_hour().astimezone(branch().config.tz).date()
+    return f"{day.day}.{day.month}.{day.year}"
 
 
 def _denials(rows: list[dict]) -> list[tuple[str, int]]:
@@ -158,7 +171,8 @@ def _period_text(period: str, by: str) -> tuple[str, str]:
 
 
 def _decimal(hours: float) -> str:
-    return f"{hours:.2f}".rstrip("0").rstrip(".").replace(".", ",") if hours else "0"
+    """Hours on the page as in the Finnish CSV: "1,5"."""
+    return stats_csv.cell(float(hours), "excel-fi")
 
 
 def _today() -> date:

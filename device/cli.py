@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
@@ -119,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="start", type=_date, required=True, metavar="D", help="the first local date, YYYY-MM-DD")
     p.add_argument("--to", dest="end", type=_date, required=True, metavar="D", help="the last local date, YYYY-MM-DD")
     p.add_argument("--out", required=True, metavar="FILE.csv", help="the combined CSV, one row per branch and day")
+    _dialect_arg(p, "rfc4180")
     p.add_argument("--parallel", type=_positive(int), default=8, metavar="N", help="branches asked at the same time (default: %(default)s)")
     p.add_argument("--attempts", type=_positive(int), default=3, metavar="N",
                    help="tries per branch before it is listed as failed (default: %(default)s)")
@@ -164,8 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")
+    _dialect_arg(p, "rfc4180")
     _config_arg(p)
     return parser
+
+
+def _dialect_arg(parser: argparse.ArgumentParser, default: str) -> None:
+    from device.stats_csv import DIALECTS
+
+    parser.add_argument("--dialect", choices=DIALECTS, default=default,
+                        help="excel-fi: ';', decimal comma and a BOM, for Excel on a Finnish PC; "
+                             "rfc4180: ',' and a decimal point, for programs (default: %(default)s)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -367,7 +376,7 @@ def cmd_central_pull(args) -> int:
         sources, args.start, args.end, workers=args.parallel, attempts=args.attempts, timeout=args.timeout,
         progress=central_pull.Progress(len(sources)),
     )
-    rows = central_pull.write_csv(args.out, sources, periods)
+    rows = central_pull.write_csv(args.out, sources, periods, args.dialect)
     print(f"Wrote {rows} row(s) from {len(periods)} of {len(sources)} branch(es) to {args.out}.")
     if failures:
         print(f"{len(failures)} branch(es) failed and are not in the file:", file=sys.stderr)
@@ -481,6 +490,7 @@ def cmd_events(args) -> int:
 
 
 def cmd_stats(args) -> int:
+    from device import stats_csv
     from device.stats import FIELDS, summarize
 
     cfg = _load(args)
@@ -488,18 +498,26 @@ def cmd_stats(args) -> int:
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
     elif args.csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+        sys.stdout.write(stats_csv.write(FIELDS, ([row[name] for name in FIELDS] for row in rows), args.dialect))
     else:
-        widths = [max(len(f), 10) for f in FIELDS]
-        widths[0] = max(len(r["period"]) for r in rows) if rows else 10
-        print("  ".join(f.ljust(w) for f, w in zip(FIELDS, widths)))
-        for row in rows:
-            print("  ".join(str(row[f]).ljust(w) for f, w in zip(FIELDS, widths)))
-        totals = {f: round(sum(r[f] for r in rows), 2) for f in FIELDS[1:]}
-        print("  ".join(["total".ljust(widths[0])] + [str(totals[f]).ljust(w) for f, w in zip(FIELDS[1:], widths[1:])]))
+        _print_stats_table(rows, FIELDS)
     return 0
+
+
+def _print_stats_table(rows: list[dict], fields: tuple[str, ...]) -> None:
+    """The figures as columns with a total; the hours still to come below, apart, since they are no open hours yet."""
+    planned = [f for f in fields if f.endswith("_planned")]
+    shown = [f for f in fields if f not in planned]
+    widths = [max(len(f), 10) for f in shown]
+    widths[0] = max(len(r["period"]) for r in rows) if rows else 10
+    print("  ".join(f.ljust(w) for f, w in zip(shown, widths)))
+    for row in rows:
+        print("  ".join(str(row[f]).ljust(w) for f, w in zip(shown, widths)))
+    totals = {f: round(sum(r[f] for r in rows), 2) for f in fields[1:]}
+    print("  ".join(["total".ljust(widths[0])] + [str(totals[f]).ljust(w) for f, w in zip(shown[1:], widths[1:])]))
+    if any(totals[f] for f in planned):
+        print("not yet come, planned by the hours in force now: "
+              + ", ".join(f"{f.removesuffix('_planned')} {totals[f]}" for f in planned))
 
 
 COMMANDS = {

@@ -111,6 +111,8 @@ class PolicyConfig:
     no_show_minutes: int = 15
     max_offline_age: timedelta = timedelta(hours=72)
     event_retention_days: int = 90
+    #: A card's granted taps within this many minutes of its counted visit are one physical visit.
+    repeat_tap_minutes: int = 10
 
 
 @dataclass(frozen=True)
@@ -654,6 +656,7 @@ def parse_sections(data: dict, path: Path | str = "<config>") -> tuple[Config, S
         no_show_minutes=p.integer("no_show_minutes", 1, 240, 15),
         max_offline_age=p.get("max_offline_age", _offline_age, 'must be a duration from "5m" to "90d", such as "72h"', timedelta(hours=72)),
         event_retention_days=p.integer("event_retention_days", 1, 3650, 90),
+        repeat_tap_minutes=p.integer("repeat_tap_minutes", 0, 240, 10),
     )
     p.finish()
 

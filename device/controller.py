@@ -45,6 +45,7 @@ from device.keypad import build_keypad
 from device.pins import LockoutRule, PinEntry, VerifierError, load_pepper, locked_until, pin_matches
 from device.policy import Decision, DoorState, Patron, PinResult, Reason, Reservation, decide, open_to_all
 from device.store import Command, Store
+from device.visits import RepeatTaps
 from sync.sip2 import Sip2Checker, Sip2Config
 
 log = logging.getLogger("omaovi.device")
@@ -590,8 +591,16 @@ class Controller:
                 detail[events.BOOTH_MINUTES] = int((reservation.end - reservation.begin).total_seconds() // 60)
         return Event(
             ts=now, door=door_cfg.id, type=type_, reason=decision.reason.value, mode=decision.mode,
-            card_key=key, door_kind=door_cfg.kind, detail=detail, **extra,
+            card_key=key, door_kind=door_cfg.kind, detail=detail,
+            not_a_visit=decision.reason is Reason.GRANTED and self._not_a_visit(door_cfg, key, now), **extra,
         )
+
+    def _not_a_visit(self, door_cfg: DoorConfig, key: str, now: datetime) -> bool:
+        """Whether a granted tap is no new physical visit: a booth is inside the library, a
+        people counter counts the people at its door, and a card's repeat is the same visit."""
+        if door_cfg.kind == "booth":
+            return False  # counted as a booth use, never as a visit
+        return door_cfg.id in self.counters or self._repeat_taps.is_repeat(key, now)
 
     def _first_use(self, door_cfg: DoorConfig, reservation: Reservation) -> bool:
         """Whether this grant is the reservation's first, so its minutes count as booth hours.
@@ -688,6 +697,7 @@ class Controller:
         self._keypads_working: set[str] = set()
         self._keypads_failed: set[str] = set()
         self.counters = {}
+        self._repeat_taps = RepeatTaps(timedelta(minutes=cfg.policy.repeat_tap_minutes))
         for d in cfg.doors:
             if d.keypad is not None:
                 self._add_part(self.keypads, d.id, f"the keypad of door {d.id} (it opens by card alone)",
@@ -764,7 +774,7 @@ class Controller:
         post = self._queue.put
         return PeopleCounter(
             door_cfg.counter_in_pin, door_cfg.counter_out_pin,
-            lambda: post(lambda: self._counted(door_cfg.id, self.occupancy.person_in)),
+            lambda: post(lambda: self._counted(door_cfg.id, self._person_in)),
             lambda: post(lambda: self._counted(door_cfg.id, self.occupancy.person_out)),
             pin_factory=pin_factory,
         )
@@ -778,6 +788,14 @@ class Controller:
     def _counted(self, door_id: str, count: Callable[[str], None]) -> None:
         count(door_id)
         self._publish_occupancy()
+
+    def _person_in(self, door_id: str) -> None:
+        """One more person inside, and one more physical visit in the statistics."""
+        self.occupancy.person_in(door_id)
+        try:
+            self.store.add_count(self.wall(), door_id, events.PEOPLE_IN)
+        except sqlite3.Error as exc:
+            log.error("cannot count a person in at door %s: %s", door_id, exc)
 
     def _door_happened(self, door_cfg: DoorConfig, type_: str) -> None:
         """Door events that move the occupancy estimate (entrances only: booths are inside)."""

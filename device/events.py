@@ -44,6 +44,12 @@ DEVICE = "device"
 
 #: The counter of booth reservation minutes, and the detail key of a first use that adds to it.
 BOOTH_MINUTES = "booth_minutes"
+#: The counter of granted entrance taps that are not a new physical visit: a repeat of
+#: one card within ``[policy] repeat_tap_minutes``, or a tap at a door whose people
+#: counter counts the people instead. Physical visits are the taps less these.
+NOT_A_VISIT = "tap_not_a_visit"
+#: The counter of a people counter's "in" pulses: physical visits at its door.
+PEOPLE_IN = "people_in"
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 HOUR_FORMAT = "%Y-%m-%dT%H:00Z"
@@ -80,6 +86,8 @@ class Event:
     card_key: str | None = None
     door_kind: str = "entrance"
     detail: dict = field(default_factory=dict)
+    #: A granted entrance tap that is not a new physical visit (see NOT_A_VISIT); counted, never stored.
+    not_a_visit: bool = False
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def row(self) -> dict:
@@ -101,11 +109,12 @@ class Event:
         reservation's length in minutes to ``booth_minutes`` (the controller marks
         it in the detail): booth hours must outlive the raw events like every
         other figure, and a holder who taps in and out again is counted once.
+        A granted entrance tap marked ``not_a_visit`` also adds to NOT_A_VISIT.
         """
         if self.type == TAP:
             if self.reason == "granted":
                 if self.door_kind != "booth":
-                    return {f"visit_{self.mode}": 1}
+                    return {f"visit_{self.mode}": 1} | ({NOT_A_VISIT: 1} if self.not_a_visit else {})
                 metrics = {"booth_use": 1}
                 if self.detail.get(BOOTH_MINUTES):
                     metrics[BOOTH_MINUTES] = int(self.detail[BOOTH_MINUTES])

@@ -22,7 +22,8 @@ from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
-from device.events import PIN_LOCKOUT_CLEARED, Event, hour_text, parse_utc, utc_text
+from device.events import HOUR_FORMAT, PIN_LOCKOUT_CLEARED, Event, hour_text, parse_utc, utc_text
+from device.hours_history import HoursHistory
 from device.policy import Patron, Reservation
 from device.schedule import Period, Schedule
 
@@ -212,7 +213,30 @@ MIGRATIONS: list[str] = [
         ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1;
     END;
     """,
-    # 8: events the central service refused as malformed are set aside, with its
+    # 8: the weekly hours as a history, so that editing them never changes a past
+    # day's open hours in the statistics (device/hours_history.py). Each version is
+    # the whole pattern, from the instant set_weekly saved it; a version with no
+    # periods (closed all week) still has its row in weekly_versions. A pattern
+    # stored before this migration becomes the first version, dated 1970: the
+    # earliest version covers every day before it, back to the branch's first day.
+    """
+    CREATE TABLE weekly_versions (
+        changed_at TEXT PRIMARY KEY
+    );
+    CREATE TABLE weekly_history (
+        changed_at TEXT NOT NULL REFERENCES weekly_versions (changed_at) ON DELETE CASCADE,
+        weekday INTEGER NOT NULL CHECK (weekday BETWEEN 0 AND 6),
+        start INTEGER NOT NULL,
+        end INTEGER NOT NULL,
+        mode TEXT NOT NULL,
+        PRIMARY KEY (changed_at, weekday, start)
+    );
+    INSERT INTO weekly_versions (changed_at)
+        SELECT '1970-01-01T00:00:00.000000Z' WHERE EXISTS (SELECT 1 FROM weekly_periods);
+    INSERT INTO weekly_history (changed_at, weekday, start, end, mode)
+        SELECT '1970-01-01T00:00:00.000000Z', weekday, start, end, mode FROM weekly_periods;
+    """,
+    # 9: events the central service refused as malformed are set aside, with its
     # reason, so one bad event cannot hold up the branch's outbox forever.
     """
     CREATE TABLE events_quarantined (
@@ -254,6 +278,9 @@ _PATRON_INSERT = (
 )
 #: Settings keys the staff page edits and the device follows.
 ANNOUNCEMENTS_KEY = "announcements"
+#: When this database was first opened (an hour, as the counters write it): with the
+#: earliest counter, where the branch's statistics begin (see first_counted_hour).
+INSTALLED_KEY = "installed_at"
 _RESERVATION_INSERT = "INSERT OR REPLACE INTO reservations (id, resource, card_key, begin, end, state) VALUES (?, ?, ?, ?, ?, ?)"
 
 
@@ -306,6 +333,7 @@ class Store:
         self.path = Path(path)
         self._busy_timeout_ms = busy_timeout_ms
         self._schedules: dict[ZoneInfo, tuple[int, Schedule]] = {}
+        self._histories: dict[ZoneInfo, tuple[int, HoursHistory]] = {}
         self._period_totals: dict[str, tuple[int, list]] = {}
         conn = sqlite3.connect(
             str(self.path), timeout=busy_timeout_ms / 1000, check_same_thread=False, factory=_Connection
@@ -345,6 +373,10 @@ class Store:
                 for statement in _statements(script):
                     self.conn.execute(statement)
                 self.conn.execute(f"PRAGMA user_version = {number}")
+            # Python's clock, not SQLite's: tests move the one they control.
+            self.conn.execute(
+                "INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (INSTALLED_KEY, hour_text(_now()))
+            )
 
     # -- events and counts ----------------------------------------------------
     def record(self, events: Iterable[Event]) -> None:
@@ -388,6 +420,26 @@ class Store:
                     " ON CONFLICT (hour, door, metric) DO UPDATE SET count = count + excluded.count",
                     (hour, event.door, metric, amount),
                 )
+
+    def add_count(self, moment: datetime, door: str, metric: str, amount: int = 1) -> None:
+        """Add to one hourly counter with no event: for happenings too frequent and too
+        plain to log one by one, such as a people counter's pulses."""
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO hourly_counts (hour, door, metric, count) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (hour, door, metric) DO UPDATE SET count = count + excluded.count",
+                (hour_text(moment), door, metric, amount),
+            )
+
+    def first_counted_hour(self) -> datetime:
+        """Where the branch's statistics begin: the database's first opening, or its
+        earliest counter if that is older (counters imported or restored from before).
+
+        Open hours before it are not counted: the doors were not run by omaovi then.
+        """
+        earliest = self.conn.execute("SELECT min(hour) FROM hourly_counts").fetchone()[0]
+        known = [text for text in (self._setting(INSTALLED_KEY), earliest) if text]
+        return datetime.strptime(min(known), HOUR_FORMAT).replace(tzinfo=timezone.utc) if known else _now()
 
     def events(self, since: datetime | None = None, limit: int = 100) -> list[dict]:
         """Newest first."""
@@ -462,8 +514,12 @@ class Store:
         return self._revision("counts_revision")
 
     def _revision(self, key: str) -> int:
+        value = self._setting(key)
+        return int(value) if value else 0
+
+    def _setting(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
-        return int(row[0]) if row else 0
+        return row[0] if row else None
 
     def purge_events(self, older_than: datetime) -> int:
         """Delete raw events past retention. Their counts are already in hourly_counts."""
@@ -661,18 +717,36 @@ class Store:
             cached = self._schedules[tz] = (revision, self._read_schedule(tz))
         return cached[1]
 
+    def hours_history(self, tz: ZoneInfo) -> HoursHistory:
+        """Every version of the weekly hours with the local day it took effect, and the
+        dated exceptions: the hours each past day had, for the statistics."""
+        revision = self.hours_revision()
+        cached = self._histories.get(tz)
+        if cached is None or cached[0] != revision:
+            exceptions = self._read_exceptions()
+            versions: dict[str, dict[int, list[Period]]] = {
+                row[0]: {} for row in self.conn.execute("SELECT changed_at FROM weekly_versions ORDER BY changed_at")
+            }
+            for row in self.db.query("SELECT changed_at, weekday, start, end, mode FROM weekly_history ORDER BY weekday, start"):
+                versions[row["changed_at"]].setdefault(row["weekday"], []).append(Period(row["start"], row["end"], row["mode"]))
+            history = HoursHistory(tuple(
+                (parse_utc(changed_at).astimezone(tz).date(), Schedule({k: tuple(v) for k, v in weekly.items()}, exceptions, tz))
+                for changed_at, weekly in versions.items()
+            ) or ((date.min, Schedule({}, exceptions, tz)),))
+            cached = self._histories[tz] = (revision, history)
+        return cached[1]
+
     def _read_schedule(self, tz: ZoneInfo) -> Schedule:
         weekly: dict[int, list[Period]] = {}
         for row in self.db.query("SELECT weekday, start, end, mode FROM weekly_periods ORDER BY weekday, start"):
             weekly.setdefault(row["weekday"], []).append(Period(row["start"], row["end"], row["mode"]))
+        return Schedule(weekly={k: tuple(v) for k, v in weekly.items()}, exceptions=self._read_exceptions(), tz=tz)
+
+    def _read_exceptions(self) -> dict[date, tuple[Period, ...]]:
         exceptions: dict[date, list[Period]] = {date.fromisoformat(r["date"]): [] for r in self.db.query("SELECT date FROM exception_days")}
         for row in self.db.query("SELECT date, start, end, mode FROM exception_periods ORDER BY date, start"):
             exceptions[date.fromisoformat(row["date"])].append(Period(row["start"], row["end"], row["mode"]))
-        return Schedule(
-            weekly={k: tuple(v) for k, v in weekly.items()},
-            exceptions={k: tuple(v) for k, v in exceptions.items()},
-            tz=tz,
-        )
+        return {k: tuple(v) for k, v in exceptions.items()}
 
     def hours_revision(self) -> int:
         """Goes up with every change of the hours, so the device reloads them only then."""
@@ -684,14 +758,29 @@ class Store:
             " ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
         )
 
-    def set_weekly(self, weekly: dict[int, Iterable[Period]]) -> None:
-        """Replace the whole weekly pattern."""
+    def set_weekly(self, weekly: dict[int, Iterable[Period]], *, at: datetime | None = None) -> None:
+        """Replace the whole weekly pattern, in force from ``at`` (now) on.
+
+        A pattern that differs from the last one is also kept as a new version
+        in the history (see hours_history), so the past keeps its hours.
+        """
+        rows = sorted((day, p.start, p.end, p.mode) for day, periods in weekly.items() for p in periods)
         with self.conn:
+            self.lock_for_writing()
             self.conn.execute("DELETE FROM weekly_periods")
-            self.conn.executemany(
-                "INSERT INTO weekly_periods (weekday, start, end, mode) VALUES (?, ?, ?, ?)",
-                [(day, p.start, p.end, p.mode) for day, periods in weekly.items() for p in periods],
-            )
+            self.conn.executemany("INSERT INTO weekly_periods (weekday, start, end, mode) VALUES (?, ?, ?, ?)", rows)
+            latest = self.conn.execute("SELECT max(changed_at) FROM weekly_versions").fetchone()[0]
+            before = self.conn.execute(
+                "SELECT weekday, start, end, mode FROM weekly_history WHERE changed_at = ? ORDER BY weekday, start", (latest,)
+            ).fetchall()
+            if latest is None or before != rows:
+                changed_at = utc_text(at or _now())
+                self.conn.execute("DELETE FROM weekly_versions WHERE changed_at = ?", (changed_at,))
+                self.conn.execute("INSERT INTO weekly_versions (changed_at) VALUES (?)", (changed_at,))
+                self.conn.executemany(
+                    "INSERT INTO weekly_history (changed_at, weekday, start, end, mode) VALUES (?, ?, ?, ?, ?)",
+                    [(changed_at, *row) for row in rows],
+                )
             self._bump_hours_revision()
 
     def set_exceptions(self, days: dict[date, Iterable[Period]], *, note: str = "", source: str = "local") -> None:

@@ -3,9 +3,11 @@
 The Finnish annual public library statistics ask each library for its physical
 visits and, separately, for the hours it was open as a self-service library, so
 the CSV has those columns under plain names, one row per branch and local day,
-and a spreadsheet can sum them per year. Each branch serves its figures itself
-(``/api/v1/stats`` of ``omaovi web``, docs/web-api.md); the branches are listed in
-a TOML file:
+and a spreadsheet can sum them per year. ``physical_visits_total`` is the
+branch's ``physical_visits`` (people, by its people counter or with a card's
+repeat taps counted once), not its granted taps, which come beside it. Each
+branch serves its figures itself (``/api/v1/stats`` of ``omaovi web``,
+docs/web-api.md); the branches are listed in a TOML file:
 
     [[branches]]
     id = "kallio"
@@ -20,7 +22,6 @@ CSV holds every branch that answered, and the ones that did not are listed.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -34,16 +35,22 @@ from typing import Any, Callable, TextIO
 
 import requests
 
+from device import stats_csv
 from device.config import ConfigError, Problem, _base_url, _read, _Section, _text
 from sync.central import SyncError, _exception_text, read_token
 
 #: The CSV's columns: what the annual statistics ask for first, then the rest.
 COLUMNS = (
-    "branch", "period", "physical_visits_total", "visits_staffed", "visits_self_service",
-    "self_service_open_hours", "staffed_open_hours", "booth_uses", "booth_hours", "denied",
+    "branch", "period", "physical_visits_total", "granted_taps", "visits_staffed", "visits_self_service",
+    "self_service_open_hours", "staffed_open_hours", "self_service_open_hours_planned", "staffed_open_hours_planned",
+    "booth_uses", "booth_hours", "denied", "pin_lockouts",
 )
-#: The figures read from each period of a branch's answer.
-FIGURES = COLUMNS[3:]
+#: Figures a branch of an older version does not send: their cells stay empty (unknown), never 0.
+NEWER_FIGURES = ("physical_visits", "granted_taps", "self_service_open_hours_planned", "staffed_open_hours_planned",
+                 "pin_lockouts")
+#: The figures every branch sends, read from each period of its answer.
+FIGURES = ("visits_staffed", "visits_self_service", "self_service_open_hours", "staffed_open_hours", "booth_uses",
+           "booth_hours", "denied")
 #: Seconds before the first retry; each later one waits twice as long (with jitter).
 RETRY_BASE_SECONDS = 1.0
 #: A year of days is about 150 kB of JSON; anything far larger is not a stats answer.
@@ -165,11 +172,12 @@ def _periods(body: bytes, url: str) -> list[dict]:
 def _period(item: dict) -> dict:
     if not isinstance(item, dict) or not isinstance(item.get("period"), str):
         raise TypeError("a period without its name")
-    figures = {name: item.get(name) for name in FIGURES if name != "physical_visits_total"}
-    wrong = [name for name, value in figures.items() if not isinstance(value, (int, float)) or isinstance(value, bool)]
+    figures = {name: item.get(name) for name in FIGURES} | {name: item.get(name, "") for name in NEWER_FIGURES}
+    wrong = [name for name, value in figures.items()
+             if not (isinstance(value, (int, float)) and not isinstance(value, bool)) and not (name in NEWER_FIGURES and value == "")]
     if wrong:
         raise TypeError(f"period {item['period']}: {', '.join(wrong)} missing or not a number")
-    return {"period": item["period"], "physical_visits_total": figures["visits_staffed"] + figures["visits_self_service"]} | figures
+    return {"period": item["period"], "physical_visits_total": figures.pop("physical_visits")} | figures
 
 
 class Progress:
@@ -220,17 +228,12 @@ def pull(
     return periods, failures
 
 
-def write_csv(path: str | Path, sources: list[BranchSource], periods: dict[str, list[dict]]) -> int:
+def write_csv(path: str | Path, sources: list[BranchSource], periods: dict[str, list[dict]], dialect: str = "rfc4180") -> int:
     """One row per branch and day, branches in the file's order; written whole or not at all."""
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
-    rows = 0
+    rows = [[source.id] + [period[name] for name in COLUMNS[1:]] for source in sources for period in periods.get(source.id, ())]
     with open(partial, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        for source in sources:
-            for period in periods.get(source.id, ()):
-                writer.writerow({"branch": source.id} | period)
-                rows += 1
+        handle.write(stats_csv.write(COLUMNS, rows, dialect))
     os.replace(partial, path)
-    return rows
+    return len(rows)

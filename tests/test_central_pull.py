@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import threading
 from pathlib import Path
 
@@ -93,7 +94,8 @@ def test_one_csv_from_many_branches_a_flaky_one_retried_a_dead_one_listed(tmp_pa
     assert [(r["branch"], r["period"]) for r in rows] == [
         ("kallio", "2026-11-23"), ("kallio", "2026-11-24"), ("vallila", "2026-11-23"), ("vallila", "2026-11-24")]
     monday = rows[0]
-    assert monday["physical_visits_total"] == "5"
+    # Physical visits, not taps: one card's three taps at 8.15 are one visit.
+    assert (monday["physical_visits_total"], monday["granted_taps"], monday["pin_lockouts"]) == ("3", "5", "0")
     assert (monday["visits_staffed"], monday["visits_self_service"]) == ("2", "3")
     assert float(monday["self_service_open_hours"]) == 8 and float(monday["staffed_open_hours"]) == 6
     assert (monday["booth_uses"], float(monday["booth_hours"]), monday["denied"]) == ("1", 1.5, "3")
@@ -170,3 +172,33 @@ def test_dates_and_the_output_folder_are_checked_before_any_branch_is_asked(tmp_
     err = capsys.readouterr().err
     assert "before --from" in err and "at most 1096 days" in err and "there is no folder" in err
     assert not out.exists()
+
+
+def test_the_excel_dialect_writes_what_the_staff_pages_csv_writes(tmp_path, serve):
+    url, token, _ = serve(tmp_path / "kallio")
+    out = tmp_path / "stats.csv"
+    assert pull(branches_file(tmp_path, {"kallio": (url, token)}), out, "--dialect", "excel-fi") == 0
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbfbranch;period;physical_visits_total;") and b"\r\n" in raw
+    monday = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig")), delimiter=";"))[0]
+    assert (monday["booth_hours"], monday["self_service_open_hours"]) == ("1,5", "8")
+
+
+def test_a_branch_of_an_older_version_leaves_the_figures_it_lacks_empty():
+    old = {"period": "2026-11-23", "visits_staffed": 2, "visits_self_service": 3, "self_service_open_hours": 8.0,
+           "staffed_open_hours": 6.0, "booth_uses": 1, "booth_hours": 1.5, "denied": 3}
+    period = central_pull._periods(json.dumps({"periods": [old]}).encode(), "http://old")[0]
+    assert (period["physical_visits_total"], period["granted_taps"], period["pin_lockouts"]) == ("", "", "")
+    with pytest.raises(central_pull.PullFailed, match="physical_visits missing or not a number"):
+        central_pull._periods(json.dumps({"periods": [old | {"physical_visits": "many"}]}).encode(), "http://odd")
+
+
+def test_the_documented_csv_is_what_a_pull_writes(tmp_path, serve):
+    import re
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "web-api.md").read_text(encoding="utf-8")
+    documented = re.search(r"one row per branch and local day, branches in the file's order:\s*```csv\n(.*?)```", doc, re.S).group(1)
+    url, token, _ = serve(tmp_path / "kallio")
+    out = tmp_path / "stats.csv"
+    assert pull(branches_file(tmp_path, {"kallio": (url, token)}), out) == 0
+    assert out.read_text().replace("\r\n", "\n").splitlines()[:2] == documented.splitlines()

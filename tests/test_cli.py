@@ -4,6 +4,7 @@ import csv
 import io
 import json
 from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -165,7 +166,7 @@ def test_stats_table_has_totals(branch, capsys):
     _seed_events(branch)
     code, out, _ = run(branch, capsys, "stats", "--from", "2026-10-25", "--to", "2026-10-25")
     total = out.splitlines()[-1].split()
-    assert total[:3] == ["total", "2", "1"]
+    assert total[:5] == ["total", "3", "3", "2", "1"], "physical visits, granted taps, self-service, staffed"
 
 
 def test_events_shows_local_time_and_no_raw_numbers(branch, capsys):
@@ -198,3 +199,34 @@ def test_the_import_examples_in_the_docs_import(tmp_path):
     patrons = parse_patrons(csv_block, b"k" * 32, datetime.now(timezone.utc))
     assert [p.blocked_reason for p in patrons] == [None, "fines"]
     assert len(parse_schedules(json_block)) == 2
+
+
+def test_stats_count_pin_lockouts_in_json_and_csv(branch, capsys):
+    store = Store(branch / "omaovi.db")
+    store.record([Event(ts=datetime(2026, 11, 25, 12, tzinfo=timezone.utc), door="entrance", type="pin_lockout")])
+    store.close()
+    _, out, _ = run(branch, capsys, "stats", "--from", "2026-11-25", "--to", "2026-11-25", "--json")
+    assert json.loads(out)[0]["pin_lockouts"] == 1
+    _, out, _ = run(branch, capsys, "stats", "--from", "2026-11-25", "--to", "2026-11-25", "--csv")
+    assert next(csv.DictReader(io.StringIO(out)))["pin_lockouts"] == "1"
+
+
+def test_stats_csv_in_the_finnish_excel_dialect(branch, capsys):
+    _seed_events(branch)
+    _, out, _ = run(branch, capsys, "stats", "--from", "2026-10-25", "--to", "2026-10-25", "--csv", "--dialect", "excel-fi")
+    assert out.startswith("\ufeffperiod;physical_visits;granted_taps;") and out.endswith("\r\n")
+
+
+def test_stats_table_shows_the_hours_still_to_come_apart(branch, capsys):
+    """Open all day: today is half elapsed, half planned, whatever today is."""
+    from device.schedule import Period
+
+    store = Store(branch / "omaovi.db")
+    store.set_weekly({d: (Period(0, 1440, "self_service"),) for d in range(7)})
+    store.close()
+    today = datetime.now(timezone.utc).astimezone(ZoneInfo("Europe/Helsinki")).date()
+    _, out, _ = run(branch, capsys, "stats", "--from", str(today), "--to", str(today + timedelta(days=1)))
+    header, *_rows, total, planned = out.splitlines()
+    assert "planned" not in header + total
+    assert planned.startswith("not yet come, planned by the hours in force now: self_service_open_hours ")
+    assert float(total.split()[header.split().index("self_service_open_hours")]) < 24

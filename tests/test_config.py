@@ -141,6 +141,11 @@ BAD_CONFIGS = [
         id="retention-zero",
     ),
     pytest.param(
+        HEAD + ENTRANCE + "[policy]\nrepeat_tap_minutes = 241\n",
+        ["policy.repeat_tap_minutes = 241: must be a whole number from 0 to 240"],
+        id="repeat-tap-window-too-long",
+    ),
+    pytest.param(
         HEAD + ENTRANCE + "[web]\nworkers = 0\n",
         ["web.workers = 0: must be a whole number from 1 to 8"],
         id="web-workers-zero",
@@ -193,7 +198,7 @@ BAD_CONFIGS = [
     pytest.param(
         HEAD + ENTRANCE + '[policy]\nmax_offline = "72h"\n',
         ['policy.max_offline = "72h": unknown key; allowed keys here: '
-         "booth_early_minutes, event_retention_days, max_offline_age, no_show_minutes, staffed_entrance"],
+         "booth_early_minutes, event_retention_days, max_offline_age, no_show_minutes, repeat_tap_minutes, staffed_entrance"],
         id="misspelt-policy-key",
     ),
     # Booths and resources.
@@ -330,7 +335,7 @@ def test_defaults_fill_in_what_the_file_leaves_out(tmp_path):
     assert (cfg.timezone, cfg.uid_format) == ("Europe/Helsinki", "hex")
     assert cfg.policy == PolicyConfig(
         staffed_entrance="card", booth_early_minutes=10, max_offline_age=timedelta(hours=72), event_retention_days=90,
-        no_show_minutes=15,
+        no_show_minutes=15, repeat_tap_minutes=10,
     )
     entrance = cfg.door("entrance")
     assert (entrance.lock_active_high, entrance.unlock_seconds, entrance.held_open_seconds) == (True, 5.0, 60.0)
@@ -407,7 +412,7 @@ def test_check_config_prints_every_problem_and_fails(tmp_path, capsys):
     assert main(["check-config", str(path)]) == 1
     assert capsys.readouterr().out.splitlines() == [
         f'{path}: policy.staffed = "card": unknown key; allowed keys here: '
-        "booth_early_minutes, event_retention_days, max_offline_age, no_show_minutes, staffed_entrance",
+        "booth_early_minutes, event_retention_days, max_offline_age, no_show_minutes, repeat_tap_minutes, staffed_entrance",
         f"{path}: doors[1].lock_pin = 17: GPIO17 is already used by doors[0].lock_pin",
         "2 problem(s) found.",
     ]

@@ -36,7 +36,8 @@ def seed_monday(store) -> None:
         return Event(ts=moment, door=door, type="tap", reason=reason, mode=mode, card_key="c0ffee" * 10, **extra)
 
     store.record(
-        [tap(at(8, 15), "granted", "self_service") for _ in range(3)]
+        # One patron tapping three times: the device counts the later two as repeats, one physical visit.
+        [tap(at(8, 15), "granted", "self_service", not_a_visit=repeat) for repeat in (False, True, True)]
         + [tap(at(11, 30), "granted", "staffed") for _ in range(2)]
         + [tap(at(12), "granted", "staffed", door="booth", door_kind="booth", detail={"booth_minutes": 90})]
         + [tap(at(8, 20), "blocked", "self_service") for _ in range(2)]
@@ -46,7 +47,8 @@ def seed_monday(store) -> None:
 
 EXPECTED_MONDAY = {
     "visits_self_service": 3, "visits_staffed": 2, "booth_uses": 1, "booth_hours": 1.5, "staff_entries": 1, "exits": 0,
-    "denied": 3, "self_service_open_hours": 8, "staffed_open_hours": 6,
+    "denied": 3, "self_service_open_hours": 8, "staffed_open_hours": 6, "granted_taps": 5, "physical_visits": 3,
+    "pin_lockouts": 0, "self_service_open_hours_planned": 0, "staffed_open_hours_planned": 0,
 }
 
 
@@ -303,3 +305,12 @@ def test_the_openapi_file_describes_every_route_of_the_api(web_app):
     assert sorted(routes) == ["/api/v1/stats", "/api/v1/status", "/metrics"]
     for route in routes:
         assert f"\n  {route}:\n" in openapi
+
+
+def test_the_openapi_file_lists_every_figure_a_period_has(api, web_store):
+    openapi = (Path(__file__).resolve().parent.parent / "docs" / "web-api-openapi.yaml").read_text(encoding="utf-8")
+    answer = api("/api/v1/stats?from=2026-11-23&to=2026-11-23").get_json()
+    required = re.search(r"\n    Figures:\n.*?required: \[(.*?)\]", openapi, re.S).group(1)
+    assert set(re.split(r",\s*", required.strip())) == set(answer["periods"][0]) - {"period"}
+    required = re.search(r"\n    Stats:\n.*?required: \[(.*?)\]", openapi, re.S).group(1)
+    assert set(re.split(r",\s*", required.strip())) == set(answer)

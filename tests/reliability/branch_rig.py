@@ -19,6 +19,7 @@ from gpiozero.pins.mock import MockFactory
 from device.cards import card_key
 from device.config import Config, DoorConfig, PolicyConfig, ReaderConfig
 from device.controller import Controller, TapResult
+from device.events import NOT_A_VISIT
 from device.policy import Patron
 from device.schedule import Period
 from device.store import Store
@@ -113,10 +114,11 @@ class Branch:
         return bool(self.factory.pin(LOCK_PIN).state)
 
     def hourly(self, metric_prefix: str = "") -> dict[str, int]:
-        """hourly_counts as {UTC hour: count}, summed over the metrics with this prefix."""
+        """hourly_counts as {UTC hour: count}, summed over the metrics with this prefix: one per
+        tap or happening (``tap_not_a_visit`` marks some taps a second time, so it is left out)."""
         totals: dict[str, int] = {}
         for row in self.view.counts(datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc)):
-            if row["metric"].startswith(metric_prefix):
+            if row["metric"].startswith(metric_prefix) and row["metric"] != NOT_A_VISIT:
                 totals[row["hour"]] = totals.get(row["hour"], 0) + row["count"]
         return totals
 
