@@ -801,7 +801,9 @@ def _announcements(table: dict, a_path: Callable[[Any], Path], problems: list[Pr
     }
     texts, files = {}, {}
     for kind in ANNOUNCEMENT_KINDS:
-        texts[kind] = s.get(kind, lambda v: _by_language(v, _text), per_language("texts", '"…"'), {})
+        texts[kind] = s.get(
+            kind, lambda v: _by_language(v, _spoken_text), per_language("texts", '"…"') + ", none beginning with a dash (-)", {}
+        )
         files[kind] = s.get(
             f"{kind}_files", lambda v: _by_language(v, a_path), per_language("audio files", '"closing-fi.wav"'), {}
         )
@@ -809,6 +811,18 @@ def _announcements(table: dict, a_path: Callable[[Any], Path], problems: list[Pr
     if any(v is None for v in (*values.values(), *texts.values(), *files.values())):
         return None
     return AnnouncementConfig(texts=texts, files=files, **values)
+
+
+def looks_like_an_option(text: str) -> bool:
+    """A text that begins with "-" would read as an option wherever it ended up on a command line;
+    no text staff or the config give is allowed to (the announcements are spoken by espeak-ng)."""
+    return text.lstrip().startswith("-")
+
+
+def _spoken_text(value: Any) -> str:
+    if looks_like_an_option(_text(value)):
+        raise ValueError
+    return value
 
 
 def _by_language(value: Any, check: Callable[[Any], Any]) -> dict:
