@@ -84,21 +84,20 @@ def login():
     address = request.remote_addr or "unknown"
     error, status = None, 200
     if request.method == "POST":
-        wait = accounts.throttled_for(store(), address)
+        username = request.form.get("username", "").strip().lower()
+        wait = accounts.begin_attempt(store(), address, username)
         if wait is not None:
             minutes = max(1, -(-int(wait.total_seconds()) // 60))
             error, status = _("Too many failed logins. Try again in %(minutes)d minutes.", minutes=minutes), 429
         else:
-            username = request.form.get("username", "").strip().lower()
             user = accounts.authenticate(store(), username, request.form.get("password", ""))
             if user is None:
                 known = accounts.get_user(store(), username) is not None
                 with store().conn:
-                    accounts.note_failure(store(), address)
                     audit.record(store(), username if known else "(unknown user)", "login.failed", address=address)
                 error, status = _("Wrong username or password."), 401
             else:
-                accounts.clear_failures(store(), address)
+                accounts.attempt_succeeded(store(), user.username)
                 language = session.get("lang")
                 session.clear()  # nothing from before the login survives it
                 session.permanent = True

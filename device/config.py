@@ -135,6 +135,9 @@ class WebConfig:
     secret_key_file: Path | None = None
     #: Addresses that may read /metrics without a token (a Prometheus on the LAN).
     metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
+    #: Proxies (addresses or networks) whose X-Forwarded-For header names the client;
+    #: from anyone else the header is ignored. Empty: the page is reached directly.
+    trusted_proxies: tuple[str, ...] = ()
     #: Web sites that may show the public booth board in a frame (CSP frame-ancestors),
     #: such as "https://kirjasto.example.fi". Empty: no site may.
     board_frame_ancestors: tuple[str, ...] = ()
@@ -708,6 +711,10 @@ def _web(table: dict, a_path: Callable[[Any], Path], database: Path | None, prob
             "metrics_allow", lambda v: _list_of(v, _ip_address), "must be a list of IP addresses, such as [\"127.0.0.1\"]",
             ("127.0.0.1", "::1"),
         ),
+        "trusted_proxies": s.get(
+            "trusted_proxies", lambda v: _list_of(v, _ip_network),
+            "must be a list of IP addresses or networks, such as [\"127.0.0.1\", \"10.20.0.0/24\"]", (),
+        ),
         "board_frame_ancestors": s.get(
             "board_frame_ancestors", lambda v: _list_of(v, _origin),
             "must be a list of web site origins, such as [\"https://kirjasto.example.fi\"]", (),
@@ -722,6 +729,13 @@ def _ip_address(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError
     return str(ipaddress.ip_address(value))
+
+
+def _ip_network(value: Any) -> str:
+    """An address or a network such as 10.20.0.0/24; one with host bits set is refused as likely a typo."""
+    if not isinstance(value, str):
+        raise ValueError
+    return str(ipaddress.ip_network(value))
 
 
 def _origin(value: Any) -> str:

@@ -212,6 +212,11 @@ MIGRATIONS: list[str] = [
         ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1;
     END;
     """,
+    # 8: the login throttle counts failures per username typed as well as per address.
+    """
+    ALTER TABLE login_failures ADD COLUMN username TEXT NOT NULL DEFAULT '';
+    CREATE INDEX login_failures_username ON login_failures (username, ts);
+    """,
 ]
 
 COMMAND_ACTIONS = ("pulse", "hold", "lockdown", "release", "clear_pin_lockout")
