@@ -198,3 +198,24 @@ def test_the_import_examples_in_the_docs_import(tmp_path):
     patrons = parse_patrons(csv_block, b"k" * 32, datetime.now(timezone.utc))
     assert [p.blocked_reason for p in patrons] == [None, "fines"]
     assert len(parse_schedules(json_block)) == 2
+
+
+def test_every_user_action_reports_success_with_exit_code_0(branch, capsys, monkeypatch):
+    """Scripts and admins read the exit code: a change made must not end in a traceback."""
+    from admin_web import accounts
+
+    steps = [
+        (("user", "add", "anna", "--role", "admin", "--password-stdin"), "Added admin user anna."),
+        (("user", "add", "bert", "--password-stdin"), "Added staff user bert."),
+        (("user", "passwd", "bert", "--password-stdin"), "Changed the password of bert; their sessions ended."),
+        (("user", "disable", "bert"), "Disabled bert; their sessions ended."),
+        (("user", "enable", "bert"), "Enabled bert."),
+    ]
+    for args, message in steps:
+        monkeypatch.setattr("sys.stdin", io.StringIO("a-long-password-1\n"))
+        code, out, err = run(branch, capsys, *args)
+        assert (code, out.strip(), err) == (0, message, "")
+    store = Store(branch / "omaovi.db")
+    assert not accounts.get_user(store, "bert").disabled
+    assert accounts.authenticate(store, "bert", "a-long-password-1") is not None
+    store.close()
