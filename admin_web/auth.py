@@ -67,12 +67,17 @@ def log_action(action: str, target: str = "", **detail) -> None:
 
 
 def safe_next(target: str | None) -> str:
-    """Only a path on this site: a ``next`` pointing elsewhere would make the login page an open redirect."""
-    if not target:
-        return url_for("today.index") if "today.index" in current_app.view_functions else "/"
+    """Only a path on this site, else the start page.
+
+    A ``next`` pointing elsewhere would make the login page an open redirect; one
+    with a line break or another control character cannot be a Location header.
+    """
+    start = url_for("today.index") if "today.index" in current_app.view_functions else "/"
+    if not target or not target.isprintable():
+        return start
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
+        return start
     return target
 
 

@@ -122,6 +122,15 @@ def test_the_login_page_does_not_redirect_to_another_site(anonymous):
         anonymous.post("/logout", data={})
 
 
+@pytest.mark.parametrize("target", ["/%0d%0aX:1", "/%0aSet-Cookie:%20omaovi_session=planted", "/today%09x", "/%00"])
+def test_a_next_with_a_line_break_or_control_character_goes_to_the_start_page(anonymous, target):
+    response = anonymous.post(f"/login?next={target}", data={"username": "staff", "password": PASSWORDS["staff"]})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+    assert "X" not in response.headers and "planted" not in str(response.headers)
+    assert anonymous.get("/account").status_code == 200, "the login itself succeeded"
+
+
 def test_after_login_the_page_asked_for_is_shown(anonymous):
     response = anonymous.get("/account")
     assert "next=/account" in response.headers["Location"]
