@@ -219,3 +219,16 @@ def test_every_user_action_reports_success_with_exit_code_0(branch, capsys, monk
     assert not accounts.get_user(store, "bert").disabled
     assert accounts.authenticate(store, "bert", "a-long-password-1") is not None
     store.close()
+
+
+def test_a_patron_file_with_shifted_columns_names_no_card_number(branch, capsys):
+    """The numbers landed in self_service and the dates in card_number: the errors reach the journal from a timer job."""
+    (branch / "patrons.csv").write_text(
+        "card_number,self_service,valid_until\n"
+        "2027-05-31,12345678,1\n"
+        "2027-05-31,400012341234,1\n"
+    )
+    code, out, err = run(branch, capsys, "patrons", "import", str(branch / "patrons.csv"))
+    assert code == 1 and "Nothing was imported." in err
+    assert "line 2, self_service: '[8 digits]' is not a yes/no value" in err
+    assert "12345678" not in err + out and "400012341234" not in err + out
