@@ -32,8 +32,6 @@ FAILURE_WINDOW = timedelta(minutes=15)
 TOUCH_INTERVAL = timedelta(seconds=60)
 
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
-#: A username typed at the login page is counted by its first characters, enough for any real one.
-_USERNAME_KEPT = 64
 # A hash of a random password, checked when the username does not exist, so that a
 # wrong username takes as long as a wrong password and does not reveal which users exist.
 _DUMMY_HASH = generate_password_hash(secrets.token_hex(16))
@@ -205,8 +203,9 @@ def authenticate(store: Store, username: str, password: str) -> User | None:
 
 
 # -- sessions -------------------------------------------------------------------
-def _hash(session_id: str) -> str:
-    return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
+def _hash(text: str) -> str:
+    """What is kept of a session id or a username typed at the login page."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def start_session(store: Store, username: str) -> str:
@@ -253,23 +252,24 @@ def begin_attempt(store: Store, address: str, username: str) -> timedelta | None
     """Count a login attempt as failed before its password is checked, or say how long to wait.
 
     Failures are counted per address and per username typed: one address may not
-    try many names, and many addresses may not try one name. The check and the
+    try many names, and many addresses may not try one name. The name is kept as
+    its SHA-256 only, since people type their password in the username field. The check and the
     count are one transaction that holds the write lock, so parallel guesses cannot
     all pass the check before any is counted; ``attempt_succeeded`` takes the count
     back for a right password. Returns None when the attempt may go ahead.
     """
-    now, username = _now(), username[:_USERNAME_KEPT]
+    now, target = _now(), _hash(username)
     with store.conn:
         store.lock_for_writing()
         # Stamps in the future are from before the clock was stepped back: they
         # count from now, or an address would wait out the step (hours, a day).
         store.conn.execute("UPDATE login_failures SET ts = ? WHERE ts > ?", (utc_text(now), utc_text(now)))
         store.conn.execute("DELETE FROM login_failures WHERE ts <= ?", (utc_text(now - FAILURE_WINDOW),))
-        waits = [_wait(store, column, value, now) for column, value in (("address", address), ("username", username))]
+        waits = [_wait(store, column, value, now) for column, value in (("address", address), ("username_hash", target))]
         wait = max((w for w in waits if w is not None), default=None)
         if wait is None:
             store.conn.execute(
-                "INSERT INTO login_failures (address, username, ts) VALUES (?, ?, ?)", (address, username, utc_text(now))
+                "INSERT INTO login_failures (address, username_hash, ts) VALUES (?, ?, ?)", (address, target, utc_text(now))
             )
     return wait
 
@@ -290,4 +290,4 @@ def attempt_succeeded(store: Store, username: str) -> None:
     may not reset their count against the admin by logging in as themself.
     """
     with store.conn:
-        store.conn.execute("DELETE FROM login_failures WHERE username = ?", (username[:_USERNAME_KEPT],))
+        store.conn.execute("DELETE FROM login_failures WHERE username_hash = ?", (_hash(username),))

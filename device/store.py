@@ -212,10 +212,10 @@ MIGRATIONS: list[str] = [
         ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1;
     END;
     """,
-    # 8: the login throttle counts failures per username typed as well as per address.
+    # 8: the login throttle counts failures per username typed (its SHA-256) as well as per address.
     """
-    ALTER TABLE login_failures ADD COLUMN username TEXT NOT NULL DEFAULT '';
-    CREATE INDEX login_failures_username ON login_failures (username, ts);
+    ALTER TABLE login_failures ADD COLUMN username_hash TEXT NOT NULL DEFAULT '';
+    CREATE INDEX login_failures_username ON login_failures (username_hash, ts);
     """,
 ]
 

@@ -82,7 +82,7 @@ def test_failures_stamped_in_the_future_lock_out_for_the_window_at_most(anonymou
     ahead = utc_text(accounts._now() + timedelta(days=1))
     with web_store.conn:
         web_store.conn.executemany(
-            "INSERT INTO login_failures (address, username, ts) VALUES ('127.0.0.1', 'admin', ?)", [(ahead,)] * 10
+            "INSERT INTO login_failures (address, ts) VALUES ('127.0.0.1', ?)", [(ahead,)] * 10
         )
     page = guess(anonymous, headers={"Accept-Language": "en"})
     assert page.status_code == 429
@@ -97,6 +97,12 @@ def proxied_app(tmp_path, trusted: str):
     app = make_app(config_mod.load(path))
     app.test_client_class = WebClient
     return app
+
+
+def test_a_password_typed_as_the_username_is_not_kept(anonymous, web_store):
+    guess(anonymous, PASSWORDS["admin"])
+    dump = "\n".join(web_store.conn.iterdump())
+    assert "login_failures" in dump and PASSWORDS["admin"] not in dump
 
 
 def test_behind_a_trusted_proxy_each_client_is_counted_by_its_own_address(tmp_path):
