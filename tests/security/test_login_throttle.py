@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import threading
 from datetime import timedelta
 
+import pytest
+
 from admin_web import accounts
+from admin_web.proxies import client_address
 from device import config as config_mod
 from device.events import utc_text
 from webclient import BRANCH_CONFIG, PASSWORDS, WebClient, make_app
@@ -129,3 +133,28 @@ def test_without_trusted_proxies_the_header_changes_nothing(anonymous):
     for number in range(accounts.MAX_FAILURES):
         guess(anonymous, "nobody", headers={"X-Forwarded-For": f"10.9.9.{number}"})
     assert guess(anonymous, "staff", PASSWORDS["staff"], headers={"X-Forwarded-For": "10.9.9.99"}).status_code == 429
+
+
+def test_behind_a_trusted_proxy_metrics_without_a_token_follow_the_clients_address(tmp_path):
+    """The proxy's own 127.0.0.1 is on the default allow-list; the LAN client behind it is not."""
+    app = proxied_app(tmp_path, '["127.0.0.1"]')
+    client = app.test_client()
+    assert client.get("/metrics", headers={"X-Forwarded-For": "10.0.0.66"}).status_code == 401
+    assert client.get("/metrics").status_code == 200
+
+
+@pytest.mark.parametrize("peer, forwarded_for, client", [
+    ("127.0.0.1", "10.0.0.66", "10.0.0.66"),
+    ("127.0.0.1", "", "127.0.0.1"),
+    ("::ffff:127.0.0.1", "10.0.0.66", "10.0.0.66"),
+    # Only as far back as the trusted proxies go: what the client wrote itself is not believed.
+    ("127.0.0.1", "6.6.6.6, 10.0.0.66", "10.0.0.66"),
+    ("127.0.0.1", "6.6.6.6, 10.20.0.9, 10.0.0.66", "10.0.0.66"),
+    ("10.20.0.9", "6.6.6.6, 203.0.113.5", "203.0.113.5"),
+    ("127.0.0.1", "10.0.0.66, 10.20.0.9", "10.0.0.66"),
+    ("127.0.0.1", "garbage", "127.0.0.1"),
+    ("192.0.2.1", "10.0.0.66", "192.0.2.1"),
+])
+def test_the_client_is_the_first_address_from_the_right_that_is_not_a_trusted_proxy(peer, forwarded_for, client):
+    trusted = [ipaddress.ip_network("127.0.0.1"), ipaddress.ip_network("10.20.0.0/24")]
+    assert client_address(peer, forwarded_for, trusted) == client
