@@ -253,10 +253,11 @@ def begin_attempt(store: Store, address: str, username: str) -> timedelta | None
 
     Failures are counted per address and per username typed: one address may not
     try many names, and many addresses may not try one name. The name is kept as
-    its SHA-256 only, since people type their password in the username field. The check and the
-    count are one transaction that holds the write lock, so parallel guesses cannot
-    all pass the check before any is counted; ``attempt_succeeded`` takes the count
-    back for a right password. Returns None when the attempt may go ahead.
+    its SHA-256 only, since people type their password in the username field.
+    The check and the count are one transaction that holds the write lock, so
+    parallel guesses cannot all pass the check before any is counted;
+    ``attempt_succeeded`` takes the count back for a right password. Returns None
+    when the attempt may go ahead.
     """
     now, target = _now(), _hash(username)
     with store.conn:
