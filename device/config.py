@@ -946,6 +946,9 @@ SPI_PINS = {
     5: ((13, 14, 15), (12, 26)),
     6: ((19, 20, 21), (18, 27)),
 }
+#: Buses whose every chip select the system takes once the bus is on: dtparam=spi=on
+#: makes both /dev/spidev0.0 and /dev/spidev0.1, whichever the reader uses.
+SPI_ALL_SELECTS = (0,)
 #: SDA and SCL of the I2C buses on the header (bus 0 is the HAT EEPROM's).
 I2C_PINS = {0: (0, 1), 1: (2, 3)}
 #: The names of the UART on GPIO14 (TX) and GPIO15 (RX): /dev/serial0 is a link to
@@ -998,7 +1001,10 @@ def _implicit_pins(doors: list[DoorConfig]):
             owner = f"the RC522 of {prefix}.reader (SPI bus {reader.spi_bus})"
             for pin in shared:
                 yield f"{prefix}.reader", f"spi{reader.spi_bus}", pin, owner, f"spi{reader.spi_bus}"
-            if reader.spi_device < len(selects):
+            if reader.spi_bus in SPI_ALL_SELECTS:
+                for pin in selects:
+                    yield f"{prefix}.reader", f"spi{reader.spi_bus}", pin, owner, f"spi{reader.spi_bus}"
+            elif reader.spi_device < len(selects):
                 # Shared only with a second reader on the same device, which the port check reports.
                 device = f"spi{reader.spi_bus}.{reader.spi_device}"
                 yield f"{prefix}.reader", device, selects[reader.spi_device], owner, device

@@ -25,6 +25,16 @@ CLASHES = [
         id="contact-on-the-rc522-chip-select",
     ),
     pytest.param(
+        HEAD + ENTRANCE + "exit_button_pin = 7\n" + RC522,
+        ["doors[0].exit_button_pin = 7: GPIO7 is already used by the RC522 of doors[0].reader (SPI bus 0)"],
+        id="button-on-spi0-ce1-which-the-system-takes-too",
+    ),
+    pytest.param(
+        HEAD + ENTRANCE + RC522 + 'spi_bus = 1\nspi_device = 2\n' + BOOTH.replace("lock_pin = 5", "lock_pin = 16"),
+        ["doors[1].lock_pin = 16: GPIO16 is already used by the RC522 of doors[0].reader (SPI bus 1)"],
+        id="lock-on-the-spi1-chip-select",
+    ),
+    pytest.param(
         HEAD + ENTRANCE + serial("reader", "/dev/serial0") + BOOTH.replace("lock_pin = 5", "lock_pin = 14"),
         ["doors[1].lock_pin = 14: GPIO14 is already used by doors[0].reader on /dev/serial0 (the GPIO UART)"],
         id="lock-on-the-uart-tx",
@@ -74,6 +84,11 @@ def test_one_port_under_a_link_is_one_port(tmp_path):
     assert problems_in(write(tmp_path, text)) == [
         f'doors[0].keypad = "{tmp_path / "ttyUSB7"}": the same port as doors[0].reader; one port serves one device'
     ]
+
+
+def test_a_chip_select_of_spi1_that_no_reader_uses_stays_free(tmp_path):
+    """The default lock pin, GPIO17, is SPI1's second chip select; an RC522 on SPI1's first leaves it alone."""
+    load(write(tmp_path, HEAD + ENTRANCE + RC522 + "spi_bus = 1\n"))
 
 
 def test_devices_on_one_bus_share_its_pins(tmp_path):
