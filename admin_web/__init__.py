@@ -17,6 +17,7 @@ from pathlib import Path
 from flask import Flask, Request, current_app, render_template, request, url_for
 from flask_wtf.csrf import CSRFProtect
 
+from admin_web.proxies import ClientAddress
 from admin_web.i18n import lazy_gettext as _l
 from device.config import Config
 from device.store import Store
@@ -145,6 +146,8 @@ def create_app(config: Config, *, secret_key: bytes | None = None, testing: bool
         has_endpoint=lambda endpoint: endpoint in app.view_functions,
         main_nav=lambda: MAIN_NAV,
     )
+    if web.trusted_proxies:
+        app.wsgi_app = ClientAddress(app.wsgi_app, web.trusted_proxies)
     app.register_error_handler(413, _too_large)
     app.after_request(
         lambda response: security.set_headers(response, web.board_frame_ancestors, embeddable=request.blueprint == "board")

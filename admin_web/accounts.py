@@ -4,7 +4,8 @@ Passwords are stored as Werkzeug hashes (scrypt), never as text. A web session i
 a random id held by the browser; only its SHA-256 is stored, so a copy of the
 database does not let anyone in, and deleting the row ends the session at once
 (logout, a disabled user, a password reset). The throttle counts failed logins
-per address in the database, so it holds across restarts and worker threads.
+per address and per username in the database, so it holds across restarts,
+worker threads and worker processes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from device.store import Store
 ROLES = ("staff", "admin")
 LANGUAGES = ("fi", "sv", "en")
 MIN_PASSWORD_LENGTH = 10
-#: Failed logins from one address within the window before that address must wait.
+#: Failed logins from one address, or for one username, within the window before it must wait.
 MAX_FAILURES = 5
 FAILURE_WINDOW = timedelta(minutes=15)
 #: A session's last_seen is rewritten at most this often, to keep page loads read-only.
@@ -202,8 +203,9 @@ def authenticate(store: Store, username: str, password: str) -> User | None:
 
 
 # -- sessions -------------------------------------------------------------------
-def _hash(session_id: str) -> str:
-    return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
+def _hash(text: str) -> str:
+    """What is kept of a session id or a username typed at the login page."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def start_session(store: Store, username: str) -> str:
@@ -246,27 +248,47 @@ def end_session(store: Store, session_id: str) -> None:
 
 
 # -- login throttle -------------------------------------------------------------
-def throttled_for(store: Store, address: str) -> timedelta | None:
-    """How long this address must still wait before it may try to log in again, or None."""
-    now = _now()
-    rows = store.conn.execute(
-        "SELECT ts FROM login_failures WHERE address = ? AND ts > ? ORDER BY ts",
-        (address, utc_text(now - FAILURE_WINDOW)),
-    ).fetchall()
+def begin_attempt(store: Store, address: str, username: str) -> timedelta | None:
+    """Count a login attempt as failed before its password is checked, or say how long to wait.
+
+    Failures are counted per address and per username typed: one address may not
+    try many names, and many addresses may not try one name. The name is kept as
+    its SHA-256 only, since people type their password in the username field.
+    The check and the count are one transaction that holds the write lock, so
+    parallel guesses cannot all pass the check before any is counted;
+    ``attempt_succeeded`` takes the count back for a right password. Returns None
+    when the attempt may go ahead.
+    """
+    now, target = _now(), _hash(username)
+    with store.conn:
+        store.lock_for_writing()
+        # Stamps in the future are from before the clock was stepped back: they
+        # count from now, or an address would wait out the step (hours, a day).
+        store.conn.execute("UPDATE login_failures SET ts = ? WHERE ts > ?", (utc_text(now), utc_text(now)))
+        store.conn.execute("DELETE FROM login_failures WHERE ts <= ?", (utc_text(now - FAILURE_WINDOW),))
+        waits = [_wait(store, column, value, now) for column, value in (("address", address), ("username_hash", target))]
+        wait = max((w for w in waits if w is not None), default=None)
+        if wait is None:
+            store.conn.execute(
+                "INSERT INTO login_failures (address, username_hash, ts) VALUES (?, ?, ?)", (address, target, utc_text(now))
+            )
+    return wait
+
+
+def _wait(store: Store, column: str, value: str, now: datetime) -> timedelta | None:
+    """How long until fewer than MAX_FAILURES of this address's or username's failures are in the window."""
+    rows = store.conn.execute(f"SELECT ts FROM login_failures WHERE {column} = ? ORDER BY ts", (value,)).fetchall()
     if len(rows) < MAX_FAILURES:
         return None
-    # Free again when enough of the failures have aged out of the window.
     oldest_that_counts = parse_utc(rows[len(rows) - MAX_FAILURES][0])
     return oldest_that_counts + FAILURE_WINDOW - now
 
 
-def note_failure(store: Store, address: str) -> None:
-    now = _now()
-    with store.conn:
-        store.conn.execute("DELETE FROM login_failures WHERE ts <= ?", (utc_text(now - FAILURE_WINDOW),))
-        store.conn.execute("INSERT INTO login_failures (address, ts) VALUES (?, ?)", (address, utc_text(now)))
+def attempt_succeeded(store: Store, username: str) -> None:
+    """A right password clears that username's failures only, from every address.
 
-
-def clear_failures(store: Store, address: str) -> None:
+    Another user's success from the same address clears nothing: a staff member
+    may not reset their count against the admin by logging in as themself.
+    """
     with store.conn:
-        store.conn.execute("DELETE FROM login_failures WHERE address = ?", (address,))
+        store.conn.execute("DELETE FROM login_failures WHERE username_hash = ?", (_hash(username),))

@@ -16,7 +16,7 @@ from admin_web import branch, branch_now, store
 from admin_web.auth import log_action
 from admin_web.i18n import LANGUAGE_NAMES, gettext as _, lazy_gettext as _l
 from device import announcements
-from device.config import ANNOUNCEMENT_KINDS, AnnouncementConfig
+from device.config import ANNOUNCEMENT_KINDS, AnnouncementConfig, looks_like_an_option
 from device.messages import CLOSING, SELF_SERVICE_STARTS
 from device.store import day_bounds
 
@@ -74,6 +74,8 @@ def read_form(form, cfg: AnnouncementConfig) -> tuple[dict, list[str]]:
 def _text_problem(kind: str, text: str) -> str | None:
     if not text:
         return _("write the text to be spoken.")
+    if looks_like_an_option(text):
+        return _("the text must not begin with a dash (-): begin it with a word.")
     if len(text) > TEXT_MAX_LENGTH:
         return _("shorten the text to at most %(count)d characters (now %(length)d).", count=TEXT_MAX_LENGTH, length=len(text))
     try:

@@ -67,12 +67,17 @@ def log_action(action: str, target: str = "", **detail) -> None:
 
 
 def safe_next(target: str | None) -> str:
-    """Only a path on this site: a ``next`` pointing elsewhere would make the login page an open redirect."""
-    if not target:
-        return url_for("today.index") if "today.index" in current_app.view_functions else "/"
+    """Only a path on this site, else the start page.
+
+    A ``next`` pointing elsewhere would make the login page an open redirect; one
+    with a line break or another control character cannot be a Location header.
+    """
+    start = url_for("today.index") if "today.index" in current_app.view_functions else "/"
+    if not target or not target.isprintable():
+        return start
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
+        return start
     return target
 
 
@@ -84,21 +89,20 @@ def login():
     address = request.remote_addr or "unknown"
     error, status = None, 200
     if request.method == "POST":
-        wait = accounts.throttled_for(store(), address)
+        username = request.form.get("username", "").strip().lower()
+        wait = accounts.begin_attempt(store(), address, username)
         if wait is not None:
             minutes = max(1, -(-int(wait.total_seconds()) // 60))
             error, status = _("Too many failed logins. Try again in %(minutes)d minutes.", minutes=minutes), 429
         else:
-            username = request.form.get("username", "").strip().lower()
             user = accounts.authenticate(store(), username, request.form.get("password", ""))
             if user is None:
                 known = accounts.get_user(store(), username) is not None
                 with store().conn:
-                    accounts.note_failure(store(), address)
                     audit.record(store(), username if known else "(unknown user)", "login.failed", address=address)
                 error, status = _("Wrong username or password."), 401
             else:
-                accounts.clear_failures(store(), address)
+                accounts.attempt_succeeded(store(), user.username)
                 language = session.get("lang")
                 session.clear()  # nothing from before the login survives it
                 session.permanent = True

@@ -8,7 +8,11 @@ the offsets and texts; they are kept in the ``settings`` table
 
 Playing is ``aplay`` for a recorded file or ``espeak-ng`` for the text, run one
 after another on a worker thread: a missing speaker or a hung sound card costs
-an announcement, never a door decision.
+an announcement, never a door decision. Staff write the texts, so a text never
+reaches espeak-ng's command line: it goes in on stdin, where a text such as
+``--phonout=/var/lib/omaovi/omaovi.db`` is words to speak, not an option that
+overwrites the database. Texts that begin with ``-`` are refused all the same
+(``device.config.looks_like_an_option``), by the staff page and by the config check.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Protocol
 
 from device import messages
 from device.background import Worker
-from device.config import ANNOUNCEMENT_KINDS, AnnouncementConfig
+from device.config import ANNOUNCEMENT_KINDS, AnnouncementConfig, looks_like_an_option
 from device.schedule import Schedule
 
 log = logging.getLogger("omaovi.announcements")
@@ -97,7 +101,7 @@ class Player(Protocol):
 
 
 class SoundPlayer:
-    """``aplay FILE`` when a recording is given, else ``espeak-ng -v LANG TEXT``, on a worker thread."""
+    """``aplay -- FILE`` when a recording is given, else ``espeak-ng -v LANG --stdin`` with the text on stdin, on a worker thread."""
 
     def __init__(self):
         self._worker = Worker("announcements")
@@ -106,12 +110,13 @@ class SoundPlayer:
         self._worker.submit(lambda: [self._play_one(*clip) for clip in clips])
 
     def _play_one(self, lang: str, text: str, file: Path | None) -> None:
+        # "--" ends aplay's options: the path is a file name whatever it begins with.
         if file is not None:
-            command = ["aplay", "-q", str(file)]
+            command, text_in = ["aplay", "-q", "--", str(file)], None
         else:
-            command = ["espeak-ng", "-v", VOICES[lang], text]
+            command, text_in = ["espeak-ng", "-v", VOICES[lang], "--stdin"], text
         try:
-            subprocess.run(command, check=True, timeout=PLAY_TIMEOUT_SECONDS, capture_output=True)
+            subprocess.run(command, input=text_in, text=True, check=True, timeout=PLAY_TIMEOUT_SECONDS, capture_output=True)
         except (OSError, subprocess.SubprocessError) as exc:
             log.error("announcement in %s could not be played with %s: %s", lang, command[0], exc)
 

@@ -23,6 +23,8 @@ _VALID = re.compile(r"^[0-9A-Z]{1,64}$")
 UID_FORMATS = ("hex", "decimal", "decimal_reversed")
 
 MIN_KEY_BYTES = 16
+#: Six or more digits in a row may be a card number (or most of one).
+_LONG_NUMBER = re.compile(r"\d{6,}")
 
 
 class CardNumberError(ValueError):
@@ -77,3 +79,16 @@ def load_consortium_key(path: str | Path) -> bytes:
     if len(raw) < MIN_KEY_BYTES:
         raise ValueError(f"{path}: the consortium key is {len(raw)} bytes; it must be at least {MIN_KEY_BYTES}")
     return raw
+
+
+def mask_numbers(text: str) -> str:
+    """An error text with every run of six or more digits hidden.
+
+    Error texts travel further than the data they are about: to the Today page,
+    /api/v1/status, the console and the journal. A number that long may be a card
+    number that arrived where a key or another field was expected (a central item
+    with a raw number as its card_key, a patron CSV with its columns shifted), and
+    no card number may appear in an error text. Shorter numbers (line numbers,
+    years, counts) are what staff need to find the problem, and stay.
+    """
+    return _LONG_NUMBER.sub(lambda match: f"[{len(match.group())} digits]", text)

@@ -314,8 +314,10 @@ def cmd_user(args) -> int:
     except accounts.AccountError as exc:
         print(f"omaovi user {args.action}: {exc}", file=sys.stderr)
         return 1
-    print({"add": f"Added {args.role} user {args.name}.", "passwd": f"Changed the password of {args.name}; their sessions ended.",
-           "disable": f"Disabled {args.name}; their sessions ended.", "enable": f"Enabled {args.name}."}[args.action])
+    # Only "add" has --role: the other actions' words must not ask for it.
+    done = {"passwd": "Changed the password of {name}; their sessions ended.",
+            "disable": "Disabled {name}; their sessions ended.", "enable": "Enabled {name}."}
+    print(f"Added {args.role} user {args.name}." if args.action == "add" else done[args.action].format(name=args.name))
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import tomllib
 import zoneinfo
@@ -137,6 +138,9 @@ class WebConfig:
     secret_key_file: Path | None = None
     #: Addresses that may read /metrics without a token (a Prometheus on the LAN).
     metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
+    #: Proxies (addresses or networks) whose X-Forwarded-For header names the client;
+    #: from anyone else the header is ignored. Empty: the page is reached directly.
+    trusted_proxies: tuple[str, ...] = ()
     #: Web sites that may show the public booth board in a frame (CSP frame-ancestors),
     #: such as "https://kirjasto.example.fi". Empty: no site may.
     board_frame_ancestors: tuple[str, ...] = ()
@@ -711,6 +715,10 @@ def _web(table: dict, a_path: Callable[[Any], Path], database: Path | None, prob
             "metrics_allow", lambda v: _list_of(v, _ip_address), "must be a list of IP addresses, such as [\"127.0.0.1\"]",
             ("127.0.0.1", "::1"),
         ),
+        "trusted_proxies": s.get(
+            "trusted_proxies", lambda v: _list_of(v, _ip_network),
+            "must be a list of IP addresses or networks, such as [\"127.0.0.1\", \"10.20.0.0/24\"]", (),
+        ),
         "board_frame_ancestors": s.get(
             "board_frame_ancestors", lambda v: _list_of(v, _origin),
             "must be a list of web site origins, such as [\"https://kirjasto.example.fi\"]", (),
@@ -725,6 +733,13 @@ def _ip_address(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError
     return str(ipaddress.ip_address(value))
+
+
+def _ip_network(value: Any) -> str:
+    """An address or a network such as 10.20.0.0/24; one with host bits set is refused as likely a typo."""
+    if not isinstance(value, str):
+        raise ValueError
+    return str(ipaddress.ip_network(value))
 
 
 def _origin(value: Any) -> str:
@@ -804,7 +819,9 @@ def _announcements(table: dict, a_path: Callable[[Any], Path], problems: list[Pr
     }
     texts, files = {}, {}
     for kind in ANNOUNCEMENT_KINDS:
-        texts[kind] = s.get(kind, lambda v: _by_language(v, _text), per_language("texts", '"…"'), {})
+        texts[kind] = s.get(
+            kind, lambda v: _by_language(v, _spoken_text), per_language("texts", '"…"') + ", none beginning with a dash (-)", {}
+        )
         files[kind] = s.get(
             f"{kind}_files", lambda v: _by_language(v, a_path), per_language("audio files", '"closing-fi.wav"'), {}
         )
@@ -812,6 +829,18 @@ def _announcements(table: dict, a_path: Callable[[Any], Path], problems: list[Pr
     if any(v is None for v in (*values.values(), *texts.values(), *files.values())):
         return None
     return AnnouncementConfig(texts=texts, files=files, **values)
+
+
+def looks_like_an_option(text: str) -> bool:
+    """A text that begins with "-" would read as an option wherever it ended up on a command line;
+    no text staff or the config give is allowed to (the announcements are spoken by espeak-ng)."""
+    return text.lstrip().startswith("-")
+
+
+def _spoken_text(value: Any) -> str:
+    if looks_like_an_option(_text(value)):
+        raise ValueError
+    return value
 
 
 def _by_language(value: Any, check: Callable[[Any], Any]) -> dict:
@@ -910,19 +939,95 @@ def _base_url(value: Any) -> str:
     return value.strip().rstrip("/")
 
 
+#: The pins each SPI bus takes on the header (BCM): MISO, MOSI and SCLK shared by its
+#: devices, then one chip-select per device (spi_device 0, 1, 2). Buses 3-6 are a Pi 4's.
+SPI_PINS = {
+    0: ((9, 10, 11), (8, 7)),
+    1: ((19, 20, 21), (18, 17, 16)),
+    3: ((1, 2, 3), (0, 24)),
+    4: ((5, 6, 7), (4, 25)),
+    5: ((13, 14, 15), (12, 26)),
+    6: ((19, 20, 21), (18, 27)),
+}
+#: Buses whose every chip select the system takes once the bus is on: dtparam=spi=on
+#: makes both /dev/spidev0.0 and /dev/spidev0.1, whichever the reader uses.
+SPI_ALL_SELECTS = (0,)
+#: SDA and SCL of the I2C buses on the header (bus 0 is the HAT EEPROM's).
+I2C_PINS = {0: (0, 1), 1: (2, 3)}
+#: The names of the UART on GPIO14 (TX) and GPIO15 (RX): /dev/serial0 is a link to
+#: ttyS0 or ttyAMA0, whichever the Pi model puts on those pins.
+GPIO_UART = ("/dev/serial0", "/dev/ttyAMA0", "/dev/ttyS0")
+UART_PINS = (14, 15)
+
+
 def _check_doors_together(doors: list[DoorConfig], building: BuildingConfig, problems: list[Problem]) -> None:
-    """What no single door can get wrong on its own: shared ids, pins and readers."""
+    """What no single door can get wrong on its own: shared ids, pins and ports.
+
+    Readers and displays take pins without naming them (an RC522 the SPI bus's,
+    an SSD1306 the I2C bus's, a reader on /dev/serial0 GPIO14 and 15), so those
+    are reserved first, and a lock wired to one of them is named as the mistake.
+    Devices on one bus share its bus pins; nothing else may.
+    """
     ids: dict[str, int] = {}
-    pins: dict[int, str] = {
-        pin: f"building.{key}" for key in ("lights_pin", "alarm_pin") if (pin := getattr(building, key)) is not None
-    }
-    devices: dict[str, str] = {}
     for index, door in enumerate(doors):
         if door.id == BUILDING:
             problems.append(Problem(f"doors[{index}].id", door.id, f"{BUILDING!r} names the events of the building as a whole"))
         if door.id in ids:
             problems.append(Problem(f"doors[{index}].id", door.id, f"must be unique; doors[{ids[door.id]}] has the same id"))
         ids.setdefault(door.id, index)
+    pins: dict[int, tuple[str, str | None]] = {}  # pin: (who uses it, the bus it is shared on)
+    for key, value, pin, owner, bus in [*_implicit_pins(doors), *_explicit_pins(doors, building)]:
+        if pin in pins and (bus is None or pins[pin][1] != bus):
+            problems.append(Problem(key, value, f"GPIO{pin} is already used by {pins[pin][0]}"))
+        else:
+            pins.setdefault(pin, (owner, bus))
+    ports: dict[str, str] = {}
+    for key, value, port, part in _ports(doors):
+        if port in ports:
+            owner = ports[port]
+            same = "" if port == value else f" ({port})"
+            allowed = (f"already the reader of {owner.removesuffix('.reader')}; each door needs its own reader"
+                       if part == "reader" and owner.endswith(".reader") else
+                       f"the same port{same} as {owner}; one port serves one device")
+            problems.append(Problem(key, value, allowed))
+        else:
+            ports[port] = key
+
+
+def _implicit_pins(doors: list[DoorConfig]):
+    """(key, value, pin, owner, bus) for the pins readers and displays take by their bus."""
+    for index, door in enumerate(doors):
+        prefix = f"doors[{index}]"
+        reader, display, keypad = door.reader, door.display, door.keypad
+        if reader is not None and reader.type == "mfrc522" and reader.spi_bus in SPI_PINS:
+            shared, selects = SPI_PINS[reader.spi_bus]
+            owner = f"the RC522 of {prefix}.reader (SPI bus {reader.spi_bus})"
+            for pin in shared:
+                yield f"{prefix}.reader", f"spi{reader.spi_bus}", pin, owner, f"spi{reader.spi_bus}"
+            if reader.spi_bus in SPI_ALL_SELECTS:
+                for pin in selects:
+                    yield f"{prefix}.reader", f"spi{reader.spi_bus}", pin, owner, f"spi{reader.spi_bus}"
+            elif reader.spi_device < len(selects):
+                # Shared only with a second reader on the same device, which the port check reports.
+                device = f"spi{reader.spi_bus}.{reader.spi_device}"
+                yield f"{prefix}.reader", device, selects[reader.spi_device], owner, device
+        if display is not None and display.type == "ssd1306" and display.i2c_port in I2C_PINS:
+            for pin in I2C_PINS[display.i2c_port]:
+                yield (f"{prefix}.display", f"i2c{display.i2c_port}", pin,
+                       f"the SSD1306 of {prefix}.display (I2C bus {display.i2c_port})", f"i2c{display.i2c_port}")
+        for part, name in ((reader, "reader"), (keypad, "keypad"), (display, "display")):
+            device = getattr(part, "device", None)
+            if device is not None and _port(device) == "the GPIO UART":
+                for pin in UART_PINS:
+                    yield f"{prefix}.{name}", device, pin, f"{prefix}.{name} on {device} (the GPIO UART)", "uart"
+
+
+def _explicit_pins(doors: list[DoorConfig], building: BuildingConfig):
+    """(key, value, pin, owner, None) for every pin the file names."""
+    for key in ("lights_pin", "alarm_pin"):
+        if (pin := getattr(building, key)) is not None:
+            yield f"building.{key}", pin, pin, f"building.{key}", None
+    for index, door in enumerate(doors):
         used = [(k, getattr(door, k)) for k in _PIN_KEYS if getattr(door, k) is not None]
         if door.reader and door.reader.type == "mfrc522":
             used.append(("reader.reset_pin", door.reader.reset_pin))
@@ -930,22 +1035,36 @@ def _check_doors_together(doors: list[DoorConfig], building: BuildingConfig, pro
             used += [(f"keypad.row_pins[{i}]", p) for i, p in enumerate(door.keypad.row_pins)]
             used += [(f"keypad.column_pins[{i}]", p) for i, p in enumerate(door.keypad.column_pins)]
         for key, pin in used:
-            owner = f"doors[{index}].{key}"
-            if pin in pins:
-                problems.append(Problem(owner, pin, f"GPIO{pin} is already used by {pins[pin]}"))
-            else:
-                pins[pin] = owner
-        if door.reader and door.reader.type == "stdin":
-            devices_key = "stdin"
-        elif door.reader and door.reader.type == "mfrc522":
-            devices_key = f"spi{door.reader.spi_bus}.{door.reader.spi_device}"
-        elif door.reader:
-            devices_key = door.reader.device or ""
-        else:
-            continue
-        if devices_key in devices:
-            problems.append(Problem(f"doors[{index}].reader", devices_key, f"already the reader of {devices[devices_key]}; each door needs its own reader"))
-        devices.setdefault(devices_key, f"doors[{index}]")
+            yield f"doors[{index}].{key}", pin, pin, f"doors[{index}].{key}", None
+
+
+def _ports(doors: list[DoorConfig]):
+    """(key, value, port, part) for each reader, keypad and display that needs a port or bus address of its own."""
+    for index, door in enumerate(doors):
+        reader, display = door.reader, door.display
+        if reader is not None:
+            port = (f"spi{reader.spi_bus}.{reader.spi_device}" if reader.type == "mfrc522"
+                    else "stdin" if reader.type == "stdin" else _port(reader.device or ""))
+            value = port if reader.type in ("mfrc522", "stdin") else reader.device
+            yield f"doors[{index}].reader", value, port, "reader"
+        if door.keypad is not None and door.keypad.device is not None:
+            yield f"doors[{index}].keypad", door.keypad.device, _port(door.keypad.device), "keypad"
+        if display is not None and display.device is not None:
+            yield f"doors[{index}].display", display.device, _port(display.device), "display"
+        if display is not None and display.type == "ssd1306":
+            address = f"i2c{display.i2c_port}@0x{display.i2c_address:02x}"
+            yield f"doors[{index}].display", address, address, "display"
+
+
+def _port(device: str) -> str:
+    """One name per port: a link (/dev/serial/by-id/…) is followed, and the GPIO UART's names are one.
+
+    A pyserial URL (loop://, socket://host:port) is kept as written.
+    """
+    if "://" in device or "\0" in device:  # a NUL byte cannot be in a path; opening it will say so
+        return device
+    path = os.path.realpath(device)
+    return "the GPIO UART" if device in GPIO_UART or path in GPIO_UART else path
 
 
 def load(path: str | Path = DEFAULT_PATH) -> Config:

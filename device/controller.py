@@ -37,7 +37,7 @@ from device import announcements, events, messages
 from device.announcements import Player, SoundPlayer
 from device.building import BuildingOutputs, Occupancy, PeopleCounter, alarm_armed, closed_since, lights_on
 from device.cards import CardNumberError, card_key, load_consortium_key
-from device.config import BUILDING, BuildingConfig, Config, DoorConfig, Sip2Settings
+from device.config import BUILDING, BuildingConfig, Config, DoorConfig, Sip2Settings, looks_like_an_option
 from device.display import Display
 from device.door import Door
 from device.events import Event
@@ -876,6 +876,8 @@ class Controller:
             for kind in self._announcement_defaults["texts"]:
                 for text in saved["texts"][kind].values():
                     text.format(minutes=0)
+                    if looks_like_an_option(text):
+                        raise ValueError("a text begins with a dash")
             return saved
         except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
             log.error("the saved announcement settings are unusable (%s); using the config's", type(exc).__name__)

@@ -245,6 +245,11 @@ MIGRATIONS: list[str] = [
         at TEXT NOT NULL
     );
     """,
+    # 10: the login throttle counts failures per username typed (its SHA-256) as well as per address.
+    """
+    ALTER TABLE login_failures ADD COLUMN username_hash TEXT NOT NULL DEFAULT '';
+    CREATE INDEX login_failures_username ON login_failures (username_hash, ts);
+    """,
 ]
 
 COMMAND_ACTIONS = ("pulse", "hold", "lockdown", "release", "clear_pin_lockout")

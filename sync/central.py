@@ -36,6 +36,7 @@ from typing import Callable
 
 import requests
 
+from device.cards import mask_numbers
 from device.config import CentralConfig, Config, load_with_central
 from device.pins import load_pepper
 from device.events import parse_utc
@@ -194,15 +195,15 @@ class CentralClient:
         cap = self.central.max_response_bytes
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cap:
-            raise AnswerRejected(f"the answer is {int(declared)} bytes, more than max_response_bytes = {cap}")
+            raise AnswerRejected(f"the answer is {int(declared):_} bytes, more than max_response_bytes = {cap:_}")
         body = bytearray()
         try:
             for chunk in response.iter_content(chunk_size=256 * 1024):
                 body += chunk
                 if len(body) > cap:
-                    raise AnswerRejected(f"the answer passed max_response_bytes = {cap} and was cut off unread")
+                    raise AnswerRejected(f"the answer passed max_response_bytes = {cap:_} and was cut off unread")
         except requests.RequestException as exc:
-            raise SyncError(f"the answer broke off after {len(body)} bytes: {_exception_text(exc)}") from None
+            raise SyncError(f"the answer broke off after {len(body):_} bytes: {_exception_text(exc)}") from None
         return bytes(body)
 
     def _check_clock(self, response: requests.Response) -> None:
@@ -503,7 +504,8 @@ class SyncRunner:
             raise AnswerRejected(f"the answer says more pages follow but returned the same cursor {before!r}")
 
     def _failed(self, stream: str, exc: Exception) -> str:
-        message = str(exc)
+        """Log and keep a stream's error; its text goes to the Today page and the API, so no card number is left in it."""
+        message = mask_numbers(str(exc))
         log.error("central sync: %s: %s", stream, message)
         self.store.note_sync_error(stream, message, self.clock())
         return message

@@ -18,7 +18,7 @@ import io
 from datetime import date, datetime
 from pathlib import Path
 
-from device.cards import CardNumberError, card_key, normalize
+from device.cards import CardNumberError, card_key, mask_numbers, normalize
 from device.pins import VerifierError, pepper_verifier
 from device.policy import Patron
 
@@ -29,8 +29,10 @@ MAX_REPORTED = 50
 
 
 class PatronCsvError(ValueError):
+    """Every problem in a patron file, each masked: a file with shifted columns puts card numbers in other fields."""
+
     def __init__(self, source: str, problems: list[str]):
-        self.problems = problems
+        self.problems = problems = [mask_numbers(problem) for problem in problems]
         shown = problems[:MAX_REPORTED]
         more = f"\n… and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
         super().__init__("\n".join(f"{source}: {p}" for p in shown) + more)

@@ -49,7 +49,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-PREFIX=$(realpath -m "$PREFIX")
+# "--": a prefix beginning with "-" is a directory name, not an option of realpath.
+PREFIX=$(realpath -m -- "$PREFIX")
 ROOT=${PREFIX%/}              # "" when installing on this machine
 SYSTEM=no
 [ "$PREFIX" = / ] && SYSTEM=yes
@@ -134,7 +135,12 @@ put() {
 }
 
 # Paths in the shipped files are for prefix /; under another prefix they move with it.
-relocate() { sed -e "s#/opt/omaovi#$OPT#g" -e "s#/etc/omaovi#$ETC#g" -e "s#/var/lib/omaovi#$STATE#g"; }
+# The new paths are escaped for sed: "&" or "#" in a directory name is a character, not sed syntax.
+sed_text() { printf '%s' "$1" | sed -e 's/[\\&#]/\\&/g'; }
+relocate() {
+    sed -e "s#/opt/omaovi#$(sed_text "$OPT")#g" -e "s#/etc/omaovi#$(sed_text "$ETC")#g" \
+        -e "s#/var/lib/omaovi#$(sed_text "$STATE")#g"
+}
 
 # -- the virtualenv -----------------------------------------------------------
 source_hash() {

@@ -154,6 +154,17 @@ def test_unusable_saved_settings_fall_back_to_the_config(branch):
     assert len(player.calls) == 3
 
 
+def test_a_saved_text_that_reads_as_an_option_is_passed_over_for_the_config(branch):
+    """Written to the database by hand or by an older version: the device does not speak it."""
+    controller, store, sim, player = branch(local(SPRING, "20:40"))
+    settings = store.announcement_settings()
+    settings["texts"]["closing"]["fi"] = "-f/etc/omaovi/consortium.key"
+    store.set_announcement_settings(settings)
+    sim.run(controller, local(SPRING, "21:00"))
+    assert len(player.calls) == 3
+    assert all(not text.startswith("-") for call in player.calls for _, text, _ in call)
+
+
 def test_a_clock_set_forward_does_not_replay_the_missed_announcements(branch):
     controller, store, sim, player = branch(local(SPRING, "12:00"))
     controller.step()
@@ -169,7 +180,7 @@ def test_the_sound_player_runs_aplay_for_a_file_and_espeak_for_text(monkeypatch)
     player = announcements.SoundPlayer()
     player.play([("fi", "Suljemme pian", Path("/tmp/x.wav")), ("sv", "Vi stänger snart", None)])
     player.close()
-    assert ran == [["aplay", "-q", "/tmp/x.wav"], ["espeak-ng", "-v", "sv", "Vi stänger snart"]]
+    assert ran == [["aplay", "-q", "--", "/tmp/x.wav"], ["espeak-ng", "-v", "sv", "--stdin"]]
 
 
 def test_a_missing_player_program_costs_the_announcement_only(monkeypatch, caplog):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from device.cards import CardNumberError, card_key, load_consortium_key, normalize, uid_to_number
+from device.cards import CardNumberError, card_key, load_consortium_key, mask_numbers, normalize, uid_to_number
 from device.cli import main
 
 #: The consortium key of the published test vectors (32 bytes).
@@ -192,3 +192,13 @@ def test_the_card_key_test_vectors_in_the_protocol_doc_are_right():
     for read, normalized, expected in rows:
         assert normalize(read) == normalized
         assert card_key(key, read) == expected
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("12345", "12345"),
+    ("123456", "[6 digits]"),
+    ("card 4000123412341234 on line 7", "card [16 digits] on line 7"),
+    ("a1234567b and 99", "a[7 digits]b and 99"),
+])
+def test_error_texts_hide_runs_of_six_or_more_digits(text, shown):
+    assert mask_numbers(text) == shown

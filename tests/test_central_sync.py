@@ -482,6 +482,10 @@ BAD_PAGES = [
         'items[0].card_key: "CARD-12345" is not 64 lowercase hex digits', id="card-key-not-hex",
     ),
     pytest.param(
+        b'{"items": [{"card_key": "4000123412341234", "self_service": true}], "cursor": "d:9", "more": false}',
+        'items[0].card_key: "[16 digits]" is not 64 lowercase hex digits', id="card-key-a-raw-card-number",
+    ),
+    pytest.param(
         b'{"items": [{"card_key": "%s", "self_service": true, "blocked_reason": null, "valid_until": "31.5.2027", "age_ok_from": null, "staff": false}], "cursor": "d:9", "more": false}' % key(1).encode(),
         'items[0].valid_until: "31.5.2027" is not a date (expected YYYY-MM-DD or null)', id="finnish-date",
     ),
@@ -532,8 +536,8 @@ def test_a_50_mb_answer_is_cut_off_and_rejected(branch, central, caplog):
     with caplog.at_level(logging.ERROR, logger="omaovi.sync"):
         results = branch.sync()
 
-    assert results["patrons"] == "the answer passed max_response_bytes = 50000000 and was cut off unread"
-    assert "central sync: patrons: the answer passed max_response_bytes = 50000000 and was cut off unread" in caplog.messages
+    assert results["patrons"] == "the answer passed max_response_bytes = 50_000_000 and was cut off unread"
+    assert "central sync: patrons: the answer passed max_response_bytes = 50_000_000 and was cut off unread" in caplog.messages
     assert branch.enter(1) == Reason.GRANTED
     assert time.monotonic() - started < 30
 
@@ -541,7 +545,7 @@ def test_a_50_mb_answer_is_cut_off_and_rejected(branch, central, caplog):
 def test_an_answer_declared_too_large_is_refused_before_reading(tmp_path, central):
     branch = Branch(tmp_path, central, central_extra="max_response_bytes = 10000\n")
     central.queue("reservations", Answer(200, b"[" + b"0," * 6000 + b"0]"))
-    assert branch.sync()["reservations"] == "the answer is 12003 bytes, more than max_response_bytes = 10000"
+    assert branch.sync()["reservations"] == "the answer is 12_003 bytes, more than max_response_bytes = 10_000"
 
 
 # -- throttling, refusal, clocks ---------------------------------------------------

@@ -230,3 +230,37 @@ def test_stats_table_shows_the_hours_still_to_come_apart(branch, capsys):
     assert "planned" not in header + total
     assert planned.startswith("not yet come, planned by the hours in force now: self_service_open_hours ")
     assert float(total.split()[header.split().index("self_service_open_hours")]) < 24
+
+
+def test_every_user_action_reports_success_with_exit_code_0(branch, capsys, monkeypatch):
+    """Scripts and admins read the exit code: a change made must not end in a traceback."""
+    from admin_web import accounts
+
+    steps = [
+        (("user", "add", "anna", "--role", "admin", "--password-stdin"), "Added admin user anna."),
+        (("user", "add", "bert", "--password-stdin"), "Added staff user bert."),
+        (("user", "passwd", "bert", "--password-stdin"), "Changed the password of bert; their sessions ended."),
+        (("user", "disable", "bert"), "Disabled bert; their sessions ended."),
+        (("user", "enable", "bert"), "Enabled bert."),
+    ]
+    for args, message in steps:
+        monkeypatch.setattr("sys.stdin", io.StringIO("a-long-password-1\n"))
+        code, out, err = run(branch, capsys, *args)
+        assert (code, out.strip(), err) == (0, message, "")
+    store = Store(branch / "omaovi.db")
+    assert not accounts.get_user(store, "bert").disabled
+    assert accounts.authenticate(store, "bert", "a-long-password-1") is not None
+    store.close()
+
+
+def test_a_patron_file_with_shifted_columns_names_no_card_number(branch, capsys):
+    """The numbers landed in self_service and the dates in card_number: the errors reach the journal from a timer job."""
+    (branch / "patrons.csv").write_text(
+        "card_number,self_service,valid_until\n"
+        "2027-05-31,12345678,1\n"
+        "2027-05-31,400012341234,1\n"
+    )
+    code, out, err = run(branch, capsys, "patrons", "import", str(branch / "patrons.csv"))
+    assert code == 1 and "Nothing was imported." in err
+    assert "line 2, self_service: '[8 digits]' is not a yes/no value" in err
+    assert "12345678" not in err + out and "400012341234" not in err + out

@@ -109,9 +109,18 @@ BAD = [
         HEAD + ENTRANCE + '\n[announcements]\nfirst_minutes = 0\nclosing = { de = "Wir schliessen" }\n',
         [
             "announcements.first_minutes = 0: must be a whole number from 1 to 120",
-            'announcements.closing = {…}: must be a table of languages (fi, sv, en) to texts, such as { fi = "…" }',
+            'announcements.closing = {…}: must be a table of languages (fi, sv, en) to texts, such as { fi = "…" },'
+            ' none beginning with a dash (-)',
         ],
         id="announcement-values",
+    ),
+    pytest.param(
+        HEAD + ENTRANCE + '\n[announcements]\nself_service_starts = { fi = "Tervetuloa", sv = "  --phonout=/var/lib/omaovi/omaovi.db" }\n',
+        [
+            'announcements.self_service_starts = {…}: must be a table of languages (fi, sv, en) to texts, such as { fi = "…" },'
+            ' none beginning with a dash (-)',
+        ],
+        id="announcement-text-like-an-option",
     ),
     pytest.param(
         HEAD + ENTRANCE.replace('"entrance"\nkind', '"building"\nkind'),

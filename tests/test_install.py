@@ -191,3 +191,16 @@ def test_an_unknown_option_is_refused(tmp_path):
     result = subprocess.run(["bash", str(ROOT / "systemd/install.sh"), "--prefix", str(tmp_path), "--frobnicate"], capture_output=True, text=True)
     assert result.returncode == 2 and "unknown option --frobnicate" in result.stderr
     assert not (tmp_path / "etc").exists()
+
+
+
+@pytest.mark.parametrize("name", ["-dash", "a&b", "c#d"])
+def test_a_prefix_with_characters_special_to_the_tools_is_only_a_directory_name(tmp_path, checkout, name):
+    """Given relative to the directory it runs in, so "-dash" reaches realpath as written."""
+    result = subprocess.run(["bash", str(checkout / "systemd/install.sh"), "--no-venv", f"--prefix={name}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    prefix = tmp_path / name
+    unit = (prefix / "etc/systemd/system/omaovi-device.service").read_text()
+    assert f"ExecStart={prefix}/opt/omaovi/venv/bin/omaovi device --config {prefix}/etc/omaovi/omaovi.toml" in unit
+    assert f'database = "{prefix}/var/lib/omaovi/omaovi.db"' in (prefix / "etc/omaovi/omaovi.toml").read_text()

@@ -54,12 +54,12 @@ def test_passwords_are_stored_hashed(web_store):
 
 def test_after_five_failures_an_address_is_throttled_even_with_the_right_password(anonymous):
     for _ in range(accounts.MAX_FAILURES):
-        assert anonymous.post("/login", data={"username": "staff", "password": "nope-nope-nope"}).status_code == 401
+        assert anonymous.post("/login", data={"username": "nobody", "password": "nope-nope-nope"}).status_code == 401
     throttled = anonymous.post("/login", data=dict(username="staff", password=PASSWORDS["staff"]), headers={"Accept-Language": "en"})
     assert throttled.status_code == 429
     assert "Too many failed logins" in throttled.get_data(as_text=True)
     assert _sid(anonymous) is None
-    # Another address is not affected.
+    # Another address is not affected (failures for one username are counted too: tests/security/test_login_throttle.py).
     other = anonymous.application.test_client()
     assert other.post("/login", data={"username": "staff", "password": PASSWORDS["staff"]},
                       environ_base={"REMOTE_ADDR": "192.0.2.7"}).status_code == 302
@@ -120,6 +120,15 @@ def test_the_login_page_does_not_redirect_to_another_site(anonymous):
         response = anonymous.post(f"/login?next={target}", data={"username": "staff", "password": PASSWORDS["staff"]})
         assert response.headers["Location"] in ("/",), target
         anonymous.post("/logout", data={})
+
+
+@pytest.mark.parametrize("target", ["/%0d%0aX:1", "/%0aSet-Cookie:%20omaovi_session=planted", "/today%09x", "/%00"])
+def test_a_next_with_a_line_break_or_control_character_goes_to_the_start_page(anonymous, target):
+    response = anonymous.post(f"/login?next={target}", data={"username": "staff", "password": PASSWORDS["staff"]})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+    assert "X" not in response.headers and "planted" not in str(response.headers)
+    assert anonymous.get("/account").status_code == 200, "the login itself succeeded"
 
 
 def test_after_login_the_page_asked_for_is_shown(anonymous):

@@ -386,6 +386,19 @@ def test_bad_settings_are_refused_with_the_field_named(staff, web_store, changes
     assert "announcements.settings" not in [e["action"] for e in audit.entries(web_store)]
 
 
+@pytest.mark.parametrize("language, message", [
+    ("en", "Before self-service ends, Suomi: the text must not begin with a dash (-): begin it with a word."),
+    ("fi", "viiva"),
+    ("sv", "tankstreck"),
+])
+def test_a_text_that_would_read_as_an_option_is_refused_in_every_language(staff, web_store, language, message):
+    response = staff.post("/announcements", data=form(**{"text-closing-fi": "--phonout=/var/lib/omaovi/omaovi.db"}),
+                          headers={"Accept-Language": language})
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert web_store.announcement_settings() is None
+
+
 def test_texts_are_escaped(staff, web_store):
     staff.post("/announcements", data=form(**{"text-closing-fi": "<script>alert(1)</script> {minutes}"}))
     page = staff.get("/announcements").get_data(as_text=True)
