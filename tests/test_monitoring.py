@@ -39,14 +39,14 @@ def samples(client, headers) -> dict:
     }
 
 
-def wait_until(check, what: str, timeout: float = 60.0):
+def wait_until(check, what: str, log: Path, timeout: float = 60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = check()
         if found:
             return found
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}; the device's log:\n{log.read_text(errors='replace')[-3000:]}")
 
 
 @pytest.fixture
@@ -70,24 +70,27 @@ def test_a_monitor_sees_the_door_controller_stop(tmp_path, reader, monkeypatch, 
     store = Store(config.database)
     token = {"Authorization": f"Bearer {tokens.add(store, 'prometheus')}"}
     env = with_pythonpath(child_env(GPIOZERO_PIN_FACTORY="mock", PATH=os.environ.get("PATH", "/usr/bin:/bin")), str(REPO))
-    device = subprocess.Popen([sys.executable, "-m", "device.cli", "device", "-c", str(config.path)], env=env, cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = tmp_path / "device.log"
+    with log.open("wb") as out:
+        device = subprocess.Popen([sys.executable, "-m", "device.cli", "device", "-c", str(config.path)], env=env, cwd=tmp_path,
+                                  stdout=out, stderr=subprocess.STDOUT)
     try:
         running = wait_until(lambda: (m := samples(api, token)).get(("omaovi_device_up", ())) == 1
-                             and ("omaovi_door_unlocked", (("door", "entrance"),)) in m and m, "the device to report")
+                             and ("omaovi_door_unlocked", (("door", "entrance"),)) in m and m,
+                             "the device to report", log)
         assert running[("omaovi_device_heartbeat_age_seconds", ())] < 30
         assert api.get("/api/v1/status", headers=token).get_json()["device"]["running"] is True
         assert "door controller" not in staff.get("/today/live", headers=EN).get_data(as_text=True)
 
         # A stray byte on the reader's line, then a patron's tap: the tap is read whole.
-        wait_until(lambda: (store.status().get("reader:entrance") or {}).get("value", {}).get("online"), "the reader to open")
+        wait_until(lambda: (store.status().get("reader:entrance") or {}).get("value", {}).get("online"), "the reader to open", log)
         reader.send(b"7")
         time.sleep(IDLE_GAP + 0.5)
         reader.send(b"10000001\r\n")
-        taps = wait_until(lambda: [e for e in store.events() if e["type"] == "tap"], "the tap")
+        taps = wait_until(lambda: [e for e in store.events() if e["type"] == "tap"], "the tap", log)
         assert taps[0]["card_key"] == card_key(b"k" * 32, "10000001")
         wait_until(lambda: samples(api, token).get(("omaovi_reader_dropped_reads_total", (("door", "entrance"),))) == 1,
-                   "the dropped read on /metrics")
+                   "the dropped read on /metrics", log)
 
         device.send_signal(getattr(signal, stop))
         device.wait(timeout=30)
