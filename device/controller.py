@@ -929,7 +929,7 @@ class Controller:
 
     def _publish_dropped_reads(self) -> None:
         for door_id, loop in self._readers.items():
-            count = loop.dropped_frames
+            count = loop.dropped_reads
             if self._status_cache.get(f"reader_dropped:{door_id}") != count:
                 self._status_cache[f"reader_dropped:{door_id}"] = count
                 self._set_status(f"reader_dropped:{door_id}", count)

@@ -229,7 +229,7 @@ def test_every_dropped_read_is_logged_at_debug_level_and_counted(run_loop, caplo
         got.wait_for(lambda: got.cards)
     dropped = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG and "dropped a read" in r.getMessage()]
     assert len(dropped) == 31 and dropped[29].endswith("noise 29")
-    assert loop.dropped_frames == 31
+    assert loop.dropped_reads == 31
     assert "12345!789" not in caplog.text
 
 

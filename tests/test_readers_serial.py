@@ -159,7 +159,7 @@ def test_a_stray_byte_before_a_tap_is_dropped_and_the_tap_reads(run_loop, pty, c
         pty.send(b"0001234567\r\n")
         got.wait_for(lambda: got.cards)
     assert got.cards == ["0001234567"]
-    assert loop.dropped_frames == 1
+    assert loop.dropped_reads == 1
     assert "dropped a read that is not a card: 1 bytes without a line end" in caplog.text
 
 
