@@ -18,10 +18,11 @@ from datetime import date, datetime, timezone
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from admin_web import branch, csrf, metrics, store, tokens
+from admin_web import branch, branch_now, csrf, metrics, store, tokens
 from admin_web.security import TOKEN, access
 from device import stats
 from device.events import parse_utc
+from device.heartbeat import KEY as HEARTBEAT_KEY, Liveness, liveness
 from device.policy import Reason
 
 bp = Blueprint("api", __name__)
@@ -170,19 +171,26 @@ def _csv(rows: list[dict]) -> str:
 @bp.get("/api/v1/status")
 @access(TOKEN)
 def status_view():
-    """Doors, hours and sync as the device and sync last wrote them; nothing about any patron."""
+    """Doors, hours and sync as the device and sync last wrote them; nothing about any patron.
+
+    What the device reports (doors, readers, the building) is given only while it
+    runs: a stopped device has released its relays, whatever its last rows say.
+    """
     config = branch().config
     live = store().status()
-    now = datetime.now(timezone.utc)
+    now = branch_now.utc_now()
     schedule = store().schedule(config.tz)
+    mode = schedule.mode_at(now)
     change = schedule.next_change(now)
+    device = liveness(live.get(HEARTBEAT_KEY), now)
     return jsonify({
         "branch": config.branch,
         "time": _iso(now),
-        "mode": schedule.mode_at(now),
+        "mode": mode,
         "next_change": {"at": _iso(change[0]), "mode": change[1]} if change else None,
-        "doors": [_door(door, live) for door in config.doors],
-        "device": _entry(live.get("device")),
+        "doors": [_door(door, live, device.running) for door in config.doors],
+        "device": _device(live.get(HEARTBEAT_KEY), device),
+        "building": _building(live, now, mode, device.running),
         "sync": {
             stream: {key: _stored_time(state[key]) for key in ("last_attempt", "last_success", "last_error_at", "last_snapshot")}
             | {"last_error": state["last_error"]}
@@ -193,16 +201,45 @@ def status_view():
     })
 
 
-def _door(door, live: dict) -> dict:
+def _door(door, live: dict, running: bool) -> dict:
     reported = live.get(f"door:{door.id}")
     value = reported["value"] if reported else {}
     return {
         "id": door.id, "name": door.label, "kind": door.kind,
-        "state": value.get("state", "unknown"), "lockdown": bool(value.get("lockdown", False)),
+        "state": value.get("state", "unknown") if running else "unknown",
+        "lockdown": bool(value.get("lockdown", False)),
         "hold_until": value.get("hold_until"),
         "updated_at": _stored_time(reported["updated_at"]) if reported else None,
-        "reader": _entry(live.get(f"reader:{door.id}")),
+        "reader": _entry(live.get(f"reader:{door.id}")) if running else None,
     }
+
+
+def _device(row: dict | None, device: Liveness) -> dict:
+    value = row["value"] if row is not None and isinstance(row["value"], dict) else {}
+    return {
+        "running": device.running,
+        "not_running_since": _iso(device.not_running_since) if device.not_running_since else None,
+        "updated_at": _iso(device.heartbeat_at) if device.heartbeat_at else None,
+        "heartbeat_age_seconds": round(device.heartbeat_age, 1) if device.heartbeat_age is not None else None,
+        "started_at": _stored_time(value.get("started_at")),
+        "pid": value.get("pid"),
+    }
+
+
+def _building(live: dict, now: datetime, mode: str, running: bool) -> dict:
+    """The door extras the branch has, each None until the device reports it or while it is not running."""
+    building = branch_now.building_now(branch().config, live, now, key_prefix=0)
+    shown: dict = {}
+    if building.has_lights:
+        shown["lights"] = building.lights
+    if building.has_alarm:
+        shown["alarm_armed"] = building.alarm_armed
+    if building.counts_people:
+        shown["people_inside"] = building.people_inside
+        shown["people_inside_after_close"] = branch_now.people_inside_after_close(building, mode)
+    if building.pin_lockouts is not None:
+        shown["pin_lockouts"] = len(building.pin_lockouts)
+    return shown if running else dict.fromkeys(shown)
 
 
 def _entry(reported: dict | None) -> dict | None:

@@ -239,6 +239,14 @@ def building_now(config: Config, status: dict[str, dict], now: datetime, key_pre
     )
 
 
+def people_inside_after_close(building: BuildingNow, mode: str) -> int | None:
+    """The people counted inside while the hours say closed, 0 while open: one figure
+    a monitor can alert on. None until the device has reported the estimate."""
+    if building.people_inside is None:
+        return None
+    return building.people_inside if mode == "closed" else 0
+
+
 def has_people_counter(config: Config) -> bool:
     """Whether a door counts people (and so can tell tailgating)."""
     return any(door.counter_in_pin is not None for door in config.doors)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 
@@ -19,12 +19,11 @@ from admin_web.i18n import door_labels, gettext as _, lazy_gettext as _l, local_
 from device import events as event_types, stats
 from device.config import BUILDING
 from device.events import parse_utc
+from device.heartbeat import KEY as HEARTBEAT_KEY, liveness
 from device.store import day_bounds
 
 bp = Blueprint("today", __name__)
 
-#: The device writes its heartbeat every 30 s; this long without one means it is not running.
-DEVICE_SILENT_AFTER = timedelta(seconds=90)
 #: A card key is shown only this far, enough to tell two taps apart, never to look a card up.
 CARD_KEY_PREFIX = 6
 _SHOWN_KEY = re.compile(f"[0-9a-f]{{{CARD_KEY_PREFIX}}}")
@@ -128,14 +127,9 @@ def _warnings(status: dict[str, dict], now: datetime) -> list[str]:
     """What staff should act on, in plain words: the device, the readers, the central service."""
     config = branch().config
     warnings = []
-    heartbeat = status.get("device")
-    if heartbeat is None:
-        warnings.append(_("The door controller is not running: cards do not open the doors. Start the omaovi-device service or restart the device."))
-    elif now - parse_utc(heartbeat["updated_at"]) > DEVICE_SILENT_AFTER:
-        warnings.append(_(
-            "The door controller has not answered since %(time)s: cards may not open the doors. Restart the device.",
-            time=local_datetime(heartbeat["updated_at"]),
-        ))
+    device = liveness(status.get(HEARTBEAT_KEY), now)
+    if not device.running:
+        warnings.append(_device_stopped(device.not_running_since, now))
     for door in config.doors:
         reader = status.get(f"reader:{door.id}")
         if reader is not None and reader["value"].get("online") is False:
@@ -166,6 +160,19 @@ def _warnings(status: dict[str, dict], now: datetime) -> list[str]:
                 what=what, time=local_datetime(state["last_success"]),
             ))
     return warnings
+
+
+def _device_stopped(since: datetime | None, now: datetime) -> str:
+    """Since when, if the device ever ran: the time alone today, with the date on an older stop."""
+    if since is None:
+        return _("The door controller is not running: cards do not open the doors. Start the omaovi-device service or restart the device.")
+    tz = branch().config.tz
+    same_day = since.astimezone(tz).date() == now.astimezone(tz).date()
+    return _(
+        "The door controller has not been running since %(time)s: cards do not open the doors. Start the "
+        "omaovi-device service or restart the device.",
+        time=local_time(since) if same_day else local_datetime(since),
+    )
 
 
 def _building_warnings(today) -> list[str]:

@@ -252,14 +252,18 @@ def cmd_device(args) -> int:
 def cmd_sync(args) -> int:
     from sync.central import SyncRunner
 
-    runner = SyncRunner.from_config_file(args.config)
+    config, central = config_mod.load_with_central(args.config, required=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    runner = SyncRunner(_store(config), config, central, stop=stop)
     if args.once:
         errors = {stream: error for stream, error in runner.run_once().items() if error}
         for stream, error in errors.items():
             print(f"{stream}: {error}", file=sys.stderr)
+        if stop.is_set():
+            print("sync: stopped before every stream was done; the next round carries on", file=sys.stderr)
+            return 1
         return 1 if errors else 0
     runner.run_forever(stop)
     return 0

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from device import announcements, events, messages
 from device.announcements import Player, SoundPlayer
@@ -41,12 +41,16 @@ from device.config import BUILDING, BuildingConfig, Config, DoorConfig, Sip2Sett
 from device.display import Display
 from device.door import Door
 from device.events import Event
+from device.heartbeat import HEARTBEAT_SECONDS, KEY as HEARTBEAT_KEY
 from device.keypad import build_keypad
 from device.pins import LockoutRule, PinEntry, VerifierError, load_pepper, locked_until, pin_matches
 from device.policy import Decision, DoorState, Patron, PinResult, Reason, Reservation, decide, open_to_all
 from device.store import Command, Store
 from device.visits import RepeatTaps
 from sync.sip2 import Sip2Checker, Sip2Config
+
+if TYPE_CHECKING:
+    from device.readers.base import ReaderLoop
 
 log = logging.getLogger("omaovi.device")
 
@@ -55,8 +59,6 @@ COMMAND_POLL_SECONDS = 0.25
 HOURS_POLL_SECONDS = 2.0
 RETENTION_SECONDS = 3600.0
 NO_SHOW_POLL_SECONDS = 30.0
-#: How often the loop tells the staff page it is alive (the page warns after 90 s of silence).
-HEARTBEAT_SECONDS = 30.0
 #: A tap not decided within this many seconds of the read is dropped, not acted on.
 MAX_TAP_AGE_SECONDS = 3.0
 #: Events that could not be written are kept in memory up to this many.
@@ -72,6 +74,8 @@ _PIN_DETAIL = {PinResult.OK: "ok", PinResult.WRONG: "wrong", PinResult.TIMEOUT: 
 STORAGE_RETRY_SECONDS = 1.0
 #: How often the staff cards are copied into memory, for taps while the database cannot be read.
 STAFF_CARDS_POLL_SECONDS = 60.0
+#: How often the readers' counts of dropped reads are written for /metrics (only when they changed).
+READER_COUNTS_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -157,9 +161,11 @@ class Controller:
         self._last_polled: dict[str, float] = {}
         self._resume_standing_commands()
         self._start_extras(pin_factory, player)
-        self._readers = []
+        #: door id -> the ReaderLoop reading its cards.
+        self._readers: dict[str, ReaderLoop] = {}
         if start_readers:
             self._start_readers()
+        self._started_at: str | None = None
         self.stopped = threading.Event()
 
     # -- input from other threads ---------------------------------------------
@@ -250,6 +256,7 @@ class Controller:
             ("announce", ANNOUNCE_POLL_SECONDS, self._announce),
             ("lockouts", ANNOUNCE_POLL_SECONDS, self._publish_lockouts),
             ("heartbeat", HEARTBEAT_SECONDS, self._heartbeat),
+            ("reader_counts", READER_COUNTS_SECONDS, self._publish_dropped_reads),
             ("staff", STAFF_CARDS_POLL_SECONDS, self._refresh_staff_keys),
         ):
             if now - last.get(name, -1e9) >= interval:
@@ -257,7 +264,7 @@ class Controller:
                 self._run_safely(work)
 
     def close(self) -> None:
-        for reader in self._readers:
+        for reader in self._readers.values():
             reader.stop()
         for part in (*self.keypads.values(), *self.displays.values(), *self.counters.values(), self.building):
             part.close()
@@ -265,6 +272,9 @@ class Controller:
             door.close()
         if isinstance(self.player, SoundPlayer):
             self.player.close()
+        if self._started_at is not None:
+            # The relays are released: say so at once rather than after three missed heartbeats.
+            self._set_status(HEARTBEAT_KEY, self._heartbeat_value() | {"stopped_at": events.utc_text(self.wall())})
 
     # -- one tap --------------------------------------------------------------
     def tap(self, door_id: str, number: str, read_at: float | None = None) -> TapResult | None:
@@ -963,12 +973,22 @@ class Controller:
             self._hours_revision = revision
 
     def _heartbeat(self) -> None:
-        """Tell the staff page the loop is running: without this it cannot tell a
-        quiet night from a stopped device, and the door states it shows would be stale."""
+        """Tell the staff page and monitoring the loop is running: without this they
+        cannot tell a quiet night from a stopped device (see device.heartbeat)."""
         try:
-            self.store.set_status("device", {"pid": os.getpid(), "started_at": self._started_at})
+            self.store.set_status(HEARTBEAT_KEY, self._heartbeat_value())
         except sqlite3.Error as exc:
             log.error("cannot write the heartbeat: %s", exc)
+
+    def _heartbeat_value(self) -> dict:
+        return {"pid": os.getpid(), "started_at": self._started_at}
+
+    def _publish_dropped_reads(self) -> None:
+        for door_id, loop in self._readers.items():
+            count = loop.dropped_reads
+            if self._status_cache.get(f"reader_dropped:{door_id}") != count:
+                self._status_cache[f"reader_dropped:{door_id}"] = count
+                self._set_status(f"reader_dropped:{door_id}", count)
 
     def _report_no_shows(self) -> None:
         """Log each booth reservation whose holder has not come, once, so the
@@ -1027,7 +1047,7 @@ class Controller:
                 ),
             )
             loop.start()
-            self._readers.append(loop)
+            self._readers[door_cfg.id] = loop
 
     def _reader_status(self, door_id: str, online: bool, detail: str) -> None:
         self.store.set_status(f"reader:{door_id}", {"online": online, "detail": detail})

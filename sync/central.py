@@ -107,7 +107,8 @@ class CentralClient:
 
     ``sleep`` waits between attempts and returns True when the wait was cut short
     by a stop request (``threading.Event.wait`` does exactly that); tests pass a
-    function that records the wait instead.
+    function that records the wait instead. ``stopped`` is asked before every
+    request, so a stop also ends a round that is paging through a long answer.
     """
 
     def __init__(
@@ -121,8 +122,10 @@ class CentralClient:
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         rng: Callable[[], float] = random.random,
         max_attempts: int = 5,
+        stopped: Callable[[], bool] = lambda: False,
     ):
         self.central = central
+        self.stopped = stopped
         self.prefix = f"{central.base_url}/v1/branches/{branch}"
         self.session = session or requests.Session()
         self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", "User-Agent": USER_AGENT}
@@ -143,6 +146,8 @@ class CentralClient:
         url = f"{self.prefix}/{stream}"
         problem = ""
         for attempt in range(1, self.max_attempts + 1):
+            if self.stopped():
+                raise Stopped()
             try:
                 response = self.session.request(
                     method, url, headers=self.headers, timeout=self.central.timeout, stream=True, allow_redirects=False, **kwargs
@@ -164,17 +169,19 @@ class CentralClient:
                     if status == 410:
                         raise CursorGone(f"HTTP 410 Gone from {method} {url}: the cursor has expired")
                     if status == 400:
-                        answer = _error_answer(response)
+                        answer, text = _error_answer(response)
                         said = answer.get("error") if answer else None
-                        raise RequestRefused(f"HTTP 400 from {method} {url}: {said or _snippet(response)}", answer)
+                        raise RequestRefused(f"HTTP 400 from {method} {url}: {said or text}", answer)
                     problem = f"HTTP {status} from {method} {url}"
-                    if status == 429:
+                    if status == 429 or status >= 500:
+                        # A service that is down for maintenance or overloaded says when to come
+                        # back (503 with Retry-After); asking sooner only adds to its load.
                         wait = _retry_after(response.headers.get("Retry-After"), self.clock())
                         if wait is None:
                             wait = self._backoff(attempt)
                         elif wait > RETRY_AFTER_CAP:
                             raise SyncError(f"{problem}: asked to wait {wait:.0f} s; trying again next round")
-                    elif status >= 500 or status == 408:
+                    elif status == 408:
                         wait = self._backoff(attempt)
                     else:
                         raise SyncError(f"{problem}: {_snippet(response)}")
@@ -234,12 +241,15 @@ class SyncRunner:
         rng: Callable[[], float] = random.random,
         max_attempts: int = 5,
         event_batch: int = EVENT_BATCH,
+        stop: threading.Event | None = None,
     ):
+        """``stop``: set it (from a signal handler) to end a round at once, even
+        while it waits to retry; ``run_forever`` takes its own."""
         self.store = store
         self.config = config
         self.central = central
         self.session = session or requests.Session()
-        self._stop = threading.Event()
+        self._stop = stop or threading.Event()
         self._sleep = sleep
         self.clock = clock
         self.rng = rng
@@ -270,6 +280,7 @@ class SyncRunner:
         client = CentralClient(
             self.central, self.config.branch, token, session=self.session,
             sleep=self._sleep or self._stop.wait, clock=self.clock, rng=self.rng, max_attempts=self.max_attempts,
+            stopped=self._stop.is_set,
         )
         refused: TokenRefused | None = None
         try:
@@ -288,7 +299,7 @@ class SyncRunner:
                 except sqlite3.Error as exc:
                     results[stream] = self._failed(stream, SyncError(f"database error: {exc}"))
         except Stopped:
-            log.info("central sync: stopped while waiting to retry")
+            log.info("central sync: stopped before the round was done; the next round carries on")
         finally:
             self._report_drift(client.drift)
         return results
@@ -299,15 +310,18 @@ class SyncRunner:
         A stop request also cuts short a backoff wait, so ``systemctl stop`` does not
         hang on a central service that is down.
         """
-        self._stop = stop_event
+        own_stop, self._stop = self._stop, stop_event
         log.info("central sync: %s every %d s for branch %s", self.central.base_url, self.central.interval, self.config.branch)
         self._clear_cut_snapshot()
-        while not stop_event.is_set():
-            try:
-                self.run_once()
-            except Exception:  # one bad round must not end the service; the traceback is logged
-                log.exception("central sync: the round failed unexpectedly")
-            stop_event.wait(self.central.interval)
+        try:
+            while not stop_event.is_set():
+                try:
+                    self.run_once()
+                except Exception:  # one bad round must not end the service; the traceback is logged
+                    log.exception("central sync: the round failed unexpectedly")
+                stop_event.wait(self.central.interval)
+        finally:
+            self._stop = own_stop
 
     def _clear_cut_snapshot(self) -> None:
         """A patron snapshot cut by a kill or a power cut leaves tables behind that
@@ -566,14 +580,18 @@ def _retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, (moment - now).total_seconds())
 
 
-def _error_answer(response: requests.Response) -> dict | None:
-    """A 400's JSON body, read up to a small cap; None when it is not a JSON object."""
+def _error_answer(response: requests.Response) -> tuple[dict | None, str]:
+    """A 400's body, read up to a small cap: its JSON object (None when it is not one) and its start as text."""
     try:
         body = b"".join(response.iter_content(chunk_size=64 * 1024))[:1_000_000]
+    except requests.RequestException:
+        return None, "(no body)"
+    text = " ".join(body[:300].decode("utf-8", "replace").split())[:200] or "(no body)"
+    try:
         answer = json.loads(body)
-    except (requests.RequestException, ValueError, RecursionError):
-        return None
-    return answer if isinstance(answer, dict) else None
+    except (ValueError, RecursionError):
+        return None, text
+    return (answer if isinstance(answer, dict) else None), text
 
 
 def _refused_events(answer: dict | None, rows: list[dict]) -> dict[int, str]:

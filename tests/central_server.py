@@ -138,6 +138,8 @@ class CentralServer:
         self.event_posts: list[tuple[int, int]] = []
         #: While true every request answers 503.
         self.down = False
+        #: The Retry-After header sent with those 503s, if any.
+        self.down_retry_after: str | None = None
         #: stream -> answers to serve before the real ones.
         self.queued: dict[str, list[Answer]] = {}
         #: Seconds added to the Date header, to play a server whose clock differs.
@@ -210,7 +212,8 @@ class CentralServer:
                     queued = server.queued.get(stream)
                     answer = queued.pop(0) if queued else None
                 if server.down:
-                    return self._json(503, {"error": "down for maintenance"})
+                    headers = {"Retry-After": server.down_retry_after} if server.down_retry_after else {}
+                    return self._raw(Answer(503, b'{"error": "down for maintenance"}', headers))
                 if answer is not None:
                     return self._raw(answer)
                 if method == "GET" and server.hook:

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -581,6 +582,24 @@ def test_a_server_that_does_not_answer_times_out_and_is_retried(tmp_path, centra
     assert branch.enter(1) == Reason.GRANTED
 
 
+@pytest.mark.parametrize("status", [503, 502, 500])
+def test_a_5xx_with_retry_after_waits_as_long_as_asked(branch, central, status):
+    central.patrons.put(patron(1))
+    central.queue("patrons", Answer(status, b"down for maintenance", {"Retry-After": "7"}))
+    assert branch.sync()["patrons"] is None
+    assert branch.waits == [7.0]
+    assert branch.enter(1) == Reason.GRANTED
+
+
+def test_a_503_asking_for_a_wait_beyond_the_cap_ends_the_round_without_hammering(branch, central):
+    branch.tap(1)
+    central.down, central.down_retry_after = True, "3600"
+    results = branch.sync()
+    assert all("HTTP 503" in error and "asked to wait 3600 s; trying again next round" in error for error in results.values())
+    assert branch.waits == []
+    assert len(central.requests) == len(results), "one request per stream, not five"
+
+
 def test_a_retry_after_beyond_the_cap_ends_the_round(branch, central):
     central.queue("patrons", Answer(429, b"", {"Retry-After": "3600"}))
     assert "asked to wait 3600 s; trying again next round" in branch.sync()["patrons"]
@@ -794,6 +813,44 @@ def test_omaovi_sync_once_reports_success_and_failure_by_exit_code(tmp_path, cen
     (tmp_path / "central.token").write_text("revoked-token\n")
     assert main(["sync", "--once", "--config", str(config_path)]) == 1
     assert "patrons:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_omaovi_sync_once_stops_within_a_second_while_it_retries(tmp_path, central, signal_number):
+    central.down, central.down_retry_after = True, "30"
+    config_path = write_config(tmp_path, central.url)
+    env = with_pythonpath({**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}, str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "device.cli", "sync", "--once", "-c", str(config_path)], env=env, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not central.requests and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert central.requests, f"sync never asked the central service: {proc.poll()}"
+        time.sleep(0.3)  # well into the 30 s it was asked to wait
+        asked = len(central.requests)
+        sent_at = time.monotonic()
+        proc.send_signal(signal_number)
+        proc.wait(timeout=90)
+        took = time.monotonic() - sent_at
+        stderr = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert took < 1.0, f"sync --once went on for {took:.1f} s after the signal"
+    assert len(central.requests) == asked, "no request after the signal"
+    assert proc.returncode == 1 and "stopped before every stream was done" in stderr
+
+
+def test_omaovi_sync_as_the_first_command_on_a_new_branch_creates_the_database_folder(tmp_path, central, monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    config_path = write_config(tmp_path, central.url)
+    config_path.write_text(config_path.read_text().replace('database = "omaovi.db"', 'database = "state/omaovi/omaovi.db"'))
+    central.patrons.put(patron(1))
+    assert main(["sync", "--once", "--config", str(config_path)]) == 0
+    assert Store(tmp_path / "state" / "omaovi" / "omaovi.db").patron_count() == 1
 
 
 def test_the_device_keeps_old_events_the_central_service_has_not_received(tmp_path):

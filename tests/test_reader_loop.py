@@ -217,6 +217,22 @@ def test_a_flood_of_garbled_reads_is_logged_once_per_interval(run_loop, caplog):
     assert "99 more" in warnings[1]
 
 
+def test_every_dropped_read_is_logged_at_debug_level_and_counted(run_loop, caplog):
+    clock = FakeClock()
+    reader, got = FakeReader(clock), Collector()
+    for n in range(30):
+        reader.add(GarbledRead(f"noise {n}"), at=n * 0.1)
+    reader.add(CardRead(text="12345!789"), at=3.0)
+    reader.add(CardRead(text="1"), at=3.0)
+    with caplog.at_level(logging.DEBUG, logger="omaovi.readers"):
+        loop = run_loop(reader, got, clock=clock)
+        got.wait_for(lambda: got.cards)
+    dropped = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG and "dropped a read" in r.getMessage()]
+    assert len(dropped) == 31 and dropped[29].endswith("noise 29")
+    assert loop.dropped_reads == 31
+    assert "12345!789" not in caplog.text
+
+
 def test_a_failing_on_card_does_not_stop_the_reader(caplog):
     reader, got = FakeReader(), Collector()
     reader.add(card("04A21B3C"))

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from device.readers.base import CardRead, GarbledRead
-from device.readers.framing import MAX_LINE, LineFramer, Rdm6300Framer
+from device.readers.framing import IDLE_GAP, MAX_LINE, LineFramer, Rdm6300Framer
 
 # A frame as printed in the RDM6300 datasheet: tag 62 E3 08 6C ED, checksum 08.
 DATASHEET_FRAME = b"\x02" + b"62E3086CED08" + b"\x03"
@@ -50,6 +50,22 @@ def test_crlf_split_between_chunks_gives_one_card():
     framer = LineFramer()
     assert framer.feed(b"12345\r") == [CardRead(text="12345")]
     assert framer.feed(b"\n") == []
+
+
+def test_a_stray_byte_is_dropped_at_a_quiet_gap_instead_of_spoiling_the_next_line():
+    framer = LineFramer()
+    assert framer.feed(b"7") == []
+    dropped = framer.gap()
+    assert [str(g) for g in dropped] == [f"1 bytes without a line end, dropped after {IDLE_GAP} s of quiet"]
+    assert framer.feed(b"0001234567\r\n") == [CardRead(text="0001234567")]
+    assert framer.gap() == [], "nothing is left over after a whole line"
+
+
+def test_the_rest_of_an_over_long_run_after_a_gap_is_the_next_card():
+    framer = LineFramer()
+    assert len(garbled(framer.feed(b"9" * (MAX_LINE + 5))))
+    assert framer.gap() == []  # the run was reported already
+    assert framer.feed(b"4444\n") == [CardRead(text="4444")]
 
 
 def test_line_is_stripped_and_blank_lines_are_ignored():
@@ -183,6 +199,14 @@ def test_missing_etx_is_garbled():
     results = Rdm6300Framer().feed(DATASHEET_FRAME[:-1] + b"\x04" + DATASHEET_FRAME)
     assert len(garbled(results)) == 1
     assert cards(results) == [CardRead(uid=DATASHEET_UID)]
+
+
+def test_a_frame_cut_short_by_a_quiet_gap_is_dropped():
+    framer = Rdm6300Framer()
+    assert framer.feed(DATASHEET_FRAME[:5]) == []
+    assert [str(g) for g in framer.gap()] == [f"frame cut short after 4 of 12 characters, dropped after {IDLE_GAP} s of quiet"]
+    assert framer.gap() == []
+    assert framer.feed(DATASHEET_FRAME) == [CardRead(uid=DATASHEET_UID)]
 
 
 def test_bytes_outside_frames_are_skipped():

@@ -11,6 +11,7 @@ import serial
 
 from device.config import ReaderConfig
 from device.readers.base import CardRead, ReaderError, ReaderLoop
+from device.readers.framing import IDLE_GAP
 from device.readers.serial_reader import SerialReader
 from test_reader_loop import Collector, run_loop  # noqa: F401 - run_loop is a fixture
 
@@ -145,6 +146,21 @@ def test_lines_on_a_pty_become_cards(run_loop, pty):
     pty.send(b"1B3C\n4444\n")
     got.wait_for(lambda: len(got.cards) == 3)
     assert got.cards == ["0001234567", "04A21B3C", "4444"]
+
+
+def test_a_stray_byte_before_a_tap_is_dropped_and_the_tap_reads(run_loop, pty, caplog):
+    """A reader plugged in hot, or a spike on the line, leaves a byte with no line end."""
+    got = Collector()
+    with caplog.at_level(logging.DEBUG, logger="omaovi.readers"):
+        loop = run_loop(line_reader(pty.link), got)
+        got.wait_for(lambda: got.statuses == [(True, "ok")])
+        pty.send(b"7")
+        time.sleep(IDLE_GAP + 0.5)  # the patron walks up a moment later
+        pty.send(b"0001234567\r\n")
+        got.wait_for(lambda: got.cards)
+    assert got.cards == ["0001234567"]
+    assert loop.dropped_reads == 1
+    assert "dropped a read that is not a card: 1 bytes without a line end" in caplog.text
 
 
 def test_rdm6300_and_a_reader_typing_the_printed_number_agree(run_loop, tmp_path):

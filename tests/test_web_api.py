@@ -14,11 +14,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from admin_web import audit, tokens
+from admin_web import audit, branch_now, tokens
 from device.cli import main
 from device.events import Event, utc_text
 from device.policy import Patron
 from device.schedule import Period
+from device.store import Store
+from test_web_door_extras import EXTRAS as DOOR_EXTRAS  # a keypad with PINs, lights and alarm relays
 from webclient import BRANCH_CONFIG, make_app, write_branch
 
 HEL = ZoneInfo("Europe/Helsinki")
@@ -50,6 +52,11 @@ EXPECTED_MONDAY = {
     "denied": 3, "self_service_open_hours": 8, "staffed_open_hours": 6, "granted_taps": 5, "physical_visits": 3,
     "pin_lockouts": 0, "self_service_open_hours_planned": 0, "staffed_open_hours_planned": 0,
 }
+
+
+def device_running(store) -> None:
+    """A heartbeat written just now, as the running device writes it."""
+    store.set_status("device", {"pid": 4321, "started_at": utc_text(datetime.now(timezone.utc))})
 
 
 @pytest.fixture
@@ -209,6 +216,7 @@ def test_stats_in_a_format_nobody_offers_get_406(api):
 def test_status_shows_doors_mode_and_sync_but_no_card(api, web_store):
     seed_monday(web_store)
     web_store.put_patrons([Patron(card_key="abad1dea" * 8, self_service=True)], source="csv")
+    device_running(web_store)
     web_store.set_status("door:entrance", {"state": "held_open", "lockdown": False, "hold_until": None})
     web_store.set_status("reader:entrance", {"online": False, "detail": "/dev/ttyUSB0: no such device"})
     web_store.note_sync_error("patrons", "HTTP 503 from the central service", datetime.now(timezone.utc))
@@ -221,6 +229,9 @@ def test_status_shows_doors_mode_and_sync_but_no_card(api, web_store):
     assert body["next_change"]["mode"] != body["mode"]
     assert body["sync"]["patrons"]["last_error"] == "HTTP 503 from the central service"
     assert body["unpushed_events"] == 10
+    assert body["device"]["running"] is True and body["device"]["not_running_since"] is None
+    assert body["device"]["pid"] == 4321 and 0 <= body["device"]["heartbeat_age_seconds"] < 60
+    assert body["building"] == {}, "a branch without door extras lists none"
     text = response.get_data(as_text=True)
     assert "c0ffee" not in text and "abad1dea" not in text
 
@@ -235,6 +246,7 @@ def _samples(response) -> dict:
 
 def test_metrics_with_a_token_give_doors_counts_and_sync(api, web_store):
     seed_monday(web_store)
+    device_running(web_store)
     web_store.set_status("door:entrance", {"state": "forced", "lockdown": False, "hold_until": None})
     web_store.set_status("door:booth", {"state": "unlocked", "lockdown": True, "hold_until": None})
     at = datetime(2026, 11, 25, 10, tzinfo=timezone.utc)
@@ -254,6 +266,54 @@ def test_metrics_with_a_token_give_doors_counts_and_sync(api, web_store):
     assert samples[("omaovi_sync_error", (("stream", "events"),))] == 1
     assert samples[("omaovi_sync_error", (("stream", "patrons"),))] == 0
     assert samples[("omaovi_unpushed_events", ())] == 10
+    assert samples[("omaovi_device_up", ())] == 1
+    assert 0 <= samples[("omaovi_device_heartbeat_age_seconds", ())] < 60
+
+
+#: Wednesday 25.11.2026 14.00 in Helsinki; the monitor's clock in the tests below.
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+def heartbeat_at(store, moment: datetime, **value) -> None:
+    store.set_status("device", {"pid": 4321, "started_at": utc_text(moment - timedelta(hours=5))} | value)
+    with store.conn:
+        store.conn.execute("UPDATE device_status SET updated_at = ? WHERE key = 'device'", (utc_text(moment),))
+
+
+@pytest.mark.parametrize("how", ["crashed", "stopped"])
+def test_a_device_that_stopped_is_down_and_its_last_door_states_are_not_shown(api, web_store, monkeypatch, how):
+    monkeypatch.setattr(branch_now, "utc_now", lambda: NOW)
+    web_store.set_status("door:entrance", {"state": "unlocked", "lockdown": False, "hold_until": None})
+    web_store.set_status("reader:entrance", {"online": True, "detail": "ok"})
+    if how == "crashed":  # a kill, a crash or a hung loop: the heartbeat only goes quiet
+        heartbeat_at(web_store, NOW - timedelta(seconds=91))
+        since = "2026-11-25T11:58:29Z"
+    else:  # a clean stop says so at once
+        heartbeat_at(web_store, NOW - timedelta(seconds=5), stopped_at=utc_text(NOW - timedelta(seconds=5)))
+        since = "2026-11-25T11:59:55Z"
+
+    samples = _samples(api("/metrics"))
+    assert samples[("omaovi_device_up", ())] == 0
+    assert samples[("omaovi_device_heartbeat_age_seconds", ())] == (91 if how == "crashed" else 5)
+    assert not [name for name, _ in samples if name in ("omaovi_door_unlocked", "omaovi_reader_online")], "no stale door states"
+
+    body = api("/api/v1/status").get_json()
+    assert body["device"]["running"] is False and body["device"]["not_running_since"] == since
+    entrance = body["doors"][0]
+    assert entrance["state"] == "unknown" and entrance["reader"] is None
+
+    heartbeat_at(web_store, NOW - timedelta(seconds=89))
+    assert _samples(api("/metrics"))[("omaovi_door_unlocked", (("door", "entrance"),))] == 1, "fresh again: shown again"
+
+
+def test_a_device_that_never_ran_is_down_with_no_heartbeat_age(api, web_store):
+    web_store.set_status("door:entrance", {"state": "locked", "lockdown": False, "hold_until": None})
+    samples = _samples(api("/metrics"))
+    assert samples[("omaovi_device_up", ())] == 0
+    assert ("omaovi_device_heartbeat_age_seconds", ()) not in samples
+    device = api("/api/v1/status").get_json()["device"]
+    assert device == {"running": False, "not_running_since": None, "updated_at": None, "heartbeat_age_seconds": None,
+                      "started_at": None, "pid": None}
 
 
 def test_metrics_are_refused_to_an_address_off_the_allow_list_without_a_token(anonymous, token):
@@ -274,6 +334,50 @@ def test_metrics_follow_the_configured_allow_list(tmp_path):
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 401
 
 
+def test_status_and_metrics_show_the_door_extras_a_monitor_alerts_on(tmp_path, monkeypatch):
+    """"The alarm is not armed at night", "people are inside after closing": each one figure to alert on."""
+    (tmp_path / "pepper.key").write_bytes(b"p" * 32)
+    config = write_branch(tmp_path, DOOR_EXTRAS)
+    client, store = make_app(config).test_client(), Store(config.database)
+    headers = {"Authorization": f"Bearer {tokens.add(store, 'prometheus')}"}
+    monkeypatch.setattr(branch_now, "utc_now", lambda: NOW)
+    store.set_weekly({})  # closed all day
+    heartbeat_at(store, NOW - timedelta(seconds=10))
+    store.set_status("building", {"lights": False, "alarm_armed": False})
+    store.set_status("occupancy", {"count": 2})
+    store.set_status("pin_lockouts", [{"card_key": "ab" * 32, "until": utc_text(NOW + timedelta(minutes=10))},
+                                      {"card_key": "cd" * 32, "until": utc_text(NOW - timedelta(minutes=1))}])
+    store.record([
+        Event(NOW - timedelta(hours=1), "entrance", "pin_lockout", mode="self_service", card_key="ab" * 32),
+        Event(NOW - timedelta(hours=2), "entrance", "tailgating", mode="self_service", detail={"people_in": 2, "grants": 1}),
+        Event(NOW - timedelta(hours=3), "building", "people_inside_after_close", mode="closed", door_kind="building", detail={"count": 2}),
+    ])
+
+    status = client.get("/api/v1/status", headers=headers)
+    assert status.get_json()["building"] == {
+        "lights": False, "alarm_armed": False, "people_inside": 2, "people_inside_after_close": 2, "pin_lockouts": 1,
+    }
+    assert "abab" not in status.get_data(as_text=True), "no card key"
+    samples = _samples(client.get("/metrics", headers=headers))
+    assert {name: value for (name, _), value in samples.items() if name in (
+        "omaovi_lights_on", "omaovi_alarm_armed", "omaovi_people_inside", "omaovi_people_inside_after_close", "omaovi_pin_locked_out_cards",
+    )} == {"omaovi_lights_on": 0, "omaovi_alarm_armed": 0, "omaovi_people_inside": 2, "omaovi_people_inside_after_close": 2,
+           "omaovi_pin_locked_out_cards": 1}
+    assert samples[("omaovi_pin_lockouts_total", (("door", "entrance"),))] == 1
+    assert samples[("omaovi_tailgating_total", (("door", "entrance"),))] == 1
+    assert samples[("omaovi_closings_with_people_inside_total", (("door", "building"),))] == 1
+
+    store.set_weekly({day: [Period(8 * 60, 16 * 60, "staffed")] for day in range(7)})  # open at 14.00
+    assert client.get("/api/v1/status", headers=headers).get_json()["building"]["people_inside_after_close"] == 0
+    assert _samples(client.get("/metrics", headers=headers))[("omaovi_people_inside_after_close", ())] == 0
+
+    heartbeat_at(store, NOW - timedelta(minutes=5))  # the device went quiet: its last word is no longer true
+    assert set(client.get("/api/v1/status", headers=headers).get_json()["building"].values()) == {None}
+    samples = _samples(client.get("/metrics", headers=headers))
+    assert ("omaovi_alarm_armed", ()) not in samples and ("omaovi_people_inside", ()) not in samples
+    store.close()
+
+
 # -- the documentation ------------------------------------------------------------
 WEB_API_DOC = (Path(__file__).resolve().parent.parent / "docs" / "web-api.md").read_text(encoding="utf-8")
 
@@ -290,12 +394,22 @@ def test_the_documented_statistics_are_what_the_branch_answers(api, web_store):
 
 
 def test_the_documented_status_has_the_fields_the_branch_sends(api, web_store):
+    device_running(web_store)
     web_store.set_status("door:entrance", {"state": "locked", "lockdown": False, "hold_until": None})
     web_store.note_sync_success("patrons", datetime.now(timezone.utc))
     real, documented = api("/api/v1/status").get_json(), json.loads(doc_example("status"))
     assert set(real) == set(documented)
     assert set(real["doors"][0]) == set(documented["doors"][0])
+    assert set(real["device"]) == set(documented["device"])
     assert set(real["sync"]["patrons"]) == set(documented["sync"]["patrons"])
+
+
+def test_every_documented_metric_is_in_the_reference_table():
+    """The table in docs/web-api.md lists each family the collector can give."""
+    source = (Path(__file__).resolve().parent.parent / "admin_web" / "metrics.py").read_text(encoding="utf-8")
+    families = set(re.findall(r'"(omaovi_[a-z_]+)"', source))
+    documented = set(re.findall(r"^\| `(omaovi_[a-z_]+?)(?:_total)?` \|", WEB_API_DOC, re.M))
+    assert families and families <= documented, sorted(families - documented)
 
 
 def test_the_openapi_file_describes_every_route_of_the_api(web_app):

@@ -119,8 +119,15 @@ def test_the_live_fragment_is_the_page_body_without_the_frame(staff, branch_toda
 
 
 def test_warns_when_the_device_is_silent_or_never_ran(staff, branch_today):
+    heartbeat(branch_today, timedelta(seconds=89))
+    assert "door controller" not in staff.get("/today/live", headers=EN).get_data(as_text=True)
     heartbeat(branch_today, timedelta(seconds=91))
-    assert "The door controller has not answered since 25.11.2026 13.58" in staff.get("/today/live", headers=EN).get_data(as_text=True)
+    assert "The door controller has not been running since 13.58" in staff.get("/today/live", headers=EN).get_data(as_text=True)
+    heartbeat(branch_today, timedelta(days=1, minutes=5))
+    assert "not been running since 24.11.2026 13.55" in staff.get("/today/live", headers=EN).get_data(as_text=True)
+    heartbeat(branch_today, timedelta(seconds=91))
+    assert "Ovenohjain ei ole ollut käynnissä 13.58 jälkeen" in staff.get("/today/live", headers={"Accept-Language": "fi"}).get_data(as_text=True)
+    assert "Dörrstyrningen har inte varit igång sedan 13.58" in staff.get("/today/live", headers={"Accept-Language": "sv"}).get_data(as_text=True)
     with branch_today.conn:
         branch_today.conn.execute("DELETE FROM device_status WHERE key = 'device'")
     assert "The door controller is not running" in staff.get("/today/live", headers=EN).get_data(as_text=True)
@@ -150,6 +157,11 @@ def test_today_in_swedish(staff, branch_today):
     assert "I dag" in page
     assert "Betjänad tid till kl. 16.00" in page
     assert "Besök i dag" in page
+
+
+def test_a_device_that_stopped_cleanly_is_shown_as_not_running_at_once(staff, branch_today):
+    branch_today.set_status("device", {"pid": 1, "started_at": utc_text(NOW), "stopped_at": utc_text(NOW - timedelta(minutes=3))})
+    assert "The door controller has not been running since 13.57" in staff.get("/today/live", headers=EN).get_data(as_text=True)
 
 
 def test_the_device_loop_writes_a_heartbeat_and_survives_a_failing_write(branch_config, monkeypatch):

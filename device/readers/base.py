@@ -32,6 +32,7 @@ MIN_IDLE_READ = 0.05
 
 #: A loose wire or a noisy line can produce bad frames many times a second; one
 #: warning per interval (with a count of the rest) keeps the journal readable.
+#: Every dropped read is also logged at debug level and counted (``dropped_reads``).
 GARBLED_LOG_INTERVAL = 60.0
 
 
@@ -144,10 +145,16 @@ class ReaderLoop:
         self._last_seen = 0.0
         self._garbled_quiet_until: float | None = None
         self._garbled_suppressed = 0
+        self._dropped_reads = 0
 
     @property
     def online(self) -> bool:
         return self._online
+
+    @property
+    def dropped_reads(self) -> int:
+        """Reads dropped as not a card since the loop started (for /metrics)."""
+        return self._dropped_reads
 
     def start(self) -> None:
         if self._thread is not None:
@@ -262,6 +269,8 @@ class ReaderLoop:
         self._notify(False, reason)
 
     def _report_garbled(self, what: str) -> None:
+        self._dropped_reads += 1
+        log.debug("reader %s: dropped a read that is not a card: %s", self._reader.name, what)
         now = self._clock()
         if self._garbled_quiet_until is not None and now < self._garbled_quiet_until:
             self._garbled_suppressed += 1

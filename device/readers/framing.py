@@ -4,6 +4,11 @@ Serial data arrives in arbitrary chunks: a frame may be split over several reads
 one read may hold several frames, and a reader that is plugged in mid-frame or sits
 on a noisy line sends bytes that belong to no frame. The framers keep their state
 between chunks and do no I/O, so every such case is tested without a device.
+
+A stray byte with no frame end (a reader plugged in hot, a spike on the line)
+would otherwise stay at the front of the buffer and spoil the next card's frame,
+so the reader tells the framer when the line has been quiet for ``IDLE_GAP``
+(``gap()``) and the framer drops what it holds.
 """
 
 from __future__ import annotations
@@ -12,6 +17,11 @@ from device.readers.base import CardRead, GarbledRead
 
 #: The longest line accepted as a card number; card numbers are at most 64 characters.
 MAX_LINE = 64
+#: Seconds without a byte after which a frame that has not ended is dropped. A
+#: reader sends a whole frame in a few milliseconds (64 characters take 70 ms at
+#: 9600 baud), while taking one card away and holding up the next takes a person
+#: well over a second, so a partial frame this old is noise, never the next tap's start.
+IDLE_GAP = 0.7
 
 _CR, _LF = 0x0D, 0x0A
 _STX, _ETX = 0x02, 0x03
@@ -55,6 +65,12 @@ class LineFramer:
                 self._line.append(byte)
         return results
 
+    def gap(self) -> list[GarbledRead]:
+        """The line went quiet: a line begun before the quiet belongs to no card."""
+        line, self._line = self._line, bytearray()
+        self._skipping = False
+        return [GarbledRead(f"{len(line)} bytes without a line end, dropped after {IDLE_GAP} s of quiet")] if line else []
+
     def _finish_line(self) -> CardRead | GarbledRead | None:
         text = bytes(self._line).strip()
         if not text:
@@ -96,6 +112,13 @@ class Rdm6300Framer:
                 results.append(self._finish_frame() if byte == _ETX else GarbledRead("frame not ended by ETX"))
                 self._frame = None
         return results
+
+    def gap(self) -> list[GarbledRead]:
+        """The line went quiet: a frame begun before the quiet will not be finished."""
+        frame, self._frame = self._frame, None
+        if frame is None:
+            return []
+        return [GarbledRead(f"frame cut short after {len(frame)} of {_RDM6300_CHARS} characters, dropped after {IDLE_GAP} s of quiet")]
 
     def _finish_frame(self) -> CardRead | GarbledRead:
         values = bytes.fromhex(self._frame.decode("ascii"))

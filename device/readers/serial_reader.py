@@ -10,7 +10,7 @@ import serial
 
 from device.config import ReaderConfig
 from device.readers.base import READ_TIMEOUT, CardRead, GarbledRead, ReaderError, take_pending
-from device.readers.framing import LineFramer, Rdm6300Framer
+from device.readers.framing import IDLE_GAP, LineFramer, Rdm6300Framer
 
 FRAMERS = {"line": LineFramer, "rdm6300": Rdm6300Framer}
 
@@ -31,6 +31,8 @@ class SerialReader:
         self._port: serial.SerialBase | None = None
         self._framer = FRAMERS[cfg.framing]()
         self._pending: deque[CardRead | GarbledRead] = deque()
+        #: When bytes last arrived, while the framer may hold part of a frame.
+        self._last_data_at: float | None = None
 
     def open(self) -> None:
         """Opens the port for this process alone (an exclusive lock, as pyserial takes it).
@@ -55,6 +57,7 @@ class SerialReader:
         # Whatever was half-received before a reconnect is not the start of the next frame.
         self._framer = FRAMERS[self._cfg.framing]()
         self._pending.clear()
+        self._last_data_at = None
 
     def read(self) -> CardRead | None:
         """Keeps reading while a frame is still arriving, up to about READ_TIMEOUT.
@@ -70,8 +73,14 @@ class SerialReader:
                 data = self._port.read(max(1, self._port.in_waiting))
             except (serial.SerialException, OSError) as exc:
                 raise ReaderError(f"serial port {self._cfg.device} stopped working: {exc}") from exc
+            now = time.monotonic()
+            if self._last_data_at is not None and now - self._last_data_at >= IDLE_GAP:
+                # What came before the quiet is not the start of what comes now (see framing.IDLE_GAP).
+                self._pending.extend(self._framer.gap())
+                self._last_data_at = None
             if not data:
                 break
+            self._last_data_at = now
             self._pending.extend(self._framer.feed(data))
             if time.monotonic() >= deadline:
                 break
