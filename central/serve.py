@@ -36,6 +36,31 @@ def make_server(settings: CentralSettings, *, port: int | None = None):
     return server, engine
 
 
+class Background:
+    """A waitress server run in a thread of this process, and closed cleanly: for the demo and the tests."""
+
+    def __init__(self, server, name: str = "central"):
+        self.server = server
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._closing = True
+        self.server.close()
+        self._thread.join(timeout=10)
+        self.server.task_dispatcher.shutdown()
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except OSError:
+            if not self._closing:  # closing the socket ends run() with EBADF
+                raise
+
+
 def serve(settings: CentralSettings) -> int:
     server, engine = make_server(settings)
     stopping = threading.Event()

@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default="demo-data", help="where the demo keeps its config and database (default: %(default)s)")
     p.add_argument("--fresh", action="store_true", help="start again from fresh demo data")
     p.add_argument("--web-port", type=int, default=8080, help="the staff page's port on 127.0.0.1 (default: %(default)s; 0: any free port)")
+    p.add_argument("--central-port", type=int, default=8090,
+                   help="the central service's port on 127.0.0.1 (default: %(default)s; 0: any free port)")
 
     p = sub.add_parser("doctor", help="check the installation: config, database, key, readers, pins, clock, central service, SIP2")
     p.add_argument("--pulse", metavar="DOOR", help="instead: unlock DOOR once for its unlock_seconds, to test the relay")
@@ -404,7 +406,7 @@ def cmd_doctor(args) -> int:
 def cmd_demo(args) -> int:
     from device.demo import run_demo
 
-    return run_demo(Path(args.dir), fresh=args.fresh, web_port=args.web_port)
+    return run_demo(Path(args.dir), fresh=args.fresh, web_port=args.web_port, central_port=args.central_port)
 
 
 def cmd_card_key(args) -> int:

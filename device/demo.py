@@ -22,7 +22,7 @@ from device import messages
 from device.cards import CardNumberError, normalize
 from device.controller import Controller, TapResult
 from device.events import parse_utc
-from device.policy import Patron, Reservation
+from device.policy import Patron
 from device.schedule import Period, segment_text
 from device.store import Store
 
@@ -67,6 +67,8 @@ contact_pin = 6
 led_pin = 13
 """
 
+#: The card that holds the seeded booth booking.
+BOOTH_HOLDER = "10000006"
 #: card number -> (what it shows, patron fields; None = a staff card kept locally)
 DEMO_CARDS: dict[str, tuple[str, dict | None]] = {
     "10000001": ("allowed patron: opens the entrance in self-service hours", {}),
@@ -74,7 +76,7 @@ DEMO_CARDS: dict[str, tuple[str, dict | None]] = {
     "10000003": ("underage patron", {"underage": True}),
     "10000004": ("patron who has not accepted the self-service terms", {"self_service": False}),
     "10000005": ("expired card", {"expired": True}),
-    "10000006": ("booth reservation holder: type 'booth 10000006'", {}),
+    BOOTH_HOLDER: ("booth reservation holder (booked at the central service): type 'booth 10000006'", {}),
     "90000001": ("staff card: opens every door at any time", None),
 }
 
@@ -107,6 +109,11 @@ SIMULATED_INPUTS = (
 )
 
 BOOTH_COMMAND = ("booth NUMBER", "tap a card at the work booth")
+#: The console's commands for the central service, when it runs.
+CENTRAL_COMMANDS = (
+    ("book NUMBER [H]", "book the work booth at the central service for card NUMBER, from now for H hours (1-4, default 1)"),
+    ("cancel REF", "cancel a booking by its reference"),
+)
 #: The console's commands besides tapping and the simulated inputs.
 CONSOLE_COMMANDS = (
     ("status", "door states, people inside and today's hours"),
@@ -116,10 +123,10 @@ CONSOLE_COMMANDS = (
 )
 
 
-def commands(cfg: config_mod.Config) -> list[tuple[str, str]]:
+def commands(cfg: config_mod.Config, central: bool = True) -> list[tuple[str, str]]:
     """Every console command as (usage, what it does), in the order the help lists them;
-    an input no door of ``cfg`` has is left out."""
-    rows = [BOOTH_COMMAND]
+    an input no door of ``cfg`` has is left out, and so are the booking commands without a central service."""
+    rows = [BOOTH_COMMAND, *(CENTRAL_COMMANDS if central else ())]
     for simulated in SIMULATED_INPUTS:
         doors = [d.id for d in cfg.doors if getattr(d, simulated.pin_field) is not None]
         if doors:
@@ -128,17 +135,18 @@ def commands(cfg: config_mod.Config) -> list[tuple[str, str]]:
     return rows + list(CONSOLE_COMMANDS)
 
 
-def help_text(cfg: config_mod.Config) -> str:
+def help_text(cfg: config_mod.Config, central: bool = True) -> str:
     lines = ["Type a card number and press Enter to tap it at the entrance. Commands:"]
-    return "\n".join(lines + [f"  {usage:<16} {what}" for usage, what in commands(cfg)])
+    return "\n".join(lines + [f"  {usage:<16} {what}" for usage, what in commands(cfg, central)])
 
 
 def prepare(directory: Path, fresh: bool = False, now: datetime | None = None) -> config_mod.Config:
     """Write the demo config and key if missing, and seed the database for ``now``."""
     directory.mkdir(parents=True, exist_ok=True)
     if fresh:
-        for name in ("omaovi.db", "omaovi.db-wal", "omaovi.db-shm"):
-            (directory / name).unlink(missing_ok=True)
+        for name in ("omaovi.db", "central/central.db"):
+            for suffix in ("", "-wal", "-shm"):
+                (directory / f"{name}{suffix}").unlink(missing_ok=True)
     config_path = directory / "omaovi.toml"
     if fresh or not config_path.exists():
         config_path.write_text(DEMO_CONFIG, encoding="utf-8")
@@ -169,30 +177,28 @@ def seed(store: Store, cfg: config_mod.Config, now: datetime) -> None:
         # So that the allowed card opens the door whenever the demo is tried.
         store.set_exceptions({today: (Period(0, 1440, "self_service"),)}, note="Demo: self-service all day")
 
-    patrons = []
     for number, (_, fields) in DEMO_CARDS.items():
         if fields is None:
             store.add_staff_card(card_key(key, number), "demo staff card", "demo")
-            continue
-        patrons.append(
-            Patron(
-                card_key=card_key(key, number),
-                self_service=fields.get("self_service", True),
-                blocked_reason=fields.get("blocked_reason"),
-                valid_until=today - timedelta(days=1) if fields.get("expired") else today + timedelta(days=365),
-                age_ok_from=today + timedelta(days=700) if fields.get("underage") else date(2000, 1, 1),
-                fetched_at=now,
-            )
+    store.put_patrons(demo_patrons(key, today, now), source="demo")
+
+
+def demo_patrons(key: bytes, today: date, now: datetime) -> list[Patron]:
+    """The demo cards' permissions, the same for the branch's cache and for the central service."""
+    from device.cards import card_key
+
+    return [
+        Patron(
+            card_key=card_key(key, number),
+            self_service=fields.get("self_service", True),
+            blocked_reason=fields.get("blocked_reason"),
+            valid_until=today - timedelta(days=1) if fields.get("expired") else today + timedelta(days=365),
+            age_ok_from=today + timedelta(days=700) if fields.get("underage") else date(2000, 1, 1),
+            fetched_at=now,
         )
-    store.put_patrons(patrons, source="demo")
-    # Beginning now: it opens the booth at once, and becomes a no-show only if nobody
-    # uses it within no_show_minutes, as a real one would.
-    store.put_reservations([
-        Reservation(
-            id="demo-booth", resource="smartblock-1", card_key=card_key(key, "10000006"),
-            begin=now, end=now + timedelta(minutes=120),
-        )
-    ])
+        for number, (_, fields) in DEMO_CARDS.items()
+        if fields is not None
+    ]
 
 
 DEMO_USER = "demo"
@@ -223,8 +229,24 @@ def start_web(cfg: config_mod.Config, port: int, out: TextIO):
     return server
 
 
+def start_central(directory: Path, cfg: config_mod.Config, port: int, out: TextIO):
+    """The central service and the branch's sync in threads, or None (said on ``out``) when the port is taken."""
+    from device.cards import load_consortium_key
+    from device.demo_central import DemoCentral
+
+    try:
+        central = DemoCentral(directory, cfg, port)
+    except OSError as exc:
+        print(f"The central service could not start on port {port} ({exc.strerror}); try --central-port.", file=out)
+        return None
+    now = datetime.now(timezone.utc)
+    central.start(demo_patrons(load_consortium_key(cfg.consortium_key_file), now.astimezone(cfg.tz).date(), now), BOOTH_HOLDER, now)
+    return central
+
+
 def run_demo(
-    directory: Path, fresh: bool = False, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout, web_port: int = 8080
+    directory: Path, fresh: bool = False, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout, web_port: int = 8080,
+    central_port: int = 8090,
 ) -> int:
     from gpiozero.pins.mock import MockFactory
 
@@ -235,6 +257,7 @@ def run_demo(
     store = Store(cfg.database, durable=True)
     password = demo_login(store)
     server = start_web(cfg, web_port, out)
+    central = start_central(directory, cfg, central_port, out)
 
     def show(result: TapResult) -> None:
         d = result.decision
@@ -255,12 +278,16 @@ def run_demo(
             factory.pin(door.contact_pin).drive_low()
     controller.call(lambda: None)  # the loop has seen them close
     try:
-        _banner(cfg, controller, out)
+        _banner(cfg, controller, central is not None, out)
         if server is not None:
-            print(f"Staff page: http://127.0.0.1:{server.effective_port}/  (user {DEMO_USER}, password {password})\n",
-                  file=out, flush=True)
-        _console(cfg, controller, factory, stdin, out)
+            print(f"Staff page: http://127.0.0.1:{server.effective_port}/  (user {DEMO_USER}, password {password})", file=out)
+        if central is not None:
+            print(f"Central service: {central.url}/ (the branch syncs with it; book the booth with 'book NUMBER')", file=out)
+        print(file=out, flush=True)
+        _console(cfg, controller, factory, central, stdin, out)
     finally:
+        if central is not None:
+            central.close()
         if server is not None:
             server.close()
         stop.set()
@@ -281,7 +308,7 @@ def _log_to(path: Path) -> None:
     root.setLevel(logging.INFO)
 
 
-def _banner(cfg, controller: Controller, out: TextIO) -> None:
+def _banner(cfg, controller: Controller, central: bool, out: TextIO) -> None:
     print(f"omaovi demo — branch '{cfg.branch}', simulated pins, database {cfg.database}", file=out)
     print(f"The device's log goes to {cfg.database.parent / 'demo.log'}", file=out)
     today = datetime.now(cfg.tz).date()
@@ -292,7 +319,7 @@ def _banner(cfg, controller: Controller, out: TextIO) -> None:
     for number, (description, _) in DEMO_CARDS.items():
         print(f"  {number}  {description}", file=out)
     print("  any other number: an unknown card (a word without a digit is taken as a mistyped command)\n", file=out)
-    print(help_text(cfg) + "\n", file=out, flush=True)
+    print(help_text(cfg, central) + "\n", file=out, flush=True)
 
 
 def _print_status(cfg, controller: Controller, out: TextIO) -> None:
@@ -309,7 +336,7 @@ def _print_status(cfg, controller: Controller, out: TextIO) -> None:
     print(f"People inside (estimate): {controller.occupancy.count}", file=out, flush=True)
 
 
-def _console(cfg, controller: Controller, factory, stdin: TextIO, out: TextIO) -> None:
+def _console(cfg, controller: Controller, factory, central, stdin: TextIO, out: TextIO) -> None:
     entrance = next(d for d in cfg.doors if d.kind == "entrance")
     inputs = {simulated.command: simulated for simulated in SIMULATED_INPUTS}
     while True:
@@ -325,7 +352,9 @@ def _console(cfg, controller: Controller, factory, stdin: TextIO, out: TextIO) -
         if command in ("quit", "q"):
             return
         if command == "help":
-            print(help_text(cfg), file=out)
+            print(help_text(cfg, central is not None), file=out)
+        elif command in ("book", "cancel") and central is not None:
+            _central_command(cfg, central, words, out)
         elif command == "status":
             controller.call(lambda: _print_status(cfg, controller, out))
         elif command == "events":
@@ -342,9 +371,31 @@ def _console(cfg, controller: Controller, factory, stdin: TextIO, out: TextIO) -
         elif len(words) == 1 and _is_card_number(words[0]):
             controller.call(lambda: controller.tap(entrance.id, words[0]))
         else:
-            names = ", ".join(usage.split()[0] for usage, _ in commands(cfg))
+            names = ", ".join(usage.split()[0] for usage, _ in commands(cfg, central is not None))
             print(f"  {line.strip()!r} is not a command or a card number. Commands: {names}; 'help' says more", file=out)
         out.flush()
+
+
+def _central_command(cfg, central, words: list[str], out: TextIO) -> None:
+    """``book NUMBER [H]`` and ``cancel REF``: at the central service, then synced to the branch at once."""
+    from central.bookings import BookingError
+
+    now = datetime.now(timezone.utc)
+    try:
+        if words[0].lower() == "cancel":
+            if len(words) != 2:
+                raise ValueError("usage: cancel REF")
+            central.cancel(words[1], now)
+            print(f"  cancelled {words[1].upper()}; the branch has synced: the booth no longer opens for it", file=out)
+            return
+        hours = float(words[2]) if len(words) == 3 else 1.0
+        if len(words) not in (2, 3) or not _is_card_number(words[1]) or not 1 <= hours <= 4:
+            raise ValueError("usage: book NUMBER [H], with H from 1 to 4 hours")
+        reference, begin, end = central.book(words[1], hours, now)
+        print(f"  booked the booth {begin.astimezone(cfg.tz):%H.%M}–{end.astimezone(cfg.tz):%H.%M}, reference {reference}; "
+              f"the branch has synced: type 'booth {words[1]}'", file=out)
+    except (ValueError, BookingError) as exc:
+        print(f"  {exc}", file=out)
 
 
 def _is_card_number(word: str) -> bool:

@@ -11,7 +11,7 @@ from simulated import child_env
 
 def run_demo(tmp_path, lines):
     return subprocess.run(
-        [sys.executable, "-m", "device.cli", "demo", "--dir", str(tmp_path / "demo"), "--web-port", "0"],
+        [sys.executable, "-m", "device.cli", "demo", "--dir", str(tmp_path / "demo"), "--web-port", "0", "--central-port", "0"],
         input="\n".join(lines) + "\n",
         capture_output=True, text=True, timeout=60,
         env=child_env(GPIOZERO_PIN_FACTORY="mock", PATH="/usr/bin:/bin"),
@@ -89,7 +89,7 @@ def test_a_word_that_is_not_a_command_is_not_tapped(tmp_path):
     result = run_demo(tmp_path, ["stauts", "blah", "quit"])
     assert result.returncode == 0, result.stderr
     said = answers(result.stdout)[:2]
-    assert said[0].startswith("'stauts' is not a command or a card number. Commands: booth, open, close, exit, in, out,")
+    assert said[0].startswith("'stauts' is not a command or a card number. Commands: booth, book, cancel, open, close, exit, in, out,")
     assert said[1].startswith("'blah' is not a command or a card number.")
     assert "DENIED" not in result.stdout
     taps = sqlite3.connect(tmp_path / "demo" / "omaovi.db").execute("SELECT count(*) FROM events WHERE type = 'tap'")
@@ -97,17 +97,26 @@ def test_a_word_that_is_not_a_command_is_not_tapped(tmp_path):
 
 
 def test_the_seeded_booth_reservation_is_no_no_show_at_start_but_becomes_one_if_unused(tmp_path):
+    """The seeded booking comes from the demo's central service, through the branch's sync."""
     from datetime import datetime, timedelta, timezone
 
     from gpiozero.pins.mock import MockFactory
 
+    from device.cards import load_consortium_key
     from device.controller import Controller
-    from device.demo import prepare
+    from device.demo import BOOTH_HOLDER, demo_patrons, prepare
+    from device.demo_central import DemoCentral
     from device.store import Store
 
     start = datetime.now(timezone.utc)
     cfg = prepare(tmp_path / "demo", fresh=True, now=start)
+    central = DemoCentral(tmp_path / "demo", cfg, 0)
+    try:
+        central.start(demo_patrons(load_consortium_key(cfg.consortium_key_file), start.date(), start), BOOTH_HOLDER, start)
+    finally:
+        central.close()
     store = Store(cfg.database)
+    assert len(store.reservations_for(demo_key(cfg, BOOTH_HOLDER), "smartblock-1", start)) == 1, "synced from the central service"
     wall = [start + timedelta(seconds=5)]
     controller = Controller(cfg, store, pin_factory=MockFactory(), start_readers=False, wall=lambda: wall[0])
     try:
@@ -125,37 +134,26 @@ def test_the_seeded_booth_reservation_is_no_no_show_at_start_but_becomes_one_if_
         store.close()
 
 
-def test_the_demo_serves_the_staff_page_with_a_fresh_demo_login(tmp_path):
-    import urllib.parse
-    import urllib.request
-    from http.cookiejar import CookieJar
+def demo_key(cfg, number):
+    from device.cards import card_key, load_consortium_key
 
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "device.cli", "demo", "--dir", str(tmp_path / "demo"), "--web-port", "0"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=child_env(GPIOZERO_PIN_FACTORY="mock", PATH="/usr/bin:/bin"),
-    )
-    try:
-        for line in demo.stdout:
-            found = re.search(r"Staff page: (http://127\.0\.0\.1:\d+/)\s+\(user (\w+), password (\S+)\)", line)
-            if found:
-                break
-        else:
-            raise AssertionError("the banner names no staff page")
-        url, user, password = found.groups()
-        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
-        login_page = opener.open(url + "login", timeout=5).read().decode()
-        token = re.search(r'name="csrf_token" value="([^"]+)"', login_page).group(1)
-        form = urllib.parse.urlencode({"csrf_token": token, "username": user, "password": password}).encode()
-        after = opener.open(url + "login?next=/account", data=form, timeout=5)
-        assert after.url.endswith("/account") and f"{user}" in after.read().decode()
-        demo.stdin.write("quit\n")
-        demo.stdin.flush()
-        assert demo.wait(20) == 0
-    finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
-        demo.stdout.close()
-        demo.stderr.close()
-        demo.stdin.close()
+    return card_key(load_consortium_key(cfg.consortium_key_file), number)
+
+
+def test_a_booth_booked_at_the_central_service_opens_and_a_cancelled_one_does_not(tmp_path):
+    """The demo's central service and sync are the real ones: book, tap, cancel, tap."""
+    first = run_demo(tmp_path, ["book 10000001", "quit"])
+    taken = answers(first.stdout)[0]
+    assert taken.startswith("the booth is taken then:"), "the seeded booking of 10000006 holds the booth now"
+    seeded = re.search(r"'cancel (\w+)'", taken).group(1)
+    result = run_demo(tmp_path, [f"cancel {seeded}", "booth 10000006", "book 10000001 2", "booth 10000001", "booth 10000002",
+                                 "book 10000002 9", "quit"])
+    assert result.returncode == 0, result.stderr
+    cancelled, holder, booked, granted, other, too_long, _ = answers(result.stdout)
+    assert cancelled.startswith(f"cancelled {seeded}") and "DENIED   no_reservation" in holder
+    reference = re.search(r"reference (\w+)", booked).group(1)
+    assert "GRANTED  granted" in granted and "DENIED   no_reservation" in other
+    assert "H from 1 to 4 hours" in too_long
+
+    again = run_demo(tmp_path, [f"cancel {reference}", "booth 10000001", "quit"])
+    assert "DENIED   no_reservation" in answers(again.stdout)[1], "a cancelled booking stops opening the booth once synced"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from sqlalchemy import select
 
 from central import bookings, branches, changelog, db, patrons, schema, tokens
 from central.config import CentralSettings, ProtocolSettings, ServerSettings
-from central.serve import make_server
+from central.serve import Background, make_server
 from device.policy import Patron
 from tests.central_server import CentralServer
 
@@ -58,8 +57,7 @@ class RealCentral:
             ProtocolSettings(page_size=page_size, max_concurrent=max_concurrent),
         )
         self.server, self.engine = make_server(self.settings, port=0)
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name="central", daemon=True)
+        self.background = Background(self.server)
         with db.writing(self.engine) as connection:
             for branch in (BRANCH, OTHER_BRANCH):
                 branches.put_branch(connection, branch, branch.title())
@@ -73,22 +71,12 @@ class RealCentral:
         return f"http://127.0.0.1:{self.server.effective_port}"
 
     def __enter__(self) -> "RealCentral":
-        self._thread.start()
+        self.background.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._closing = True
-        self.server.close()
-        self._thread.join(timeout=10)
-        self.server.task_dispatcher.shutdown()
+        self.background.close()
         self.engine.dispose()
-
-    def _run(self) -> None:
-        try:
-            self.server.run()
-        except OSError:
-            if not self._closing:  # closing the socket ends run() with EBADF
-                raise
 
     # -- steering ----------------------------------------------------------------
     def put_patrons(self, *items: dict) -> None:
