@@ -20,7 +20,7 @@ from admin_web.hours_preview import preview
 from admin_web.i18n import gettext as _
 from device.config import load_sections
 from device.schedule import MODES, WEEKDAYS, Period, format_hhmm
-from sync.kirkanta import KirkantaError, parse_schedules
+from sync.kirkanta import NOTE_MAX_LENGTH, KirkantaError, parse_days, split
 
 bp = Blueprint("hours", __name__, url_prefix="/hours")
 
@@ -31,7 +31,6 @@ PAST_EXCEPTIONS_SHOWN = 10
 UPCOMING_EXCEPTIONS_SHOWN = 31
 #: Further ahead than this is more likely a mistyped year than a plan.
 MAX_DAYS_AHEAD = 2 * 366
-NOTE_MAX_LENGTH = 200
 #: Blank rows under a day's periods, to type new ones into without JavaScript.
 BLANK_ROWS = 2
 
@@ -249,7 +248,7 @@ def import_kirkanta():
     if upload is None or not upload.filename:
         return _index_page(import_error=_("Choose the Kirkanta JSON file first."), status=400)
     try:
-        days = parse_schedules(upload.read())
+        days, notes = split(parse_days(upload.read()))
     except KirkantaError as exc:
         return _index_page(
             import_error=_("The file could not be imported, so nothing was changed."), import_detail=str(exc), status=400
@@ -259,7 +258,7 @@ def import_kirkanta():
     first, last = min(days), max(days)
     before = {row["date"]: row["periods"] for row in store().exception_days(first, last)}
     with store().conn:
-        store().set_exceptions(days, note="Kirkanta", source="kirkanta")
+        store().set_exceptions(days, note="Kirkanta", notes=notes, source="kirkanta")
         log_action(
             "hours.import", upload.filename, source="kirkanta", days=len(days), first=first.isoformat(), last=last.isoformat(),
             changes={

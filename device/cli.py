@@ -427,16 +427,16 @@ def cmd_patrons_import(args) -> int:
 
 
 def cmd_hours_import(args) -> int:
-    from sync.kirkanta import KirkantaError, parse_schedules
+    from sync.kirkanta import KirkantaError, parse_days, split
 
     cfg = _load(args)
     try:
-        days = parse_schedules(Path(args.file).read_bytes())
+        days, notes = split(parse_days(Path(args.file).read_bytes()))
     except KirkantaError as exc:
         print(f"{args.file}: {exc}", file=sys.stderr)
         print("Nothing was imported.", file=sys.stderr)
         return 1
-    _store(cfg).set_exceptions(days, note="Kirkanta", source="kirkanta")
+    _store(cfg).set_exceptions(days, note="Kirkanta", notes=notes, source="kirkanta")
     if days:
         print(f"Imported hours for {len(days)} day(s), {min(days)} to {max(days)}.")
     else:
