@@ -129,10 +129,12 @@ def weekly():
     old = store().schedule(branch().config.tz).weekly
     with store().conn:
         store().set_weekly({weekday: periods for weekday, periods in new.items() if periods})
+        # Only the days that changed: a Tuesday-only change is a Tuesday in the log.
+        changed = [day for day in range(7) if tuple(old.get(day, ())) != tuple(new[day])]
         log_action(
             "hours.weekly",
-            old={WEEKDAYS[day]: _detail(old.get(day, ())) for day in range(7)},
-            new={WEEKDAYS[day]: _detail(new[day]) for day in range(7)},
+            old={WEEKDAYS[day]: _detail(old.get(day, ())) for day in changed},
+            new={WEEKDAYS[day]: _detail(new[day]) for day in changed},
         )
     flash(_("The weekly hours were saved. The doors follow them within a few seconds."), "ok")
     return redirect(url_for("hours.index"))
