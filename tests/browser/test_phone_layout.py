@@ -90,3 +90,34 @@ def test_every_area_of_the_menu_can_be_reached_at(page, live_branch, size):
             link.click()
         assert page.url.endswith(target), (target, page.url)
     assert page.console_errors == []
+
+
+_AXIS_LABELS = """() => {
+  const svg = document.querySelector('svg.chart-visits');
+  const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+  return [...svg.querySelectorAll('text')].filter(text => getComputedStyle(text).display !== 'none').map(text => {
+    const box = text.getBoundingClientRect();
+    return {text: text.textContent, axis: text.classList.contains('tick-x') ? 'x' : 'y',
+            px: scale * parseFloat(getComputedStyle(text).fontSize), left: box.left, right: box.right,
+            inside: box.left >= svg.getBoundingClientRect().left - 0.5 && box.right <= svg.getBoundingClientRect().right + 0.5};
+  });
+}"""
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_visits_chart_labels_can_be_read_at(page, live_branch, size):
+    """At least 10 px tall as drawn, inside the chart, and no two period labels on top of each other."""
+    _seed(live_branch)
+    width, height = SIZES[size]
+    page.set_viewport_size({"width": width, "height": height})
+    log_in(page, live_branch, "staff")
+    today = datetime.now(live_branch.config.tz).date()
+    page.goto(f"{live_branch.url}/stats?from={(today - timedelta(days=29)).isoformat()}&to={today.isoformat()}&by=day")
+    labels = page.evaluate(_AXIS_LABELS)
+    x_labels = sorted((label for label in labels if label["axis"] == "x"), key=lambda label: label["left"])
+    assert len(x_labels) >= 5 and len(labels) - len(x_labels) == 5, labels
+    for label in labels:
+        assert label["px"] >= 10, f"{label['text']} is drawn {label['px']:.1f} px tall at {width} px"
+        assert label["inside"], f"{label['text']} is cut off at {width} px"
+    for before, after in zip(x_labels, x_labels[1:]):
+        assert before["right"] <= after["left"], f"{before['text']} and {after['text']} overlap at {width} px"
