@@ -19,7 +19,7 @@ from device.cards import CardNumberError, card_key, load_consortium_key
 from device.config import Config, ConfigError
 from device.events import parse_utc
 from device.journald import configure_logging
-from device.schedule import segment_text
+from device.schedule import ambiguous, offset_text, segment_text
 from device.store import Store
 
 log = logging.getLogger("omaovi")
@@ -467,11 +467,14 @@ def cmd_events(args) -> int:
     for row in rows:
         local = parse_utc(row["ts"]).astimezone(cfg.tz)
         if args.json:
-            print(json.dumps(row | {"local_time": local.isoformat(timespec="seconds")}, ensure_ascii=False))
+            detail = json.loads(row["detail"]) if row["detail"] else None  # an object, as in the central protocol
+            print(json.dumps(row | {"detail": detail, "local_time": local.isoformat(timespec="seconds")}, ensure_ascii=False))
         else:
             what = row["reason"] or ""
             card = (row["card_key"] or "")[:12]
-            print(f"{local:%Y-%m-%d %H:%M:%S}  {row['door']:<12} {row['type']:<18} {what:<20} {row['mode'] or '':<13} {card}")
+            # In the hour that repeats when the clocks go back, 03:15 comes twice: the offset tells them apart.
+            when = f"{local:%Y-%m-%d %H:%M:%S}" + (offset_text(local) if ambiguous(local) else "")
+            print(f"{when}  {row['door']:<12} {row['type']:<18} {what:<20} {row['mode'] or '':<13} {card}")
     if not rows and not args.json:
         print("No events.")
     return 0
