@@ -23,24 +23,22 @@ def _pages(branch) -> list[str]:
     ]
 
 
-#: Elements whose box reaches past the right edge of the window, or starts left of it. An
-#: element inside a box that scrolls on its own (a wide table in its .table-wrap) counts
-#: only if that box itself sticks out.
+#: Elements whose box reaches past the right edge of the window or starts left of it, and
+#: boxes whose own content scrolls sideways (a wide table in its .table-wrap would hide its
+#: last columns on a phone just as the old menu strip hid its last areas).
 _STICKING_OUT = """() => {
   const width = document.documentElement.clientWidth;
   const found = [];
+  const name = element => `${element.tagName.toLowerCase()}${element.className && typeof element.className === 'string'
+                            ? '.' + element.className.trim().replace(/ +/g, '.') : ''}`;
   for (const element of document.body.querySelectorAll('*')) {
     const box = element.getBoundingClientRect();
     if (box.width === 0 || box.height === 0) continue;
-    if (box.right <= width + 0.5 && box.left >= -0.5) continue;
-    let clipped = false;
-    for (let up = element.parentElement; up && up !== document.body; up = up.parentElement) {
-      const overflow = getComputedStyle(up).overflowX;
-      if (overflow !== 'visible') { clipped = true; break; }
+    if (box.right > width + 0.5 || box.left < -0.5) found.push(`${name(element)} ${Math.round(box.left)}..${Math.round(box.right)}`);
+    const overflow = getComputedStyle(element).overflowX;
+    if ((overflow === 'auto' || overflow === 'scroll') && element.scrollWidth > element.clientWidth + 1) {
+      found.push(`${name(element)} scrolls ${element.scrollWidth} px in ${element.clientWidth}`);
     }
-    if (clipped) continue;
-    found.push(`${element.tagName.toLowerCase()}${element.className ? '.' + String(element.className).trim().replace(/ +/g, '.') : ''}`
-               + ` ${Math.round(box.left)}..${Math.round(box.right)}`);
   }
   return found;
 }"""
