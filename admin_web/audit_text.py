@@ -28,14 +28,20 @@ def target_text(entry: dict, doors: dict[str, str]) -> str:
     target = entry["target"] or ""
     if entry["action"].startswith("door.") and target in doors:
         return doors[target]
-    return _day_text(target) if _ISO_DAY.fullmatch(target) else target
+    try:
+        return _day_text(target) if _ISO_DAY.fullmatch(target) else target
+    except ValueError:  # shaped like a date but none, "2026-13-45"
+        return target
 
 
 def describe(entry: dict, doors: dict[str, str]) -> list[str]:
     """The entry's detail as lines of text, plus where the request came from."""
     detail = entry["detail"] or {}
-    writer = _WRITERS.get(entry["action"].split(".")[0] if entry["action"].startswith("door.") else entry["action"])
-    lines = writer(detail) if writer else _generic(detail)
+    writer = _WRITERS.get("door" if entry["action"].startswith("door.") else entry["action"], _generic)
+    try:
+        lines = writer(detail)
+    except (AttributeError, TypeError, ValueError, KeyError):
+        lines = _generic(detail)  # a shape this version does not write (an older or a hand-made entry)
     if entry.get("address"):
         lines.append(_("from %(address)s", address=entry["address"]))
     return lines

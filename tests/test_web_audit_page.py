@@ -75,3 +75,11 @@ def test_an_exception_day_reads_as_a_date_a_note_and_its_hours(staff, admin):
 def test_an_unknown_action_is_still_shown_key_by_key(admin, web_store):
     audit.record(web_store, "console", "newer.thing", "x", {"count": 3, "note": None})
     assert "count: 3" in audit_rows(admin)[0] and "note: —" in audit_rows(admin)[0]
+
+
+def test_an_entry_of_a_shape_this_version_does_not_write_is_shown_as_it_is(admin, web_store):
+    audit.record(web_store, "console", "hours.weekly", "2026-13-45", {"old": ["x"], "new": 3})
+    response = admin.get("/users/audit", headers=FI)
+    assert response.status_code == 200
+    row = audit_rows(admin)[0]
+    assert "2026-13-45" in row and "new: 3" in row
