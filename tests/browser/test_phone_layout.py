@@ -90,8 +90,8 @@ def test_every_area_of_the_menu_can_be_reached_at(page, live_branch, size):
     assert page.console_errors == []
 
 
-_AXIS_LABELS = """() => {
-  const svg = document.querySelector('svg.chart-visits');
+_AXIS_LABELS = """selector => {
+  const svg = document.querySelector(selector);
   const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
   return [...svg.querySelectorAll('text')].filter(text => getComputedStyle(text).display !== 'none').map(text => {
     const box = text.getBoundingClientRect();
@@ -111,7 +111,7 @@ def test_the_visits_chart_labels_can_be_read_at(page, live_branch, size):
     log_in(page, live_branch, "staff")
     today = datetime.now(live_branch.config.tz).date()
     page.goto(f"{live_branch.url}/stats?from={(today - timedelta(days=29)).isoformat()}&to={today.isoformat()}&by=day")
-    labels = page.evaluate(_AXIS_LABELS)
+    labels = page.evaluate(_AXIS_LABELS, "svg.chart-visits")
     x_labels = sorted((label for label in labels if label["axis"] == "x"), key=lambda label: label["left"])
     assert len(x_labels) >= 5 and len(labels) - len(x_labels) == 5, labels
     for label in labels:
@@ -119,3 +119,16 @@ def test_the_visits_chart_labels_can_be_read_at(page, live_branch, size):
         assert label["inside"], f"{label['text']} is cut off at {width} px"
     for before, after in zip(x_labels, x_labels[1:]):
         assert before["right"] <= after["left"], f"{before['text']} and {after['text']} overlap at {width} px"
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_hours_under_todays_timeline_can_be_read_at(page, live_branch, size):
+    _seed(live_branch)
+    width, height = SIZES[size]
+    page.set_viewport_size({"width": width, "height": height})
+    log_in(page, live_branch, "staff")
+    page.goto(live_branch.url + "/")
+    labels = page.evaluate(_AXIS_LABELS, "svg.today-timeline")
+    assert [label["text"] for label in labels] == ["6", "12", "18"]
+    for label in labels:
+        assert label["px"] >= 10 and label["inside"], f"{label} at {width} px"
