@@ -40,6 +40,8 @@ class Tick:
     text: str
     #: Left out on a narrow screen, where the labels are drawn larger and would overlap.
     minor: bool = False
+    #: SVG text-anchor: a label under the last bars ends there rather than past the chart's edge.
+    anchor: str = "middle"
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,10 @@ def stacked_bars(labels: list[str], series: dict[str, list[float]], titles: list
                 bars.append(Bar(round(LEFT + i * slot + gap / 2, 2), round(base, 2), round(slot - gap, 2), round(height, 2),
                                 name, values[i], (titles or labels)[i]))
     every = max(1, math.ceil(count / MAX_LABELS))
-    x_ticks = [Tick(round(LEFT + (i + 0.5) * slot, 2), labels[i], minor=n % 2 == 1) for n, i in enumerate(range(0, count, every))]
+    x_ticks = [
+        Tick(round(LEFT + (i + 0.5) * slot, 2), labels[i], minor=n % 2 == 1, anchor="end" if i + 0.5 > count - every else "middle")
+        for n, i in enumerate(range(0, count, every))
+    ]
     y_ticks = [Tick(round(TOP + plot_height * (1 - step / 4), 2), str(top * step // 4)) for step in range(5)]
     return BarChart(WIDTH, HEIGHT, bars, y_ticks, x_ticks, LEFT, WIDTH - RIGHT, TOP + plot_height)
 

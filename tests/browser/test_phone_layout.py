@@ -110,7 +110,8 @@ def test_the_visits_chart_labels_can_be_read_at(page, live_branch, size):
     page.set_viewport_size({"width": width, "height": height})
     log_in(page, live_branch, "staff")
     today = datetime.now(live_branch.config.tz).date()
-    page.goto(f"{live_branch.url}/stats?from={(today - timedelta(days=29)).isoformat()}&to={today.isoformat()}&by=day")
+    # 31 days: every third day is labelled, the last one under the last bar at the right edge.
+    page.goto(f"{live_branch.url}/stats?from={(today - timedelta(days=30)).isoformat()}&to={today.isoformat()}&by=day")
     labels = page.evaluate(_AXIS_LABELS, "svg.chart-visits")
     x_labels = sorted((label for label in labels if label["axis"] == "x"), key=lambda label: label["left"])
     assert len(x_labels) >= 5 and len(labels) - len(x_labels) == 5, labels
@@ -119,6 +120,9 @@ def test_the_visits_chart_labels_can_be_read_at(page, live_branch, size):
         assert label["inside"], f"{label['text']} is cut off at {width} px"
     for before, after in zip(x_labels, x_labels[1:]):
         assert before["right"] <= after["left"], f"{before['text']} and {after['text']} overlap at {width} px"
+    # The busiest-hours heatmap beside it: weekdays and hours.
+    for label in page.evaluate(_AXIS_LABELS, "svg.heatmap"):
+        assert label["px"] >= 10 and label["inside"], f"heatmap {label} at {width} px"
 
 
 @pytest.mark.parametrize("size", SIZES)
