@@ -449,11 +449,14 @@ MODE_NAMES = {"self_service": "self-service", "staffed": "staffed", "closed": "c
 
 def cmd_hours_show(args) -> int:
     cfg = _load(args)
-    schedule = _store(cfg).schedule(cfg.tz)
+    store = _store(cfg)
+    schedule = store.schedule(cfg.tz)
     first = args.date or datetime.now(cfg.tz).date()
+    last = first + timedelta(days=max(1, args.days) - 1)
+    notes = {row["date"]: row["note"] for row in store.exception_days(first, last) if row["note"]}
     for offset in range(max(1, args.days)):
         day = first + timedelta(days=offset)
-        source = "exception" if day in schedule.exceptions else "weekly pattern"
+        source = "weekly pattern" if day not in schedule.exceptions else f"exception: {notes[day]}" if day in notes else "exception"
         print(f"{day.strftime('%A')} {day.isoformat()} ({source}, {cfg.timezone})")
         for start, end, mode in schedule.day_timeline(day):
             dst = f"  [{start:%Z}→{end:%Z}]" if start.utcoffset() != end.utcoffset() else ""

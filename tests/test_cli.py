@@ -91,7 +91,7 @@ def test_patrons_import_will_not_replace_the_cache_with_nothing(branch, capsys):
 KIRKANTA = {
     "items": [
         {"date": "2026-12-24", "closed": False, "times": [{"from": "07:00", "to": "10:00", "status": 2}, {"from": "10:00", "to": "13:00", "status": 1}]},
-        {"date": "2026-12-25", "closed": True, "times": []},
+        {"date": "2026-12-25", "closed": True, "times": [], "info": {"fi": "Joulupäivä", "sv": "Juldagen"}},
     ]
 }
 
@@ -103,7 +103,8 @@ def test_hours_import_then_show(branch, capsys):
     code, out, _ = run(branch, capsys, "hours", "show", "--date", "2026-12-24", "--days", "2")
     assert code == 0
     lines = [line.strip() for line in out.splitlines()]
-    assert "Thursday 2026-12-24 (exception, Europe/Helsinki)" in lines
+    assert "Thursday 2026-12-24 (exception: Kirkanta, Europe/Helsinki)" in lines
+    assert "Friday 2026-12-25 (exception: Joulupäivä, Europe/Helsinki)" in lines  # Kirkanta's name for the day
     assert "00:00–07:00  closed" in lines
     assert "07:00–10:00  self-service" in lines
     assert "10:00–13:00  staffed" in lines
