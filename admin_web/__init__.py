@@ -13,9 +13,10 @@ import threading
 from datetime import timedelta
 from io import BytesIO
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask, Request, current_app, render_template, request, url_for
-from flask_wtf.csrf import CSRFProtect
+from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from admin_web.proxies import ClientAddress
 from admin_web.i18n import lazy_gettext as _l
@@ -149,6 +150,7 @@ def create_app(config: Config, *, secret_key: bytes | None = None, testing: bool
     if web.trusted_proxies:
         app.wsgi_app = ClientAddress(app.wsgi_app, web.trusted_proxies)
     app.register_error_handler(413, _too_large)
+    app.register_error_handler(CSRFError, _form_refused)
     app.after_request(
         lambda response: security.set_headers(response, web.board_frame_ancestors, embeddable=request.blueprint == "board")
     )
@@ -157,9 +159,29 @@ def create_app(config: Config, *, secret_key: bytes | None = None, testing: bool
 
 def _too_large(error):
     """A refused upload explained in the user's language, with the way back to the page it came from."""
+    return render_template("too_large.html", max_mb=MAX_UPLOAD_MB, back=_back_url()), 413
+
+
+def _form_refused(error):
+    """A form whose CSRF token is missing or stale, explained instead of Werkzeug's English "Bad Request".
+
+    Nearly always the form was open so long that the session behind its token
+    ended (a tablet left on the desk), or the user logged in again in another tab.
+    """
+    return render_template("form_refused.html", back=_back_url()), 400
+
+
+def _back_url() -> str:
+    """The page a refused request came from: its Referer on this site, else the page itself or its area's first page."""
+    from admin_web.auth import safe_next
+
+    referrer = urlsplit(request.referrer or "")
+    if referrer.netloc == request.host and referrer.path.startswith("/"):
+        return safe_next(referrer.path + (f"?{referrer.query}" if referrer.query else ""))
+    if current_app.url_map.bind_to_environ(request.environ).test(request.path, method="GET"):
+        return request.path
     back = f"{request.blueprint}.index"
-    back_url = url_for(back) if back in current_app.view_functions else "/"
-    return render_template("too_large.html", max_mb=MAX_UPLOAD_MB, back=back_url), 413
+    return url_for(back) if back in current_app.view_functions else "/"
 
 
 def _blueprints() -> list:

@@ -38,6 +38,14 @@ class ModeNow:
     #: 0 when the change is today, 1 tomorrow, and so on.
     days_ahead: int
 
+    @property
+    def until(self) -> tuple[int, date, str]:
+        """Days ahead, day and clock of the change as people write it: a change at midnight ends the day before at 24.00."""
+        at = self.change_at
+        if at.hour == 0 and at.minute == 0:
+            return self.days_ahead - 1, (at - timedelta(days=1)).date(), "24.00"
+        return self.days_ahead, at.date(), f"{at:%H.%M}"
+
 
 def mode_now(schedule: Schedule, now: datetime) -> ModeNow:
     local_today = now.astimezone(schedule.tz).date()

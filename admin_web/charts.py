@@ -12,9 +12,12 @@ import math
 from dataclasses import dataclass
 
 #: The drawing area of a bar chart in SVG units; the SVG scales to the page width.
-WIDTH, HEIGHT = 800, 260
-LEFT, RIGHT, TOP, BOTTOM = 44, 8, 10, 34
-#: At most this many period labels under the bars, so they stay readable on a tablet.
+#: On a phone it is drawn at about a third of its size, so omaovi.css sets the axis
+#: labels up to 30 units tall there: the margins leave room for "1500" and a label row.
+WIDTH, HEIGHT = 800, 270
+LEFT, RIGHT, TOP, BOTTOM = 76, 8, 10, 44
+#: At most this many period labels under the bars, so they stay readable on a tablet;
+#: a phone shows every other one of them (``Tick.minor``).
 MAX_LABELS = 12
 #: Shades of the heatmap: heat-0 (none) to heat-5 (the busiest hours).
 HEAT_LEVELS = 5
@@ -35,6 +38,10 @@ class Bar:
 class Tick:
     position: float
     text: str
+    #: Left out on a narrow screen, where the labels are drawn larger and would overlap.
+    minor: bool = False
+    #: SVG text-anchor: a label under the last bars ends there rather than past the chart's edge.
+    anchor: str = "middle"
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,10 @@ def stacked_bars(labels: list[str], series: dict[str, list[float]], titles: list
                 bars.append(Bar(round(LEFT + i * slot + gap / 2, 2), round(base, 2), round(slot - gap, 2), round(height, 2),
                                 name, values[i], (titles or labels)[i]))
     every = max(1, math.ceil(count / MAX_LABELS))
-    x_ticks = [Tick(round(LEFT + (i + 0.5) * slot, 2), labels[i]) for i in range(0, count, every)]
+    x_ticks = [
+        Tick(round(LEFT + (i + 0.5) * slot, 2), labels[i], minor=n % 2 == 1, anchor="end" if i + 0.5 > count - every else "middle")
+        for n, i in enumerate(range(0, count, every))
+    ]
     y_ticks = [Tick(round(TOP + plot_height * (1 - step / 4), 2), str(top * step // 4)) for step in range(5)]
     return BarChart(WIDTH, HEIGHT, bars, y_ticks, x_ticks, LEFT, WIDTH - RIGHT, TOP + plot_height)
 

@@ -20,7 +20,7 @@ from admin_web.hours_preview import preview
 from admin_web.i18n import gettext as _
 from device.config import load_sections
 from device.schedule import MODES, WEEKDAYS, Period, format_hhmm
-from sync.kirkanta import KirkantaError, parse_schedules
+from sync.kirkanta import NOTE_MAX_LENGTH, KirkantaError, parse_days, split
 
 bp = Blueprint("hours", __name__, url_prefix="/hours")
 
@@ -31,7 +31,6 @@ PAST_EXCEPTIONS_SHOWN = 10
 UPCOMING_EXCEPTIONS_SHOWN = 31
 #: Further ahead than this is more likely a mistyped year than a plan.
 MAX_DAYS_AHEAD = 2 * 366
-NOTE_MAX_LENGTH = 200
 #: Blank rows under a day's periods, to type new ones into without JavaScript.
 BLANK_ROWS = 2
 
@@ -130,10 +129,12 @@ def weekly():
     old = store().schedule(branch().config.tz).weekly
     with store().conn:
         store().set_weekly({weekday: periods for weekday, periods in new.items() if periods})
+        # Only the days that changed: a Tuesday-only change is a Tuesday in the log.
+        changed = [day for day in range(7) if tuple(old.get(day, ())) != tuple(new[day])]
         log_action(
             "hours.weekly",
-            old={WEEKDAYS[day]: _detail(old.get(day, ())) for day in range(7)},
-            new={WEEKDAYS[day]: _detail(new[day]) for day in range(7)},
+            old={WEEKDAYS[day]: _detail(old.get(day, ())) for day in changed},
+            new={WEEKDAYS[day]: _detail(new[day]) for day in changed},
         )
     flash(_("The weekly hours were saved. The doors follow them within a few seconds."), "ok")
     return redirect(url_for("hours.index"))
@@ -249,7 +250,7 @@ def import_kirkanta():
     if upload is None or not upload.filename:
         return _index_page(import_error=_("Choose the Kirkanta JSON file first."), status=400)
     try:
-        days = parse_schedules(upload.read())
+        days, notes = split(parse_days(upload.read()))
     except KirkantaError as exc:
         return _index_page(
             import_error=_("The file could not be imported, so nothing was changed."), import_detail=str(exc), status=400
@@ -259,7 +260,7 @@ def import_kirkanta():
     first, last = min(days), max(days)
     before = {row["date"]: row["periods"] for row in store().exception_days(first, last)}
     with store().conn:
-        store().set_exceptions(days, note="Kirkanta", source="kirkanta")
+        store().set_exceptions(days, note="Kirkanta", notes=notes, source="kirkanta")
         log_action(
             "hours.import", upload.filename, source="kirkanta", days=len(days), first=first.isoformat(), last=last.isoformat(),
             changes={

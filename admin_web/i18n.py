@@ -152,6 +152,10 @@ AUDIT_ACTION_LABELS = {
 }
 
 
+def role_label(role: str) -> str:
+    return gettext("administrator") if role == "admin" else gettext("staff")
+
+
 def select_locale() -> str:
     """A page's own choice (the booth board's ``?lang=``), the user's, this browser's, then Accept-Language."""
     if g.get("page_language") in LANGUAGES:

@@ -12,9 +12,9 @@ import re
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
-from admin_web import accounts, audit, store
+from admin_web import accounts, audit, audit_text, branch, store
 from admin_web.auth import account_error_text, log_action
-from admin_web.i18n import gettext as _
+from admin_web.i18n import door_labels, gettext as _, role_label
 from admin_web.security import ADMIN, access
 
 bp = Blueprint("users", __name__, url_prefix="/users")
@@ -131,14 +131,15 @@ def audit_log():
     # ASCII digits only ("²".isdigit() is true) and few enough that the offset fits SQLite.
     page = int(page) if re.fullmatch(r"[1-9][0-9]{0,8}", page) else 1
     rows = audit.entries(store(), limit=AUDIT_PAGE_SIZE + 1, offset=(page - 1) * AUDIT_PAGE_SIZE, actor=actor)
+    doors = door_labels(branch().config)
+    shown = [
+        row | {"target": audit_text.target_text(row, doors), "lines": audit_text.describe(row, doors)}
+        for row in rows[:AUDIT_PAGE_SIZE]
+    ]
     return render_template(
-        "users/audit.html", entries=rows[:AUDIT_PAGE_SIZE], page=page, has_next=len(rows) > AUDIT_PAGE_SIZE,
+        "users/audit.html", entries=shown, page=page, has_next=len(rows) > AUDIT_PAGE_SIZE,
         actor=actor, actors=audit.actors(store()),
     )
-
-
-def role_label(role: str) -> str:
-    return _("administrator") if role == "admin" else _("staff")
 
 
 def _user_or_404(username: str) -> accounts.User:

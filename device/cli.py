@@ -19,7 +19,7 @@ from device.cards import CardNumberError, card_key, load_consortium_key
 from device.config import Config, ConfigError
 from device.events import parse_utc
 from device.journald import configure_logging
-from device.schedule import segment_text
+from device.schedule import ambiguous, offset_text, segment_text
 from device.store import Store
 
 log = logging.getLogger("omaovi")
@@ -447,16 +447,16 @@ def cmd_patrons_import(args) -> int:
 
 
 def cmd_hours_import(args) -> int:
-    from sync.kirkanta import KirkantaError, parse_schedules
+    from sync.kirkanta import KirkantaError, parse_days, split
 
     cfg = _load(args)
     try:
-        days = parse_schedules(Path(args.file).read_bytes())
+        days, notes = split(parse_days(Path(args.file).read_bytes()))
     except KirkantaError as exc:
         print(f"{args.file}: {exc}", file=sys.stderr)
         print("Nothing was imported.", file=sys.stderr)
         return 1
-    _store(cfg).set_exceptions(days, note="Kirkanta", source="kirkanta")
+    _store(cfg).set_exceptions(days, note="Kirkanta", notes=notes, source="kirkanta")
     if days:
         print(f"Imported hours for {len(days)} day(s), {min(days)} to {max(days)}.")
     else:
@@ -469,11 +469,14 @@ MODE_NAMES = {"self_service": "self-service", "staffed": "staffed", "closed": "c
 
 def cmd_hours_show(args) -> int:
     cfg = _load(args)
-    schedule = _store(cfg).schedule(cfg.tz)
+    store = _store(cfg)
+    schedule = store.schedule(cfg.tz)
     first = args.date or datetime.now(cfg.tz).date()
+    last = first + timedelta(days=max(1, args.days) - 1)
+    notes = {row["date"]: row["note"] for row in store.exception_days(first, last) if row["note"]}
     for offset in range(max(1, args.days)):
         day = first + timedelta(days=offset)
-        source = "exception" if day in schedule.exceptions else "weekly pattern"
+        source = "weekly pattern" if day not in schedule.exceptions else f"exception: {notes[day]}" if day in notes else "exception"
         print(f"{day.strftime('%A')} {day.isoformat()} ({source}, {cfg.timezone})")
         for start, end, mode in schedule.day_timeline(day):
             dst = f"  [{start:%Z}→{end:%Z}]" if start.utcoffset() != end.utcoffset() else ""
@@ -487,11 +490,14 @@ def cmd_events(args) -> int:
     for row in rows:
         local = parse_utc(row["ts"]).astimezone(cfg.tz)
         if args.json:
-            print(json.dumps(row | {"local_time": local.isoformat(timespec="seconds")}, ensure_ascii=False))
+            detail = json.loads(row["detail"]) if row["detail"] else None  # an object, as in the central protocol
+            print(json.dumps(row | {"detail": detail, "local_time": local.isoformat(timespec="seconds")}, ensure_ascii=False))
         else:
             what = row["reason"] or ""
             card = (row["card_key"] or "")[:12]
-            print(f"{local:%Y-%m-%d %H:%M:%S}  {row['door']:<12} {row['type']:<18} {what:<20} {row['mode'] or '':<13} {card}")
+            # In the hour that repeats when the clocks go back, 03:15 comes twice: the offset tells them apart.
+            when = f"{local:%Y-%m-%d %H:%M:%S}" + (offset_text(local) if ambiguous(local) else "")
+            print(f"{when}  {row['door']:<12} {row['type']:<18} {what:<20} {row['mode'] or '':<13} {card}")
     if not rows and not args.json:
         print("No events.")
     return 0

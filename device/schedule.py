@@ -74,9 +74,25 @@ def format_hhmm(minutes: int) -> str:
 
 
 def segment_text(start: datetime, end: datetime) -> str:
-    """"18:00–24:00" for a day_timeline segment; the day's end is 24:00, not 00:00."""
+    """"18:00–24:00" for a day_timeline segment; the day's end is 24:00, not 00:00.
+
+    A segment across a DST change shows both offsets, "02:00+03:00–06:00+02:00":
+    without them "03:30–03:00" would read as a range running backwards.
+    """
     end_text = "24:00" if end.date() > start.date() and end.time() == time() else f"{end:%H:%M}"
+    if start.utcoffset() != end.utcoffset():
+        return f"{start:%H:%M}{offset_text(start)}–{end_text}{offset_text(end)}"
     return f"{start:%H:%M}–{end_text}"
+
+
+def offset_text(moment: datetime) -> str:
+    """The UTC offset as ISO 8601 writes it: "+03:00"."""
+    return moment.isoformat()[-6:]
+
+
+def ambiguous(moment: datetime) -> bool:
+    """Whether the local wall time occurs twice, in the hour that repeats when the clocks go back."""
+    return moment.replace(fold=1 - moment.fold).utcoffset() != moment.utcoffset()
 
 
 def _span(period: Period) -> str:

@@ -788,13 +788,20 @@ class Store:
                 )
             self._bump_hours_revision()
 
-    def set_exceptions(self, days: dict[date, Iterable[Period]], *, note: str = "", source: str = "local") -> None:
-        """Set dated exceptions; each given date's periods replace what that date had."""
+    def set_exceptions(
+        self, days: dict[date, Iterable[Period]], *, note: str = "", notes: dict[date, str] | None = None, source: str = "local"
+    ) -> None:
+        """Set dated exceptions; each given date's periods replace what that date had.
+
+        A day's own entry in ``notes`` (a holiday's name from Kirkanta) wins over ``note``.
+        """
+        notes = notes or {}
         with self.conn:
             for day, periods in days.items():
                 self.conn.execute("DELETE FROM exception_days WHERE date = ?", (day.isoformat(),))
                 self.conn.execute(
-                    "INSERT INTO exception_days (date, note, source) VALUES (?, ?, ?)", (day.isoformat(), note, source)
+                    "INSERT INTO exception_days (date, note, source) VALUES (?, ?, ?)",
+                    (day.isoformat(), notes.get(day) or note, source),
                 )
                 self.conn.executemany(
                     "INSERT INTO exception_periods (date, start, end, mode) VALUES (?, ?, ?, ?)",

@@ -11,14 +11,17 @@ Status 0 is closed, 1 staffed and 2 self-service. A day closed all day has
 These hours decide when the doors open to a card alone, so the whole answer is
 checked before any of it is used: one bad item rejects the lot, with a message
 that names the item, its date and the field, and the branch keeps its old hours.
-Keys this module does not use ("day", "period", "info", ...) are ignored, so
-Kirkanta can add fields without breaking the sync.
+A day's ``info`` (the holiday's name, "Itsenäisyyspäivä") becomes the exception's
+note, so staff see why the day is different; it is a text, or one text per
+language when the request named none. Keys this module does not use ("day",
+"period", ...) are ignored, so Kirkanta can add fields without breaking the sync.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -37,17 +40,40 @@ MAX_ITEMS = 3700
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 #: Kirkanta writes the end of a day either way.
 _END_OF_DAY = ("00:00", "24:00")
+#: The note's language when ``info`` has one per language: the branch's staff read
+#: Finnish first, and a Swedish-speaking branch's Kirkanta entry has Swedish.
+_NOTE_LANGUAGES = ("fi", "sv", "en")
+#: As long as a note typed on the Hours page may be.
+NOTE_MAX_LENGTH = 200
 
 
 class KirkantaError(ValueError):
     """An answer from Kirkanta that cannot be used; nothing in it has been applied."""
 
 
-def parse_schedules(data: str | bytes | dict) -> dict[date, tuple[Period, ...]]:
-    """Turn a schedules answer into periods per date, ready to be schedule exceptions.
+@dataclass(frozen=True)
+class Day:
+    """One date of the answer: its periods (empty when closed) and its note ("" without one)."""
 
-    Accepts the raw body or already decoded JSON. A closed day maps to an empty
-    tuple. Raises KirkantaError for anything that is not a well-formed schedule.
+    periods: tuple[Period, ...]
+    note: str
+
+
+def parse_schedules(data: str | bytes | dict) -> dict[date, tuple[Period, ...]]:
+    """The periods per date, for a caller that keeps no notes; see ``parse_days``."""
+    return split(parse_days(data))[0]
+
+
+def split(days: dict[date, Day]) -> tuple[dict[date, tuple[Period, ...]], dict[date, str]]:
+    """The periods and the notes per date, as ``Store.set_exceptions`` takes them."""
+    return {day: found.periods for day, found in days.items()}, {day: found.note for day, found in days.items() if found.note}
+
+
+def parse_days(data: str | bytes | dict) -> dict[date, Day]:
+    """Turn a schedules answer into periods and a note per date, ready to be schedule exceptions.
+
+    Accepts the raw body or already decoded JSON. A closed day has no periods.
+    Raises KirkantaError for anything that is not a well-formed schedule.
     """
     document = decode_json(data, KirkantaError) if isinstance(data, (str, bytes, bytearray)) else data
     if not isinstance(document, dict):
@@ -60,13 +86,13 @@ def parse_schedules(data: str | bytes | dict) -> dict[date, tuple[Period, ...]]:
     if len(items) > MAX_ITEMS:
         raise KirkantaError(f"items: {len(items)} days is more than the {MAX_ITEMS} allowed")
 
-    days: dict[date, tuple[Period, ...]] = {}
+    days: dict[date, Day] = {}
     first_index: dict[date, int] = {}
     for index, item in enumerate(items):
-        day, periods = _parse_item(item, f"items[{index}]")
+        day, found = _parse_item(item, f"items[{index}]")
         if day in days:
             raise KirkantaError(f"items[{index}] ({day}).date: the same date as items[{first_index[day]}]")
-        days[day] = periods
+        days[day] = found
         first_index[day] = index
     return days
 
@@ -77,7 +103,7 @@ def schedule_item(day: date, periods: tuple[Period, ...]) -> dict:
     return {"date": day.isoformat(), "closed": not times, "times": times or None}
 
 
-def _parse_item(item: Any, where: str) -> tuple[date, tuple[Period, ...]]:
+def _parse_item(item: Any, where: str) -> tuple[date, Day]:
     if not isinstance(item, dict):
         raise KirkantaError(f"{where}: expected an object, got {_show(item)}")
     day = _parse_date(_required(item, "date", where), f"{where}.date")
@@ -94,12 +120,26 @@ def _parse_item(item: Any, where: str) -> tuple[date, tuple[Period, ...]]:
 
     periods = [_parse_time(entry, f"{where}.times[{number}]") for number, entry in enumerate(times)]
     _check_overlaps(periods, where)
+    note = _parse_note(item.get("info"), f"{where}.info")
     if closed:
         for number, period in enumerate(periods):
             if period.mode != "closed":
                 raise KirkantaError(f"{where}.times[{number}]: {_span(period)} is {period.mode} on a day marked closed")
-        return day, ()
-    return day, tuple(sorted(periods))
+        return day, Day((), note)
+    return day, Day(tuple(sorted(periods)), note)
+
+
+def _parse_note(info: Any, where: str) -> str:
+    """``"Joulupäivä"`` or ``{"fi": "Joulupäivä", "sv": "Juldagen"}`` as one line of text; "" for none."""
+    if isinstance(info, dict):
+        texts = {language: text for language, text in info.items() if isinstance(text, str) and text.strip()}
+        info = next((texts[language] for language in _NOTE_LANGUAGES if language in texts), next(iter(texts.values()), None))
+    if info is None:
+        return ""
+    if not isinstance(info, str):
+        raise KirkantaError(f"{where}: expected a text, an object of texts by language, or null, got {_show(info)}")
+    text = " ".join(info.split())
+    return text if len(text) <= NOTE_MAX_LENGTH else text[: NOTE_MAX_LENGTH - 1] + "…"
 
 
 def _parse_date(value: Any, where: str) -> date:

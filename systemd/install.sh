@@ -17,6 +17,7 @@
 #   - PREFIX/etc/omaovi/omaovi.toml from examples/omaovi.toml, only if missing
 #     (mode 0640, owner root:omaovi)
 #   - PREFIX/etc/omaovi/consortium.key, only with --generate-key and only if missing
+#   - PREFIX/etc/omaovi/pin.pepper, the branch's own PIN pepper, only if missing
 #   - PREFIX/var/lib/omaovi, the database directory (mode 0750, owner omaovi)
 #   - PREFIX/etc/systemd/system/omaovi-{device,web,sync}.service, with the
 #     paths rewritten under PREFIX
@@ -208,6 +209,18 @@ else
     say "    sudo install -m 0640 -o root -g omaovi THE-KEY-FILE $KEY"
     say "  or run again with --generate-key for a test key."
 fi
+
+# The PIN pepper, unlike the consortium key, is the branch's own secret: PIN verifiers
+# are kept only as HMAC(pepper, verifier) in this branch's database, so any random
+# value serves. The example config's [pin] reads it; without it doctor fails.
+PEPPER=$ETC/pin.pepper
+if [ ! -e "$PEPPER" ]; then
+    (umask 077 && head -c 32 /dev/urandom | base64 >"$PEPPER")
+    say "generated the branch's PIN pepper in $PEPPER; keep it with the backups, as a new one"
+    say "  invalidates every cached PIN verifier until the next full sync or import."
+fi
+chmod 0640 "$PEPPER"
+own root:omaovi "$PEPPER"
 
 mkdir -p "$STATE"
 chmod 0750 "$STATE"

@@ -92,7 +92,7 @@ def test_patrons_import_will_not_replace_the_cache_with_nothing(branch, capsys):
 KIRKANTA = {
     "items": [
         {"date": "2026-12-24", "closed": False, "times": [{"from": "07:00", "to": "10:00", "status": 2}, {"from": "10:00", "to": "13:00", "status": 1}]},
-        {"date": "2026-12-25", "closed": True, "times": []},
+        {"date": "2026-12-25", "closed": True, "times": [], "info": {"fi": "Joulupäivä", "sv": "Juldagen"}},
     ]
 }
 
@@ -104,7 +104,8 @@ def test_hours_import_then_show(branch, capsys):
     code, out, _ = run(branch, capsys, "hours", "show", "--date", "2026-12-24", "--days", "2")
     assert code == 0
     lines = [line.strip() for line in out.splitlines()]
-    assert "Thursday 2026-12-24 (exception, Europe/Helsinki)" in lines
+    assert "Thursday 2026-12-24 (exception: Kirkanta, Europe/Helsinki)" in lines
+    assert "Friday 2026-12-25 (exception: Joulupäivä, Europe/Helsinki)" in lines  # Kirkanta's name for the day
     assert "00:00–07:00  closed" in lines
     assert "07:00–10:00  self-service" in lines
     assert "10:00–13:00  staffed" in lines
@@ -117,7 +118,9 @@ def test_hours_show_marks_the_dst_change(branch, capsys):
         {"date": "2026-10-25", "closed": False, "times": [{"from": "02:00", "to": "06:00", "status": 2}]}]}))
     run(branch, capsys, "hours", "import", str(branch / "hours.json"))
     code, out, _ = run(branch, capsys, "hours", "show", "--date", "2026-10-25")
-    assert "02:00–06:00  self-service  [EEST→EET]" in out
+    # With the offsets, a stretch across the change does not read as a backwards range.
+    assert "02:00+03:00–06:00+02:00  self-service  [EEST→EET]" in out
+    assert "00:00+03:00–02:00+03:00" not in out and "00:00–02:00  closed" in out
 
 
 def test_hours_import_refuses_a_bad_file(branch, capsys):
@@ -177,6 +180,23 @@ def test_events_shows_local_time_and_no_raw_numbers(branch, capsys):
     assert rows[-1]["local_time"] == "2026-10-25T00:30:00+03:00"
     code, out, _ = run(branch, capsys, "events")
     assert out.splitlines()[-1].startswith("2026-10-25 00:30:00  entrance")
+
+
+def test_events_in_the_repeated_dst_hour_show_their_offset(branch, capsys):
+    store = Store(branch / "omaovi.db")
+    first = datetime(2026, 10, 25, 0, 15, tzinfo=timezone.utc)  # 03:15 EEST, and an hour later 03:15 EET
+    store.record([
+        Event(ts=first, door="entrance", type="tap", reason="granted", mode="self_service", card_key="a" * 64),
+        Event(ts=first + timedelta(hours=1), door="entrance", type="door_held_open", detail={"seconds": 60}),
+        Event(ts=first + timedelta(hours=3), door="entrance", type="exit"),
+    ])
+    code, out, _ = run(branch, capsys, "events")
+    assert [line.split("  ")[0] for line in out.splitlines()] == [
+        "2026-10-25 05:15:00", "2026-10-25 03:15:00+02:00", "2026-10-25 03:15:00+03:00"]
+    code, out, _ = run(branch, capsys, "events", "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    # As in the central protocol: the detail is an object, or null without one.
+    assert [row["detail"] for row in rows] == [None, {"seconds": 60}, None]
 
 
 def test_a_missing_config_file_is_named(tmp_path, capsys):

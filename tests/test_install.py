@@ -99,6 +99,18 @@ def test_the_installed_config_is_the_example_with_paths_under_the_prefix_and_is_
     assert key.returncode == 0 and re.fullmatch(r"[0-9a-f]{64}\n", key.stdout)
 
 
+def test_the_example_configs_pin_pepper_is_prepared_so_doctor_passes_it(installed):
+    """The example turns on card + PIN; a fresh install must not fail doctor for want of its pepper."""
+    prefix, first = installed
+    pepper = prefix / "etc/omaovi/pin.pepper"
+    assert mode(pepper) == 0o640 and len(pepper.read_bytes().strip()) >= 16
+    assert f"PIN pepper in {pepper}" in first.stdout
+    config = prefix / "etc/omaovi/omaovi.toml"
+    doctor = subprocess.run([prefix / "opt/omaovi/venv/bin/omaovi", "doctor", "-c", config], capture_output=True, text=True)
+    pepper_lines = [line for line in doctor.stdout.splitlines() if "PIN pepper" in line]
+    assert pepper_lines and all("FAIL" not in line for line in pepper_lines), doctor.stdout
+
+
 def test_units_run_the_installed_omaovi_with_the_installed_config(installed):
     prefix, _ = installed
     for unit in UNITS:

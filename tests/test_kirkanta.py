@@ -11,7 +11,7 @@ from datetime import date
 import pytest
 
 from device.schedule import Period
-from sync.kirkanta import MAX_ITEMS, KirkantaError, parse_schedules
+from sync.kirkanta import MAX_ITEMS, NOTE_MAX_LENGTH, KirkantaError, parse_days, parse_schedules
 
 # Shaped like a real answer, including keys the parser does not use.
 GOOD = {
@@ -105,6 +105,35 @@ class TestGoodAnswers:
 
     def test_an_empty_answer_has_no_days(self):
         assert parse_schedules({"items": []}) == {}
+
+
+class TestNotes:
+    """The holiday's name in ``info`` becomes the exception's note."""
+
+    def test_info_by_language_and_none(self):
+        days = parse_days(GOOD)
+        assert days[date(2026, 12, 25)].note == "Joulupäivä"
+        assert days[date(2026, 11, 23)].note == "" and days[date(2026, 12, 24)].note == ""
+
+    @pytest.mark.parametrize("info, note", [
+        ("Itsenäisyyspäivä", "Itsenäisyyspäivä"),
+        ({"sv": "Självständighetsdagen", "fi": "Itsenäisyyspäivä"}, "Itsenäisyyspäivä"),
+        ({"sv": "Självständighetsdagen", "fi": ""}, "Självständighetsdagen"),
+        ({"se": "Iešmearrideami beaivi"}, "Iešmearrideami beaivi"),
+        ("  Joulu-\n aatto ", "Joulu- aatto"),
+        ({}, ""),
+    ])
+    def test_info_shapes(self, info, note):
+        assert parse_days(with_item(0, info=info))[date(2026, 11, 23)].note == note
+
+    def test_a_long_info_is_cut_to_a_note(self):
+        note = parse_days(with_item(0, info="x" * 500))[date(2026, 11, 23)].note
+        assert len(note) == NOTE_MAX_LENGTH and note.endswith("…")
+
+    def test_an_info_that_is_not_text(self):
+        assert error_of(with_item(0, info=[1, 2])) == (
+            "items[0] (2026-11-23).info: expected a text, an object of texts by language, or null, got [1, 2]"
+        )
 
 
 class TestBadAnswers:

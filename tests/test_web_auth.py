@@ -146,6 +146,30 @@ def test_a_form_post_without_the_csrf_token_is_refused(staff, web_store):
     assert web_store.conn.execute("SELECT password_hash FROM users WHERE username = 'staff'").fetchone() == before
 
 
+@pytest.mark.parametrize("language, heading, explained, back_text", [
+    ("fi", "Lomaketta ei lähetetty", "Lomake oli auki liian kauan", "Takaisin"),
+    ("sv", "Formuläret skickades inte", "Formuläret var öppet för länge", "Tillbaka"),
+    ("en", "The form was not sent", "The form was open too long", "Back"),
+])
+def test_a_refused_form_is_explained_in_the_users_language_with_a_way_back(staff, language, heading, explained, back_text):
+    response = staff.post("/hours/weekly", data={"csrf_token": "stale"}, headers={
+        "Accept-Language": language, "Referer": "http://localhost/hours/weekly?x=1"})
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert f'<html lang="{language}">' in page
+    assert heading in page and explained in page and "Bad Request" not in page
+    assert f'<a class="button button-primary" href="/hours/weekly?x=1">{back_text}</a>' in page
+
+
+def test_the_way_back_from_a_refused_form_stays_on_this_site(anonymous):
+    """A Referer from elsewhere is not followed: the link goes to the login page instead."""
+    response = anonymous.post("/login", data={"csrf_token": "", "username": "staff", "password": "x"},
+                              headers={"Referer": "https://evil.example/login"})
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "evil.example" not in page and 'href="/login"' in page
+
+
 def test_a_token_from_another_session_is_refused(web_app, staff):
     other = web_app.test_client()
     other.login("admin")

@@ -79,6 +79,15 @@ def test_after_closing_there_are_no_slots_left(anonymous, booked, monkeypatch):
     assert '<p class="board-status">Closed</p>' in page and ">Free<" not in page
 
 
+@pytest.mark.parametrize("language, closed", [("fi", "Suljettu"), ("sv", "Stängt")])
+def test_the_closed_booth_is_said_in_the_page_language(anonymous, booked, monkeypatch, language, closed):
+    """The label is translated when the page is shown, not once when the template is compiled."""
+    monkeypatch.setattr(branch_now, "utc_now", lambda: at(22))
+    anonymous.get("/board", headers=EN)  # compiles the template in English first
+    page = anonymous.get(f"/board?lang={language}", headers=EN).get_data(as_text=True)
+    assert f'<p class="board-status">{closed}</p>' in page
+
+
 def test_a_closed_day(anonymous, web_store, monkeypatch):
     monkeypatch.setattr(branch_now, "utc_now", lambda: NOW)
     web_store.set_exceptions({NOW.date(): []}, note="Holiday")

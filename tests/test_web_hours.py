@@ -232,6 +232,10 @@ def test_a_kirkanta_file_is_imported_and_audited(staff_en, web_store):
     assert "Imported the hours of 3 days, 23.11.2026–25.12.2026." in html
     assert "8.00–12.00 self-service" in text_of(preview_row(html, "Thu 24.12."))
     assert "Closed all day" in text_of(preview_row(html, "Fri 25.12."))
+    # Kirkanta's name for the holiday is the day's note; a day without one says where it came from.
+    assert "Joulupäivä" in text_of(preview_row(html, "Fri 25.12."))
+    assert {row["date"].isoformat(): row["note"] for row in web_store.exception_days()} == {
+        "2026-11-23": "Kirkanta", "2026-12-24": "Kirkanta", "2026-12-25": "Joulupäivä"}
     assert {row["source"] for row in web_store.exception_days()} == {"kirkanta"}
     entry = last_audit(web_store, "hours.import")
     assert entry["detail"]["days"] == 3

@@ -40,8 +40,8 @@ def seeded(web_store):
 
 
 def table_row(html: str, label: str) -> list[str]:
-    row = re.search(rf"<tr><td class=\"nowrap\">{re.escape(label)}</td>(.*?)</tr>", html).group(1)
-    return re.findall(r'<td class="num">([^<]*)</td>', row)
+    row = re.search(rf"<tr><td class=\"nowrap\"[^>]*>{re.escape(label)}</td>(.*?)</tr>", html).group(1)
+    return re.findall(r'<td class="num"[^>]*>([^<]*)</td>', row)
 
 
 def test_the_page_shows_this_months_figures_table_and_charts(seeded, staff):

@@ -96,6 +96,19 @@ def test_the_mode_and_its_next_change(staff, web_store, monkeypatch, hour, expec
     assert expected in staff.get("/", headers=EN).get_data(as_text=True)
 
 
+@pytest.mark.parametrize("language, expected, wrong", [
+    ("en", "Self-service until 24.00", "tomorrow"),
+    ("fi", "Omatoimiaika klo 24.00 asti", "huomenna"),
+])
+def test_self_service_until_midnight_ends_at_24(staff, web_store, monkeypatch, language, expected, wrong):
+    """As the hours are written: open until 24.00 today, not "until tomorrow 00.00"."""
+    monkeypatch.setattr(branch_now, "utc_now", lambda: at(22))
+    web_store.set_weekly({day: [Period(8 * 60, 16 * 60, "staffed"), Period(16 * 60, 24 * 60, "self_service")] for day in range(7)})
+    page = staff.get("/", headers={"Accept-Language": language}).get_data(as_text=True)
+    mode = page.split('class="today-mode"', 1)[1].split("</p>", 1)[0]
+    assert expected in mode and "00.00" not in mode and wrong not in mode
+
+
 def test_a_closed_day_and_an_empty_log_are_said_plainly(staff, web_store, monkeypatch):
     monkeypatch.setattr(branch_now, "utc_now", lambda: NOW)
     web_store.set_weekly({})
