@@ -501,11 +501,13 @@ class Controller:
         """The patron and reservations as the PIN step needs them, and the decision without the PIN."""
         today = now.astimezone(self.config.tz).date()
         patron = self.store.patron(key, today)
+        unknown = Reason.UNKNOWN_CARD
         if self._sip2_may_matter(door_cfg, door, patron, now):
-            patron = self._ask_sip2(key, number, patron, now)
+            patron, unknown = self._ask_sip2(key, number, patron, now)
         reservations = self.store.reservations_for(key, door_cfg.resource, now) if door_cfg.kind == "booth" else []
         return patron, reservations, decide(
-            key, door_cfg, now, self.schedule, patron, reservations, self.config.policy, DoorState(lockdown=door.lockdown)
+            key, door_cfg, now, self.schedule, patron, reservations, self.config.policy, DoorState(lockdown=door.lockdown),
+            unknown=unknown,
         )
 
     def _decide_from_memory(self, key: str, now: datetime, exc: sqlite3.Error) -> Decision:
@@ -531,18 +533,21 @@ class Controller:
         Every check may cost the patron at the door up to the timeout, so it is
         made only where ``decide()`` would look at the patron's permissions: not
         at a booth (the reservation decides), not in lockdown or closed hours, not
-        while the entrance stands unlocked for staffed hours, and not for this
-        branch's own staff cards and blocks, which win over any answer.
+        while the entrance stands unlocked for staffed hours, and not for staff
+        cards and this branch's own blocks, which win over any answer (a staff
+        card need not be a library card at all).
         """
         if self.sip2 is None or door_cfg.kind != "entrance" or door.lockdown:
             return False
-        if patron is not None and (patron.local_staff or patron.local_block):
+        if patron is not None and (patron.local_staff or patron.local_block or patron.staff):
             return False
         mode = self.schedule.mode_at(now)
         return mode != "closed" and not open_to_all(door_cfg, mode, self.config.policy)
 
-    def _ask_sip2(self, key: str, number: str, patron: Patron | None, now: datetime) -> Patron | None:
-        """The cached patron refreshed with the library system's answer, or as cached without one.
+    def _ask_sip2(self, key: str, number: str, patron: Patron | None, now: datetime) -> tuple[Patron | None, Reason]:
+        """The cached patron refreshed with the library system's answer, and what a card
+        with no entry is: ``unknown_card`` when the library system said so (nothing is
+        cached then) or the cache is known complete, else ``unavailable``.
 
         The answer is used for this tap even if it cannot be written to the cache.
         SIP2 carries no age, so ``age_ok_from`` (and the staff flag) stay as cached:
@@ -556,22 +561,33 @@ class Controller:
             # The type only: a message could quote the card number.
             log.error("SIP2 check raised %s; deciding from the cache", type(exc).__name__,
                       extra={"event_type": "sip2_error"})
-            return patron
+            result = None
         if result is None:
-            return patron
+            return patron, Reason.UNKNOWN_CARD if self._cache_complete(now) else Reason.UNAVAILABLE
+        if not result.known:
+            return None, Reason.UNKNOWN_CARD
         fresh = replace(
             patron or Patron(card_key=key),
             self_service=result.self_service, blocked_reason=result.blocked_reason,
-            valid_until=result.valid_until, fetched_at=now,
+            valid_until=result.valid_until, fetched_at=now, class_refused=result.class_refused,
         )
         try:
             self.store.refresh_patron(
                 key, self_service=result.self_service, blocked_reason=result.blocked_reason,
-                valid_until=result.valid_until, fetched_at=now, source="sip2",
+                valid_until=result.valid_until, fetched_at=now, source="sip2", class_refused=result.class_refused,
             )
         except sqlite3.Error as exc:
             log.error("cannot write the SIP2 answer to the patron cache: %s", exc)
-        return fresh
+        return fresh, Reason.UNKNOWN_CARD
+
+    def _cache_complete(self, now: datetime) -> bool:
+        """Whether a card missing from the cache is truly unknown: a full snapshot of
+        every card, kept up to date within ``max_offline_age``."""
+        try:
+            complete = self.store.patrons_complete_at()
+        except sqlite3.Error:
+            return False
+        return complete is not None and now - complete <= self.config.policy.max_offline_age
 
     def _event(
         self, door_cfg: DoorConfig, type_: str, now: datetime, decision: Decision, key: str, detail: dict,
@@ -993,7 +1009,7 @@ def sip2_checker(settings: Sip2Settings) -> Sip2Checker:
         tls_ca_file=str(settings.tls_ca_file) if settings.tls_ca_file else None,
         timeout=settings.timeout, allowed_classes=settings.allowed_classes,
         blocking_status=settings.blocking_status, breaker_failures=settings.breaker_failures,
-        breaker_cooldown=settings.breaker_cooldown,
+        breaker_cooldown=settings.breaker_cooldown, card_number_form=settings.card_number_form,
     ))
 
 

@@ -212,6 +212,18 @@ MIGRATIONS: list[str] = [
         ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1;
     END;
     """,
+    # 8: the tap-time SIP2 check. class_refused: the library system's patron class
+    # keeps the card out of self-service (not the terms). sip2_pin_verifiers: a
+    # peppered verifier of a PIN the library system accepted, for its outages;
+    # a table of its own, so that a snapshot from the central service keeps it.
+    """
+    ALTER TABLE patrons ADD COLUMN class_refused INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE sip2_pin_verifiers (
+        card_key TEXT PRIMARY KEY,
+        verifier TEXT NOT NULL,
+        verified_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 COMMAND_ACTIONS = ("pulse", "hold", "lockdown", "release", "clear_pin_lockout")
@@ -461,8 +473,8 @@ class Store:
         """The cache entry merged with this branch's own staff cards and blocks."""
         today = today or _now().date()
         cached = self.db.execute(
-            "SELECT self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source, pin_verifier"
-            " FROM patrons WHERE card_key = ?",
+            "SELECT self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source, pin_verifier,"
+            " class_refused FROM patrons WHERE card_key = ?",
             [card_key],
         ).fetchone()
         local_staff = self.db.execute("SELECT 1 FROM staff_cards WHERE card_key = ?", [card_key]).fetchone() is not None
@@ -475,7 +487,7 @@ class Store:
         local = {"local_staff": local_staff, "local_block": (block[0] or "local block") if block else None}
         if cached is None:
             return Patron(card_key=card_key, **local)
-        self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source, pin_verifier = cached
+        self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source, pin_verifier, refused = cached
         return Patron(
             card_key=card_key,
             self_service=bool(self_service),
@@ -485,6 +497,7 @@ class Store:
             staff=bool(staff),
             fetched_at=self._confirmed_at(parse_utc(fetched_at), source),
             pin_verifier=pin_verifier,
+            class_refused=bool(refused),
             **local,
         )
 
@@ -522,6 +535,7 @@ class Store:
         valid_until: date | None,
         fetched_at: datetime,
         source: str,
+        class_refused: bool = False,
     ) -> None:
         """Overwrite a cache entry's permissions with a fresh answer, keeping what the answer lacks.
 
@@ -532,14 +546,14 @@ class Store:
         """
         with self.conn:
             self.conn.execute(
-                "INSERT INTO patrons (card_key, self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source)"
-                " VALUES (?, ?, ?, ?, NULL, 0, ?, ?)"
+                "INSERT INTO patrons (card_key, self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at,"
+                " source, class_refused) VALUES (?, ?, ?, ?, NULL, 0, ?, ?, ?)"
                 " ON CONFLICT (card_key) DO UPDATE SET self_service = excluded.self_service,"
                 " blocked_reason = excluded.blocked_reason, valid_until = excluded.valid_until,"
-                " fetched_at = excluded.fetched_at, source = excluded.source",
+                " fetched_at = excluded.fetched_at, source = excluded.source, class_refused = excluded.class_refused",
                 (
                     card_key, int(self_service), blocked_reason, valid_until.isoformat() if valid_until else None,
-                    utc_text(fetched_at), source,
+                    utc_text(fetched_at), source, int(class_refused),
                 ),
             )
 
@@ -770,6 +784,14 @@ class Store:
         """Where one stream stands: cursor, pushed_upto, last attempt, success and error."""
         row = self.conn.execute("SELECT * FROM sync_state WHERE stream = ?", (stream,)).fetchone()
         return dict(zip(_SYNC_COLUMNS, row)) if row else None
+
+    def patrons_complete_at(self) -> datetime | None:
+        """When the patron cache was last known to hold every card: the last successful
+        round of the central patrons stream after a full snapshot. None without one."""
+        row = self.conn.execute(
+            "SELECT last_success FROM sync_state WHERE stream = 'patrons' AND last_snapshot IS NOT NULL"
+        ).fetchone()
+        return parse_utc(row[0]) if row and row[0] else None
 
     def sync_states(self) -> dict[str, dict]:
         """Every stream's state, for the staff page and ``omaovi sync`` to show."""
