@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="check the installation: config, database, key, readers, pins, clock, central service, SIP2")
     p.add_argument("--pulse", metavar="DOOR", help="instead: unlock DOOR once for its unlock_seconds, to test the relay")
+    p.add_argument("--sip2-card", metavar="NUMBER",
+                   help="instead: look up this test card in the library system and show how the SIP2 profile reads each field")
     _config_arg(p)
 
     p = sub.add_parser("web", help="serve the staff page and the API (waitress, on [web] host and port)")
@@ -380,6 +382,8 @@ def cmd_doctor(args) -> int:
 
     if args.pulse:
         return doctor.pulse(args.config, args.pulse, sys.stdout)
+    if args.sip2_card is not None:
+        return doctor.sip2_card(args.config, args.sip2_card, sys.stdout)
     return doctor.report(doctor.Doctor().run(args.config), sys.stdout)
 
 

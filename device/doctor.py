@@ -6,7 +6,9 @@ database, the consortium key, each reader, the GPIO pins and the clock, and, whe
 the config has them, that the central service accepts the branch's token and that
 the library system accepts the SIP2 login. It changes
 nothing, with one exception asked for by name: ``--pulse DOOR`` clicks that door's
-relay once, to test the lock wiring.
+relay once, to test the lock wiring. ``--sip2-card NUMBER`` looks one test card
+up in the library system and prints how the configured profile reads each field
+of the reply, so that a wrong profile is caught at install time.
 
 Run it as the service user (``sudo -u omaovi omaovi doctor``) so that permission
 problems show up as they would for the device. When run as root it still checks
@@ -437,6 +439,66 @@ def _owner(path: Path) -> str:
     except KeyError:
         group = str(st.st_gid)
     return f"{user}:{group}, mode {stat.filemode(st.st_mode)}"
+
+
+def sip2_card(config_path: str | Path, number: str, out: TextIO) -> int:
+    """Look a test card up as the device would and print how the profile reads the reply.
+
+    Prints the profile's reading of each field (allowed or not, and why), never a
+    personal value and never the card number. The exit code is 1 when the lookup
+    fails or the reply does not fit the profile.
+    """
+    from device.cards import CardNumberError, clean
+    from device.controller import sip2_checker
+    from sync.sip2 import PROFILES, Sip2Error
+
+    def show(status: str, detail: str, hint: str = "") -> None:
+        for line in Check("SIP2 test card", status, detail, hint).lines():
+            print(line, file=out)
+
+    try:
+        _, sections = config_mod.load_sections(config_path)
+    except ConfigError as exc:
+        show(FAIL, f"{exc.path}: " + "; ".join(str(p) for p in exc.problems), f"omaovi check-config {exc.path}")
+        return 1
+    settings = sections.sip2
+    if settings is None:
+        show(FAIL, "not configured (no [sip2] section)", "add a [sip2] section (docs/sip2.md)")
+        return 1
+    try:
+        number = clean(number)
+    except CardNumberError:
+        show(FAIL, "the --sip2-card value is not a card number (1-64 letters and digits)")
+        return 1
+    profile = PROFILES[settings.profile]
+    print(f"      profile {profile.name}: {profile.system}", file=out)
+    print(f"      card number sent {settings.card_number_form}", file=out)
+    notes: list[str] = []
+    try:
+        checker = sip2_checker(settings)
+    except (OSError, ValueError) as exc:
+        show(FAIL, str(exc))
+        return 1
+    try:
+        result = checker.client.patron_information(number, notes=notes)
+    except Sip2Error as exc:
+        for note in notes:
+            print(f"      {note}", file=out)
+        others = ", ".join(name for name in PROFILES if name != profile.name)
+        show(FAIL, _naming(f"{settings.host}:{settings.port}", exc),
+             f"if a field does not fit, the profile is wrong for this library system: try sip2.profile = {others} "
+             "(docs/sip2.md#profiles); otherwise run omaovi doctor for the connection")
+        return 1
+    finally:
+        checker.close()
+    for note in notes:
+        print(f"      {note}", file=out)
+    if not result.known:
+        show(WARN, "the library system has no such patron (BL N)",
+             "use a card the library system knows; if it should know it, try another sip2.card_number_form")
+    else:
+        show(OK, "read by profile " + profile.name)
+    return 0
 
 
 def report(checks: list[Check], out: TextIO) -> int:

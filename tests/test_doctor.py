@@ -19,7 +19,7 @@ from device.readers import build_reader
 from device.readers.mfrc522_reader import Mfrc522Reader
 from device.store import MIGRATIONS, Store
 from tests.central_server import CentralServer
-from tests.sip2_server import Sip2Peer
+from tests.sip2_server import PERSONAL, FakePatron, Sip2Peer
 
 ME = pwd.getpwuid(os.geteuid()).pw_name
 
@@ -432,3 +432,27 @@ def test_the_extras_pins_are_claimed_too(pty_reader, healthy):
             OutputDevice(23 if held == 13 else 4, pin_factory=factory).close()  # what was claimed first is free again
         finally:
             blocker.close()
+
+
+def test_doctor_sip2_card_shows_how_the_profile_reads_a_test_card(healthy, pty_reader, capsys):
+    server = Sip2Peer({"10000001": FakePatron(extra={"PC": "AIKUINEN"})}, username="ovi", password="salasana-123",
+                      shape="koha")
+    try:
+        (healthy / "sip2.password").write_text("salasana-123\n")
+        koha = with_sections(healthy, pty_reader, sip2_section(server.port).replace('"koha-suomi"', '"koha"'))
+
+        assert main(["doctor", "--sip2-card", "10000001", "--config", str(koha)]) == 0
+        out = capsys.readouterr().out
+        assert "profile koha: stock Koha" in out
+        assert "BL: Y, a patron" in out and "result: allowed" in out
+        assert "OK    SIP2 test card: read by profile koha" in out
+        assert "10000001" not in out and PERSONAL["AE"] not in out
+
+        # The same server with the koha-suomi profile: caught at install time, with the way out.
+        suomi = with_sections(healthy, pty_reader, sip2_section(server.port))
+        assert main(["doctor", "--sip2-card", "10000001", "--config", str(suomi)]) == 1
+        out = capsys.readouterr().out
+        assert "FAIL  SIP2 test card:" in out and "field PA is missing" in out
+        assert "try sip2.profile = koha, evergreen, lenient" in out
+    finally:
+        server.stop()

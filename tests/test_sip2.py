@@ -480,3 +480,82 @@ def test_the_default_sends_the_number_as_read_not_upper_cased(peer, clients):
 
     assert clients(server).check("abc123") == allowed()
     assert server.requests[-1].patron_identifier == "abc123"
+
+
+# -- replies shaped as Koha's and Evergreen's SIP servers build them ---------------------
+
+KOHA_PATRONS = {
+    VALID: FakePatron(extra={"PC": "AIKUINEN"}),
+    BLOCKED_STATUS: FakePatron(status="Y" + " " * 13, extra={"PC": "AIKUINEN"}),
+    CHILD: FakePatron(extra={"PC": "LAPSI"}),
+    # The reader typed it in lower case; Koha's database holds it upper-cased and
+    # its MySQL lookup ignores case, so the reply echoes the stored form.
+    "abc123": FakePatron(extra={"PC": "AIKUINEN"}, stored_as="ABC123"),
+}
+
+
+def test_stock_koha_without_pa_is_read_by_the_koha_profile(peer, clients):
+    checker = clients(peer(KOHA_PATRONS, shape="koha", case_insensitive=True), profile="koha")
+
+    assert checker.check(VALID) == allowed()
+    assert checker.check(VALID, pin="1234") == allowed(pin_ok=True)
+    assert checker.check(BLOCKED_STATUS) == denied("charge_privileges_denied")
+    assert checker.check(CHILD) == replace(denied(None), class_refused=True)
+    assert checker.check("abc123") == allowed()
+    # Koha sends no CQ for an unknown card, even when a PIN was sent: still an answer.
+    assert checker.check(UNKNOWN, pin="1234") == replace(denied(None), known=False, pin_ok=False)
+    assert checker.breaker.state == "closed"
+
+
+def test_a_koha_suomi_profile_on_stock_koha_is_an_error_naming_pa(peer, clients):
+    server = peer(KOHA_PATRONS, shape="koha")
+    with pytest.raises(Sip2Error, match="field PA is missing"):
+        clients(server, cls=Sip2Client).patron_information(VALID)
+
+
+def test_koha_suomi_pa_is_the_branch_block_in_koha_s_reply_shape(peer, clients):
+    server = peer({VALID: FakePatron(extra={"PC": "AIKUINEN", "PA": "1"})}, shape="koha")
+    assert clients(server).check(VALID) == denied("branch_block")
+
+
+def test_evergreen_pa_is_the_expiry_date_and_may_be_missing(peer, clients):
+    server = peer({
+        VALID: FakePatron(extra={"PA": "20270531", "PC": "AIKUINEN"}),
+        "10000010": FakePatron(extra={"PC": "AIKUINEN"}),  # no expiry date: Evergreen leaves PA out
+    }, shape="evergreen")
+    checker = clients(server, profile="evergreen")
+
+    assert checker.check(VALID, pin="0000") == allowed(valid_until=dt.date(2027, 5, 31), pin_ok=False)
+    assert checker.check("10000010") == allowed()
+    assert checker.check(UNKNOWN) == replace(denied(None), known=False)
+
+
+def test_a_missing_class_refuses_the_class_instead_of_failing(peer, clients):
+    server = peer({VALID: FakePatron(extra={"PA": "0"})})
+    assert clients(server).check(VALID) == replace(denied(None), class_refused=True)
+
+
+def test_the_lenient_profile_takes_n_in_the_status_as_not_set(peer, clients):
+    # pysip2 refuses such a status, so the reply is built raw, in Koha's shape.
+    server = peer({VALID: FakePatron(status="N" * 14), BLOCKED_STATUS: FakePatron(status="Y" + "N" * 13)}, shape="koha")
+    checker = clients(server, profile="lenient", allowed_classes=())
+
+    assert checker.check(VALID) == allowed()
+    assert checker.check(BLOCKED_STATUS) == denied("charge_privileges_denied")
+    with pytest.raises(Sip2Error, match="patron status"):
+        clients(server, cls=Sip2Client, profile="koha", allowed_classes=()).patron_information(VALID)
+
+
+def test_the_notes_say_how_the_profile_read_each_field_without_personal_values(peer, clients):
+    server = peer(KOHA_PATRONS, shape="koha")
+    notes: list[str] = []
+
+    clients(server, cls=Sip2Client, profile="koha").patron_information(BLOCKED_STATUS, pin="1234", notes=notes)
+
+    assert notes == [
+        "CQ: PIN right",
+        "BL: Y, a patron",
+        "status: charge_privileges_denied; charge_privileges_denied blocks",
+        "PC: 'AIKUINEN' in allowed_classes",
+        "result: refused: charge_privileges_denied",
+    ]
