@@ -28,7 +28,7 @@ import queue
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
@@ -42,7 +42,7 @@ from device.display import Display
 from device.door import Door
 from device.events import Event
 from device.keypad import build_keypad
-from device.pins import LockoutRule, PinEntry, VerifierError, load_pepper, locked_until, pin_matches
+from device.pins import LockoutRule, PinEntry, VerifierError, load_pepper, locked_until, pin_matches, remember_pin
 from device.policy import Decision, DoorState, Patron, PinResult, Reason, Reservation, decide, open_to_all
 from device.store import Command, Store
 from sync.sip2 import Sip2Checker, Sip2Config
@@ -91,6 +91,8 @@ class PinWait:
     entry: PinEntry
     deadline: float
     checking: bool = False
+    #: The verifier kept from the library system's last "right PIN" for this card, while young enough.
+    sip2_verifier: str | None = field(default=None, repr=False)
 
 
 class Controller:
@@ -360,7 +362,7 @@ class Controller:
         pin = self.config.pin
         self._pin_waits[door_cfg.id] = PinWait(
             key, number, patron, reservations, PinEntry(pin.length, pin.enter_key, pin.reset_key),
-            deadline=self.clock() + pin.timeout,
+            deadline=self.clock() + pin.timeout, sip2_verifier=self._kept_verifier(key, now),
         )
         self.doors[door_cfg.id].prompt_pin()
         self._show(door_cfg.id, messages.message(messages.ENTER_PIN))
@@ -378,15 +380,18 @@ class Controller:
         wait.checking = True
 
         def check() -> None:
-            result = self._check_pin(wait, pin)
+            result, library_says = self._check_pin(wait, pin)
             self._queue.put(lambda: self._pin_checked(door_id, wait, result))
+            if library_says is not None:
+                self._keep_pin(wait.key, pin if library_says else None)
 
         threading.Thread(target=check, name=f"pin check {door_id}", daemon=True).start()
 
-    def _check_pin(self, wait: PinWait, pin: str) -> PinResult | None:
-        """Off the loop thread: the library system's word when it gives one, else the cached verifier.
+    def _check_pin(self, wait: PinWait, pin: str) -> tuple[PinResult | None, bool | None]:
+        """Off the loop thread: the library system's word when it gives one, else the cached verifiers.
 
-        None when neither can tell (offline and no verifier cached for the card).
+        Returns the result (None when nothing can tell: offline and no verifier for
+        the card) and the library system's own verdict, None without one.
         """
         if self.sip2 is not None:
             try:
@@ -395,14 +400,43 @@ class Controller:
                 log.error("SIP2 PIN check raised %s; trying the cached verifier", type(exc).__name__)
                 answer = None
             if answer is not None and answer.pin_ok is not None:
-                return PinResult.OK if answer.pin_ok else PinResult.WRONG
-        verifier = wait.patron.pin_verifier if wait.patron is not None else None
-        if verifier is None or self.pepper is None:
-            return None
+                return (PinResult.OK if answer.pin_ok else PinResult.WRONG), answer.pin_ok
+        verifiers = [v for v in (wait.patron.pin_verifier if wait.patron else None, wait.sip2_verifier) if v]
+        if not verifiers or self.pepper is None:
+            return None, None
         try:
-            return PinResult.OK if pin_matches(pin, verifier, self.pepper) else PinResult.WRONG
+            # Either is the patron's PIN: the central service's, or the one the library system last accepted.
+            return (PinResult.OK if any(pin_matches(pin, v, self.pepper) for v in verifiers) else PinResult.WRONG), None
         except VerifierError as exc:
             log.error("the cached PIN verifier of a card is unusable: %s", exc)
+            return None, None
+
+    def _keep_pin(self, key: str, pin: str | None) -> None:
+        """Off the loop thread, after the door has its answer: keep a peppered verifier of
+        a PIN the library system accepted (``pin``), or forget the kept one (None)."""
+        if pin is None:
+            self._queue.put(lambda: self._store_pin_verifier(key, None))
+        elif self.pepper is not None:
+            verifier = remember_pin(pin, self.pepper)
+            self._queue.put(lambda: self._store_pin_verifier(key, verifier))
+
+    def _store_pin_verifier(self, key: str, verifier: str | None) -> None:
+        try:
+            if verifier is None:
+                self.store.forget_sip2_pin_verifier(key)
+            else:
+                self.store.keep_sip2_pin_verifier(key, verifier, self.wall())
+        except sqlite3.Error as exc:
+            log.error("cannot keep or forget a card's PIN verifier: %s", exc)
+
+    def _kept_verifier(self, key: str, now: datetime) -> str | None:
+        """The verifier kept from the library system, if it accepted the PIN within max_offline_age."""
+        if self.sip2 is None:
+            return None
+        try:
+            return self.store.sip2_pin_verifier(key, since=now - self.config.policy.max_offline_age)
+        except sqlite3.Error as exc:
+            log.error("cannot read a card's kept PIN verifier: %s", exc)
             return None
 
     def _pin_checked(self, door_id: str, wait: PinWait, result: PinResult | None) -> None:

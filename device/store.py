@@ -557,6 +557,26 @@ class Store:
                 ),
             )
 
+    def keep_sip2_pin_verifier(self, card_key: str, verifier: str, verified_at: datetime) -> None:
+        """The verifier of a PIN the library system accepted, for its outages (``device.pins.remember_pin``)."""
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO sip2_pin_verifiers (card_key, verifier, verified_at) VALUES (?, ?, ?)",
+                (card_key, verifier, utc_text(verified_at)),
+            )
+
+    def forget_sip2_pin_verifier(self, card_key: str) -> None:
+        """The library system said the PIN is wrong: the one kept for the card is no longer its PIN."""
+        with self.conn:
+            self.conn.execute("DELETE FROM sip2_pin_verifiers WHERE card_key = ?", (card_key,))
+
+    def sip2_pin_verifier(self, card_key: str, since: datetime) -> str | None:
+        """The card's kept verifier if the library system accepted it at ``since`` or later."""
+        row = self.db.execute(
+            "SELECT verifier, verified_at FROM sip2_pin_verifiers WHERE card_key = ?", [card_key]
+        ).fetchone()
+        return row[0] if row and parse_utc(row[1]) >= since else None
+
     def add_staff_card(self, card_key: str, note: str, added_by: str) -> None:
         with self.conn:
             self.conn.execute(
