@@ -28,6 +28,7 @@ import queue
 import sqlite3
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -43,7 +44,7 @@ from device.door import Door
 from device.events import Event
 from device.keypad import build_keypad
 from device.pins import LockoutRule, PinEntry, VerifierError, load_pepper, locked_until, pin_matches, remember_pin
-from device.policy import Decision, DoorState, Patron, PinResult, Reason, Reservation, decide, open_to_all
+from device.policy import Decision, DoorState, Patron, PinResult, Reason, Reservation, decide, fresh, open_to_all
 from device.store import Command, Store
 from sync.sip2 import Sip2Checker, Sip2Config
 
@@ -71,6 +72,13 @@ _PIN_DETAIL = {PinResult.OK: "ok", PinResult.WRONG: "wrong", PinResult.TIMEOUT: 
 STORAGE_RETRY_SECONDS = 1.0
 #: How often the staff cards are copied into memory, for taps while the database cannot be read.
 STAFF_CARDS_POLL_SECONDS = 60.0
+#: How long a card with a fresh cache entry waits for the library system before it is
+#: decided from the cache; the late answer still refreshes the entry. Cards without a
+#: fresh entry wait for the whole check (``[sip2] timeout``), since the cache cannot decide them.
+SIP2_FRESH_BUDGET_SECONDS = 0.2
+#: Past the check's own timeout, what a card without a fresh entry waits at most, in
+#: case the check is held up behind another on its worker.
+SIP2_BUDGET_MARGIN_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,18 @@ class PinWait:
     checking: bool = False
     #: The verifier kept from the library system's last "right PIN" for this card, while young enough.
     sip2_verifier: str | None = field(default=None, repr=False)
+
+
+@dataclass
+class Sip2Wait:
+    """A tap waiting for the library system's answer, or for its budget to run out."""
+
+    door_id: str
+    key: str
+    number: str
+    patron: Patron | None
+    timer: threading.Timer | None = None
+    decided: bool = False
 
 
 class Controller:
@@ -124,6 +144,8 @@ class Controller:
         self.config = config
         self.store = store
         self.sip2 = sip2
+        #: The SIP2 check runs here, off the loop, so door timers and staff commands never wait for it.
+        self._sip2_worker = ThreadPoolExecutor(1, thread_name_prefix="sip2") if sip2 is not None else None
         self.key = consortium_key if consortium_key is not None else load_consortium_key(config.consortium_key_file)
         # Read before any pin is touched: a device told to check PINs does not start without its pepper.
         self.pepper = pepper if pepper is not None or config.pin is None else load_pepper(config.pin.pepper_file)
@@ -266,10 +288,17 @@ class Controller:
             door.close()
         if isinstance(self.player, SoundPlayer):
             self.player.close()
+        if self._sip2_worker is not None:
+            self._sip2_worker.shutdown(wait=False, cancel_futures=True)
 
     # -- one tap --------------------------------------------------------------
     def tap(self, door_id: str, number: str, read_at: float | None = None) -> TapResult | None:
-        """Decide, record, then act. The raw number lives only in this call."""
+        """Decide, record, then act. The raw number lives only in this call, and while the
+        library system is asked, in the tap's ``Sip2Wait``.
+
+        None when the tap is not decided yet: waiting for a PIN, or for the library
+        system's answer (or its budget), after which the loop decides it.
+        """
         door_cfg = self.config.door(door_id)
         door = self.doors[door_id]
         if read_at is not None and self.clock() - read_at > MAX_TAP_AGE_SECONDS:
@@ -287,9 +316,27 @@ class Controller:
             return None
         now = self.wall()
         try:
-            patron, reservations, decision = self._decide(door_cfg, door, key, number, now)
+            patron = self.store.patron(key, now.astimezone(self.config.tz).date())
         except sqlite3.Error as exc:
             return self._act(door_cfg, self._decide_from_memory(key, now, exc), key, now)
+        if self._sip2_may_matter(door_cfg, door, patron, now):
+            self._ask_sip2(door_cfg, key, number, patron, now)
+            return None
+        return self._decide_tap(door_cfg, key, number, patron, Reason.UNKNOWN_CARD, now)
+
+    def _decide_tap(
+        self, door_cfg: DoorConfig, key: str, number: str, patron: Patron | None, unknown: Reason, now: datetime
+    ) -> TapResult | None:
+        """The decision without the PIN, then the PIN step where it is asked."""
+        door = self.doors[door_cfg.id]
+        try:
+            reservations = self.store.reservations_for(key, door_cfg.resource, now) if door_cfg.kind == "booth" else []
+        except sqlite3.Error as exc:
+            return self._act(door_cfg, self._decide_from_memory(key, now, exc), key, now)
+        decision = decide(
+            key, door_cfg, now, self.schedule, patron, reservations, self.config.policy, DoorState(lockdown=door.lockdown),
+            unknown=unknown,
+        )
         if self._pin_needed(door_cfg, decision):
             return self._ask_pin(door_cfg, decision, key, number, patron, reservations, now)
         return self._act(door_cfg, decision, key, now)
@@ -529,21 +576,6 @@ class Controller:
             self._shown_lockouts = shown
             self._set_status("pin_lockouts", shown)
 
-    def _decide(
-        self, door_cfg: DoorConfig, door: Door, key: str, number: str, now: datetime
-    ) -> tuple[Patron | None, list[Reservation], Decision]:
-        """The patron and reservations as the PIN step needs them, and the decision without the PIN."""
-        today = now.astimezone(self.config.tz).date()
-        patron = self.store.patron(key, today)
-        unknown = Reason.UNKNOWN_CARD
-        if self._sip2_may_matter(door_cfg, door, patron, now):
-            patron, unknown = self._ask_sip2(key, number, patron, now)
-        reservations = self.store.reservations_for(key, door_cfg.resource, now) if door_cfg.kind == "booth" else []
-        return patron, reservations, decide(
-            key, door_cfg, now, self.schedule, patron, reservations, self.config.policy, DoorState(lockdown=door.lockdown),
-            unknown=unknown,
-        )
-
     def _decide_from_memory(self, key: str, now: datetime, exc: sqlite3.Error) -> Decision:
         """The database cannot be read: staff cards, kept in memory, still open the door and
         everyone else is told "unavailable" at once, rather than the tap vanishing unanswered."""
@@ -578,7 +610,55 @@ class Controller:
         mode = self.schedule.mode_at(now)
         return mode != "closed" and not open_to_all(door_cfg, mode, self.config.policy)
 
-    def _ask_sip2(self, key: str, number: str, patron: Patron | None, now: datetime) -> tuple[Patron | None, Reason]:
+    def _ask_sip2(self, door_cfg: DoorConfig, key: str, number: str, patron: Patron | None, now: datetime) -> None:
+        """Start the check on the SIP2 worker; the tap is decided by its answer or when its budget runs out.
+
+        A card with a fresh cache entry gets a short budget: the cache can decide it,
+        so no patron waits long for a library system that has gone silent. Either
+        way the loop goes on meanwhile.
+        """
+        assert self.sip2 is not None and self._sip2_worker is not None
+        wait = Sip2Wait(door_cfg.id, key, number, patron)
+        if patron is not None and fresh(patron, now, self.config.policy):
+            budget = SIP2_FRESH_BUDGET_SECONDS
+        else:
+            budget = self.sip2.client.config.timeout + SIP2_BUDGET_MARGIN_SECONDS
+        wait.timer = threading.Timer(budget, lambda: self._queue.put(lambda: self._sip2_budget_over(wait)))
+        wait.timer.daemon = True
+        future = self._sip2_worker.submit(self._check_card, number)
+        wait.timer.start()
+        future.add_done_callback(lambda done: self._queue.put(lambda: self._sip2_answered(wait, done)))
+
+    def _check_card(self, number: str):
+        """On the SIP2 worker: the library system's answer, or None."""
+        try:
+            return self.sip2.check(number)
+        except Exception as exc:  # noqa: BLE001 - a bug in the check must not stop the door
+            # The type only: a message could quote the card number.
+            log.error("SIP2 check raised %s; deciding from the cache", type(exc).__name__,
+                      extra={"event_type": "sip2_error"})
+            return None
+
+    def _sip2_answered(self, wait: Sip2Wait, done: Future) -> None:
+        """The answer, on the loop: it refreshes the cache, and decides the tap unless its budget ran out first."""
+        if wait.timer is not None:
+            wait.timer.cancel()
+        now = self.wall()
+        patron, unknown = self._use_answer(wait.key, wait.patron, None if done.cancelled() else done.result(), now)
+        if not wait.decided:
+            wait.decided = True
+            self._decide_tap(self.config.door(wait.door_id), wait.key, wait.number, patron, unknown, now)
+
+    def _sip2_budget_over(self, wait: Sip2Wait) -> None:
+        if wait.decided:
+            return
+        wait.decided = True
+        log.info("door %s: no answer from the library system within the budget; deciding from the cache",
+                 wait.door_id, extra={"door": wait.door_id, "event_type": "sip2_budget_over"})
+        now = self.wall()
+        self._decide_tap(self.config.door(wait.door_id), wait.key, wait.number, wait.patron, self._no_answer(now), now)
+
+    def _use_answer(self, key: str, patron: Patron | None, result, now: datetime) -> tuple[Patron | None, Reason]:
         """The cached patron refreshed with the library system's answer, and what a card
         with no entry is: ``unknown_card`` when the library system said so (nothing is
         cached then) or the cache is known complete, else ``unavailable``.
@@ -588,19 +668,11 @@ class Controller:
         a card the cache does not know gets no age and is ``underage`` in
         self-service hours until the central service or a CSV import supplies it.
         """
-        assert self.sip2 is not None
-        try:
-            result = self.sip2.check(number)
-        except Exception as exc:  # noqa: BLE001 - a bug in the check must not stop the door
-            # The type only: a message could quote the card number.
-            log.error("SIP2 check raised %s; deciding from the cache", type(exc).__name__,
-                      extra={"event_type": "sip2_error"})
-            result = None
         if result is None:
-            return patron, Reason.UNKNOWN_CARD if self._cache_complete(now) else Reason.UNAVAILABLE
+            return patron, self._no_answer(now)
         if not result.known:
             return None, Reason.UNKNOWN_CARD
-        fresh = replace(
+        refreshed = replace(
             patron or Patron(card_key=key),
             self_service=result.self_service, blocked_reason=result.blocked_reason,
             valid_until=result.valid_until, fetched_at=now, class_refused=result.class_refused,
@@ -612,7 +684,11 @@ class Controller:
             )
         except sqlite3.Error as exc:
             log.error("cannot write the SIP2 answer to the patron cache: %s", exc)
-        return fresh, Reason.UNKNOWN_CARD
+        return refreshed, Reason.UNKNOWN_CARD
+
+    def _no_answer(self, now: datetime) -> Reason:
+        """A card with no entry, when the library system gave no answer."""
+        return Reason.UNKNOWN_CARD if self._cache_complete(now) else Reason.UNAVAILABLE
 
     def _cache_complete(self, now: datetime) -> bool:
         """Whether a card missing from the cache is truly unknown: a full snapshot of

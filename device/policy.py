@@ -123,7 +123,7 @@ def decide(
     # while the central service still says staff.
     if patron is not None and patron.local_block:
         return deny(Reason.BLOCKED)
-    if patron is not None and patron.staff and _fresh(patron, now, settings):
+    if patron is not None and patron.staff and fresh(patron, now, settings):
         return Decision(True, Reason.STAFF, mode)
     if state.lockdown:
         return deny(Reason.CLOSED)
@@ -163,7 +163,8 @@ def open_to_all(door: DoorConfig, mode: str, settings: PolicyConfig) -> bool:
 MAX_FUTURE_FETCH = timedelta(minutes=5)
 
 
-def _fresh(patron: Patron, now: datetime, settings: PolicyConfig) -> bool:
+def fresh(patron: Patron, now: datetime, settings: PolicyConfig) -> bool:
+    """Whether the entry is young enough to decide on (``max_offline_age``)."""
     if patron.fetched_at is None:
         return False
     return -MAX_FUTURE_FETCH <= now - patron.fetched_at <= settings.max_offline_age
@@ -179,7 +180,7 @@ def _patron_problem(
     """
     if patron is None:
         return unknown
-    if not _fresh(patron, now, settings):
+    if not fresh(patron, now, settings):
         return Reason.UNAVAILABLE
     if patron.blocked_reason:
         return Reason.BLOCKED

@@ -65,8 +65,8 @@ class Sip2Peer:
         self.ssl_context = ssl_context
         #: One-shot faults, each used up by the next patron request: "garble" (a cut-off
         #: reply), "bad_checksum", "bad_sequence", "resend" (answer 96), "slow" (no answer
-        #: until the server stops), "drop" (hang up), "flood" (70 KiB without a CR), or
-        #: None (answer normally).
+        #: until the server stops), "late" (answer after half a second), "drop" (hang up),
+        #: "flood" (70 KiB without a CR), or None (answer normally).
         self.faults: list[str | None] = []
         #: Every request frame the server decoded, and every byte it received at all
         #: (after decryption, on a TLS connection).
@@ -165,6 +165,8 @@ class Sip2Peer:
                 return pysip2.encode_message(pysip2.RequestSCResend(), checksum=True)
             if fault == "slow":
                 self._stop.wait(10)
+            if fault == "late":
+                self._stop.wait(0.5)
             if fault == "drop":
                 return None
             if fault == "flood":
