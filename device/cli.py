@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: look up this test card in the library system and show how the SIP2 profile reads each field")
     _config_arg(p)
 
+    p = sub.add_parser("sip2-dropin", help="print the device unit's drop-in that lets it reach the [sip2] server "
+                       "and nothing else (systemd/install.sh writes it); nothing without [sip2]")
+    _config_arg(p)
+
     p = sub.add_parser("web", help="serve the staff page and the API (waitress, on [web] host and port)")
     _config_arg(p)
 
@@ -207,6 +211,24 @@ def cmd_check_config(args) -> int:
         print(f"{len(exc.problems)} problem(s) found.")
         return 1
     print(f"{cfg.path}: OK — branch {cfg.branch}, {len(cfg.doors)} door(s): " + ", ".join(f"{d.id} ({d.kind})" for d in cfg.doors))
+    return 0
+
+
+def cmd_sip2_dropin(args) -> int:
+    from device.unit_network import sip2_dropin
+
+    try:
+        _, sections = config_mod.load_sections(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if sections.sip2 is None:
+        return 0
+    try:
+        sys.stdout.write(sip2_dropin(sections.sip2))
+    except (OSError, ValueError) as exc:
+        print(f"sip2.host {sections.sip2.host}: cannot be resolved: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -512,6 +534,7 @@ COMMANDS = {
     **{("token", action): cmd_token for action in ("add", "list", "revoke")},
     ("central", "pull"): cmd_central_pull,
     ("doctor", None): cmd_doctor,
+    ("sip2-dropin", None): cmd_sip2_dropin,
     ("check-config", None): cmd_check_config,
     ("card-key", None): cmd_card_key,
     ("patrons", "import"): cmd_patrons_import,

@@ -177,6 +177,7 @@ class Controller:
                 pin_factory=pin_factory,
             )
         self._door_status: dict[str, dict] = {}
+        self._shown_sip2: dict | None = None
         self._last_polled: dict[str, float] = {}
         self._resume_standing_commands()
         self._start_extras(pin_factory, player)
@@ -274,6 +275,7 @@ class Controller:
             ("lockouts", ANNOUNCE_POLL_SECONDS, self._publish_lockouts),
             ("heartbeat", HEARTBEAT_SECONDS, self._heartbeat),
             ("staff", STAFF_CARDS_POLL_SECONDS, self._refresh_staff_keys),
+            ("sip2", ANNOUNCE_POLL_SECONDS, self._publish_sip2),
         ):
             if now - last.get(name, -1e9) >= interval:
                 last[name] = now
@@ -320,6 +322,9 @@ class Controller:
         except sqlite3.Error as exc:
             return self._act(door_cfg, self._decide_from_memory(key, now, exc), key, now)
         if self._sip2_may_matter(door_cfg, door, patron, now):
+            if self.sip2.breaker.state == "open":
+                # An outage: no answer would come, so none is waited for, not even a thread hop.
+                return self._decide_tap(door_cfg, key, number, patron, self._no_answer(now), now)
             self._ask_sip2(door_cfg, key, number, patron, now)
             return None
         return self._decide_tap(door_cfg, key, number, patron, Reason.UNKNOWN_CARD, now)
@@ -858,6 +863,17 @@ class Controller:
             lambda: post(lambda: self._counted(door_cfg.id, self.occupancy.person_out)),
             pin_factory=pin_factory,
         )
+
+    def _publish_sip2(self) -> None:
+        """The library system as this device meets it (``Sip2Checker.state``), for doctor,
+        ``/api/v1/status``, ``/metrics`` and the Today page; written when it changes."""
+        if self.sip2 is None:
+            return
+        state = {key: events.utc_text(value) if isinstance(value, datetime) else value
+                 for key, value in self.sip2.state().items()}
+        if state != self._shown_sip2:
+            self._shown_sip2 = state
+            self._set_status("sip2", state)
 
     def _set_status(self, key: str, value) -> None:
         try:

@@ -22,6 +22,7 @@ first (``sudo systemctl stop omaovi-device``), or they report the devices as bus
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import sqlite3
@@ -43,6 +44,8 @@ from device.store import MIGRATIONS
 
 OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "--"
 SERVICE_USER = "omaovi"
+#: An address no SIP2 server has (TEST-NET-1): the device unit must refuse it.
+_NOT_SIP2 = "192.0.2.1"
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class Doctor:
     service_user: whose write access to the database is checked when running as root.
     session: the requests.Session that asks the central service (None: a new one),
         so tests can keep proxies from the environment out of the way.
+    unit_dir: where the systemd units are installed.
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class Doctor:
         ntp_synchronized: Callable[[], str] = _run_timedatectl,
         service_user: str = SERVICE_USER,
         session=None,
+        unit_dir: Path = Path("/etc/systemd/system"),
     ):
         self.pin_factory = pin_factory
         if build_reader is None:
@@ -94,6 +99,7 @@ class Doctor:
         self.ntp_synchronized = ntp_synchronized
         self.service_user = service_user
         self.session = session
+        self.unit_dir = unit_dir
 
     def run(self, config_path: str | Path) -> list[Check]:
         try:
@@ -115,6 +121,9 @@ class Doctor:
         checks.append(self.clock())
         checks.append(self.central(cfg, sections.central))
         checks.append(self.sip2(sections.sip2))
+        if sections.sip2 is not None:
+            checks.append(self.sip2_unit(sections.sip2))
+            checks.append(self.sip2_at_the_door(cfg))
         return checks
 
     # -- the central service ------------------------------------------------------------
@@ -210,6 +219,62 @@ class Doctor:
         except Sip2Error as exc:
             return Check(name, FAIL, _naming(where, exc), _sip2_network_hint(settings))
         return Check(name, OK, f"login accepted by {where}")
+
+    def sip2_unit(self, settings: Sip2Settings) -> Check:
+        """Whether the installed device unit lets the device reach the SIP2 server, and only it.
+
+        The login above runs outside the unit's sandbox; this reads the unit and
+        its drop-ins as systemd merges them (``device.unit_network``).
+        """
+        from device.unit_network import installed_unit_texts, may_connect, resolve
+
+        name = "SIP2 through the device unit"
+        texts = installed_unit_texts(self.unit_dir)
+        if not texts:
+            return Check(name, SKIP, f"omaovi-device.service is not installed in {self.unit_dir}")
+        try:
+            addresses = resolve(settings.host)
+        except OSError as exc:
+            return Check(name, FAIL, f"{settings.host} cannot be resolved: {exc}", _sip2_network_hint(settings))
+        blocked = [a for a in addresses if not may_connect(texts, a)]
+        if blocked:
+            return Check(
+                name, FAIL,
+                f"the device unit blocks {settings.host} ({', '.join(blocked)}): every check fails at the door "
+                "and it decides from the cache",
+                "run sudo systemd/install.sh again (it writes omaovi-device.service.d/sip2.conf from [sip2]), then "
+                "sudo systemctl daemon-reload && sudo systemctl restart omaovi-device",
+            )
+        if may_connect(texts, _NOT_SIP2):
+            return Check(name, WARN, f"the device unit lets {settings.host} through, and other addresses too",
+                         "keep IPAddressDeny=any in omaovi-device.service; allow only the SIP2 server")
+        return Check(name, OK, f"the device unit lets {settings.host} ({', '.join(addresses)}) through, and nothing else")
+
+    def sip2_at_the_door(self, cfg: Config) -> Check:
+        """What the running device itself last met with the library system (its own report)."""
+        name = "SIP2 at the door"
+        try:
+            conn = sqlite3.connect(f"file:{cfg.database}?mode=ro", uri=True, timeout=2)
+            try:
+                row = conn.execute("SELECT value, updated_at FROM device_status WHERE key = 'sip2'").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            row = None
+        if row is None:
+            return Check(name, SKIP, "the device has not reported a SIP2 check yet")
+        state = json.loads(row[0])
+        success, error_at = state.get("last_success"), state.get("last_error_at")
+        if error_at and (success is None or error_at > success):
+            return Check(
+                name, FAIL,
+                f"the device's last check failed at {error_at}: {state.get('last_error')} (breaker {state.get('breaker')}); "
+                f"last success {success or 'never'}",
+                "see the check above; if the login works here but not at the door, the device unit blocks the server",
+            )
+        if success is None:
+            return Check(name, SKIP, "the device has made no SIP2 check yet")
+        return Check(name, OK, f"the device's last check succeeded at {success}")
 
     # -- the database -----------------------------------------------------------
     def database(self, cfg: Config) -> Check:

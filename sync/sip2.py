@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 from sync.breaker import BreakerOpen, CircuitBreaker
 
@@ -529,6 +529,8 @@ class Sip2Checker:
 
     ``check()`` returns a ``Sip2Result``, or None when there is no answer (error,
     timeout, or the breaker is open during an outage): decide from the cache then.
+    ``state()`` is what the device itself last met, for doctor, the staff page and
+    monitoring: a login that works from a shell proves nothing about the device.
     """
 
     def __init__(
@@ -536,21 +538,37 @@ class Sip2Checker:
         config: Sip2Config,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         ssl_context: ssl.SSLContext | None = None,
     ):
         self.client = Sip2Client(config, ssl_context=ssl_context)
         self.breaker = CircuitBreaker(
             config.breaker_failures, config.breaker_cooldown, clock=clock, name="SIP2 library system"
         )
+        self._wall = wall
+        self._last_success: datetime | None = None
+        self._last_error: tuple[datetime, str] | None = None
 
     def check(self, card_number: str, pin: str | None = None) -> Sip2Result | None:
         try:
-            return self.breaker.call(self.client.patron_information, card_number, pin)
+            result = self.breaker.call(self.client.patron_information, card_number, pin)
         except BreakerOpen:
             return None
         except Sip2Error as exc:
+            # The client's messages name fields and hosts, never a card number or a personal value.
+            self._last_error = (self._wall(), str(exc))
             log.warning("SIP2 check failed, deciding from the cache: %s", exc)
             return None
+        self._last_success = self._wall()
+        return result
+
+    def state(self) -> dict:
+        """The breaker, and when the last check succeeded and failed (aware datetimes or None), with why."""
+        error_at, error = self._last_error or (None, None)
+        return {
+            "breaker": self.breaker.state, "last_success": self._last_success,
+            "last_error": error, "last_error_at": error_at,
+        }
 
     def close(self) -> None:
         self.client.close()

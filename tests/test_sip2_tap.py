@@ -8,6 +8,7 @@ door did, what the event log and the patron cache say, and what reached the serv
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 import time
@@ -511,3 +512,20 @@ def test_the_door_loop_answers_while_a_check_waits_for_the_library_system(tmp_pa
         stop.set()
         loop.join(5)
         branch.close()
+
+
+# -- the device reports the library system as it meets it -----------------------------------
+
+def test_the_device_reports_its_own_last_sip2_success_and_error(branch):
+    branch.tap(CACHED_OK)
+    branch.settle(1.2)  # the status is written at most once a second
+    state = branch.store.status()["sip2"]["value"]
+    assert state["breaker"] == "closed" and state["last_success"] and state["last_error"] is None
+
+    branch.server.stop()
+    branch.tap(CACHED_OK)
+    branch.settle(1.2)
+    state = branch.store.status()["sip2"]["value"]
+    assert state["last_error"].startswith(f"cannot connect to 127.0.0.1:{branch.server.port}")
+    assert state["last_error_at"] > state["last_success"]
+    assert CACHED_OK not in json.dumps(state)
