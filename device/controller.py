@@ -627,7 +627,8 @@ class Controller:
         if patron is not None and fresh(patron, now, self.config.policy):
             budget = SIP2_FRESH_BUDGET_SECONDS
         else:
-            budget = self.sip2.client.config.timeout + SIP2_BUDGET_MARGIN_SECONDS
+            # Never past the age at which a tap is no longer acted on.
+            budget = min(self.sip2.client.config.timeout + SIP2_BUDGET_MARGIN_SECONDS, MAX_TAP_AGE_SECONDS)
         wait.timer = threading.Timer(budget, lambda: self._queue.put(lambda: self._sip2_budget_over(wait)))
         wait.timer.daemon = True
         future = self._sip2_worker.submit(self._check_card, number)
