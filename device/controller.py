@@ -8,8 +8,11 @@ record. If the database cannot be written, only staff are let in and the events
 wait in memory until it can.
 
 With a ``[sip2]`` section, an entrance tap first asks the library system about the
-card (``sync.sip2.Sip2Checker``) and refreshes the patron cache with the answer;
-with no answer in time the tap is decided from the cache as without SIP2.
+card (``sync.sip2.Sip2Checker``) and refreshes the patron cache with the answer.
+The check runs on a worker thread, so the loop goes on meanwhile; the tap is
+decided when the answer comes or its budget runs out (short for a card the cache
+can decide), then from the cache as without SIP2. A late answer still refreshes
+the cache.
 
 A door that asks for a PIN keeps the tap waiting as state in this loop, not as a
 blocking read: keys arrive on the queue like taps, the timeout is checked at each
