@@ -231,8 +231,9 @@ class Sip2Settings:
     tls_ca_file: Path | None = None
     allowed_classes: tuple[str, ...] = ()
     blocking_status: tuple[str, ...] = DEFAULT_BLOCKING_STATUS
-    #: Seconds one whole check may take. The door loop waits for it, so it is kept
-    #: below MAX_TAP_AGE_SECONDS: a longer wait would only answer a patron who left.
+    #: Seconds one whole check may take. A card the cache cannot decide waits for it,
+    #: so it is kept below MAX_TAP_AGE_SECONDS: a longer wait would only answer a
+    #: patron who left. (The check runs on a worker; the door loop does not wait.)
     timeout: float = 1.5
     breaker_failures: int = 3
     breaker_cooldown: float = 30.0
@@ -834,7 +835,7 @@ def _central(table: dict, a_path: Callable[[Any], Path], problems: list[Problem]
     return CentralConfig(**values)
 
 
-#: The longest SIP2 check the door loop may wait for; see Sip2Settings.timeout.
+#: The longest SIP2 check a tap may wait for; see Sip2Settings.timeout.
 SIP2_MAX_TIMEOUT = 3.0
 
 
