@@ -198,7 +198,16 @@ def status_view():
         },
         "unpushed_events": store().unpushed_event_count(),
         "clock_drift_seconds": live["sync:clock_drift_seconds"]["value"] if "sync:clock_drift_seconds" in live else None,
+        "sip2": _sip2(live.get("sip2")),
     })
+
+
+def _sip2(reported: dict | None) -> dict | None:
+    """The library system as the device itself last met it, or None (no [sip2], or no report yet)."""
+    entry = _entry(reported)
+    if entry is None:
+        return None
+    return entry | {key: _stored_time(entry.get(key)) for key in ("last_success", "last_error_at")}
 
 
 def _door(door, live: dict, running: bool) -> dict:

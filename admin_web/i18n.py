@@ -64,6 +64,7 @@ REASON_LABELS = {
     "blocked": _l("Card blocked"),
     "underage": _l("Too young for self-service"),
     "terms_not_accepted": _l("Self-service terms not accepted"),
+    "class_not_allowed": _l("Patron category not allowed in self-service"),
     "card_expired": _l("Card expired"),
     "closed": _l("Library closed"),
     "no_reservation": _l("No reservation now"),

@@ -89,6 +89,7 @@ class BranchCollector:
         yield self._mode(mode)
         yield from self._counters()
         yield from self._sync()
+        yield from self._sip2()
         yield GaugeMetricFamily("omaovi_unpushed_events", "Events not yet accepted by the central service", self.store.unpushed_event_count())
         yield GaugeMetricFamily("omaovi_patron_cache_entries", "Cards in the patron permission cache", self.store.patron_count())
 
@@ -158,6 +159,21 @@ class BranchCollector:
                 continue
             families[family].add_metric([row["door"]] + ([value] if value else []), row["count"])
         yield from families.values()
+
+    def _sip2(self) -> Iterator[Metric]:
+        """The library system as the device itself meets it; no samples without [sip2]."""
+        reported = self.store.status().get("sip2")
+        if reported is None:
+            return
+        state = reported["value"]
+        yield GaugeMetricFamily("omaovi_sip2_breaker_open", "1 while the device does not ask the library system (SIP2)",
+                                int(state.get("breaker") != "closed"))
+        for key, name, text in (
+            ("last_success", "last_success", "When the device's last SIP2 check succeeded"),
+            ("last_error_at", "last_error", "When the device's last SIP2 check failed"),
+        ):
+            if state.get(key):
+                yield GaugeMetricFamily(f"omaovi_sip2_{name}_timestamp_seconds", text, parse_utc(state[key]).timestamp())
 
     def _sync(self) -> Iterator[Metric]:
         # sync_state column -> the gauge of its time.

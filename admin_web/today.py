@@ -144,6 +144,15 @@ def _warnings(status: dict[str, dict], now: datetime) -> list[str]:
                 "Check the keypad's cable; the door asks for PINs again as soon as the keypad works.",
                 door=door.label, time=local_datetime(door.card_only_since),
             ))
+    sip2 = status.get("sip2")
+    if sip2 is not None:
+        state = sip2["value"]
+        if state.get("last_error_at") and (not state.get("last_success") or state["last_error_at"] > state["last_success"]):
+            warnings.append(_(
+                "The library system did not answer the door's card check at %(time)s (%(error)s): cards are "
+                "checked against the cached data, and cards the cache does not know cannot be checked.",
+                time=local_datetime(state["last_error_at"]), error=state.get("last_error"),
+            ))
     stale_after = config.policy.max_offline_age / 2
     for stream, state in store().sync_states().items():
         what = SYNC_STREAM_LABELS.get(stream, stream)

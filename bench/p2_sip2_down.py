@@ -1,13 +1,17 @@
 """P2: taps while the library system (SIP2) accepts connections but never answers.
 
-The first tap waits out the check's timeout and opens the circuit breaker; every
-tap after it is decided from the cache at once. The Koha-Suomi door controller
-in Finnish libraries waits 5,000 ms on every tap in the same situation.
+The first tap of a card with a fresh cache entry waits only the short SIP2 budget
+(``device.controller.SIP2_FRESH_BUDGET_SECONDS``) and is decided from the cache,
+while the check itself runs on to its timeout on the SIP2 worker and opens the
+circuit breaker. Every tap after that is decided from the cache at once. The
+first tap is reported on its own. The Koha-Suomi door controller in Finnish
+libraries waits 5,000 ms on every tap in the same situation.
 """
 
 from __future__ import annotations
 
 import socket
+import time
 
 from bench.baseline import BareTap
 from bench.data import DOORS
@@ -17,8 +21,8 @@ from bench.timing import ratio, summary
 from sync.sip2 import Sip2Checker, Sip2Config
 
 P99_MS = 50
-#: What the first tap may add to the timeout: one ordinary decision.
-FIRST_TAP_MARGIN_MS = 50
+#: Every tap, the first one included, is decided within this while SIP2 is down.
+FIRST_TAP_MS = 300
 SSAUTHENTICATOR_MS = 5000
 
 
@@ -34,13 +38,17 @@ def run(ws) -> Figure:
             with BenchDevice(database, sip2=checker) as device, BareTap(database, ws.scale.patrons) as bare_tap:
                 first = device.tap(DOORS[0], taps.number())
                 breaker_after_first = checker.breaker.state
+                # The first check runs on to its timeout on the worker, then opens the breaker.
+                give_up = time.monotonic() + config.timeout + 2
+                while checker.breaker.state != "open" and time.monotonic() < give_up:
+                    time.sleep(0.01)
                 latencies, missed = taps.run(device, ws.scale.sip2_taps, before=bare_tap.once)
                 breaker_after = checker.breaker.state
         finally:
             checker.close()
     figure = Figure(
         "P2", "tap while SIP2 is down",
-        f"first <= timeout {config.timeout * 1000:.0f} (+{FIRST_TAP_MARGIN_MS}) ms; then p99 <= {P99_MS} ms",
+        f"first <= {FIRST_TAP_MS} ms (timeout {config.timeout * 1000:.0f} ms); then p99 <= {P99_MS} ms",
     )
     bare, following = summary(bare_tap.times), summary(latencies)
     first_ms = round(first * 1000, 1) if first is not None else None
@@ -54,6 +62,6 @@ def run(ws) -> Figure:
     figure.result = f"first {first_ms} ms, then p99 {following['p99_ms']} ms (breaker {breaker_after})"
     figure.passed = (
         first_ms is not None and missed == 0 and breaker_after == "open"
-        and first_ms <= config.timeout * 1000 + FIRST_TAP_MARGIN_MS and following["p99_ms"] <= P99_MS
+        and first_ms <= FIRST_TAP_MS and following["p99_ms"] <= P99_MS
     )
     return figure

@@ -31,8 +31,9 @@ class CardNumberError(ValueError):
     """A read that cannot be a card number. It is logged and never counts as a card."""
 
 
-def normalize(number: str) -> str:
-    """Trim, uppercase and strip separators, so that '04:a2-1b 3c' and '04A21B3C' match.
+def clean(number: str) -> str:
+    """Trim and strip separators, keeping the letters' case as read: the library
+    system may look ids up case-sensitively (SIP2 sends this form).
 
     Raises CardNumberError for anything left that is not 1-64 letters and digits.
     """
@@ -40,7 +41,12 @@ def normalize(number: str) -> str:
     # isascii() first: upper() turns some non-ASCII letters into ASCII ones ("ß" -> "SS").
     if not (cleaned.isascii() and _VALID.match(cleaned.upper())):
         raise CardNumberError(f"not a card number: {number!r} (expected 1-64 letters and digits)")
-    return cleaned.upper()
+    return cleaned
+
+
+def normalize(number: str) -> str:
+    """The canonical number: cleaned and uppercased, so that '04:a2-1b 3c' and '04A21B3C' match."""
+    return clean(number).upper()
 
 
 def uid_to_number(uid: bytes, uid_format: str) -> str:

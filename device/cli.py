@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="check the installation: config, database, key, readers, pins, clock, central service, SIP2")
     p.add_argument("--pulse", metavar="DOOR", help="instead: unlock DOOR once for its unlock_seconds, to test the relay")
+    p.add_argument("--sip2-card", metavar="NUMBER",
+                   help="instead: look up this test card in the library system and show how the SIP2 profile reads each field")
+    _config_arg(p)
+
+    p = sub.add_parser("sip2-dropin", help="print the device unit's drop-in that lets it reach the [sip2] server "
+                       "and nothing else (systemd/install.sh writes it); nothing without [sip2]")
     _config_arg(p)
 
     p = sub.add_parser("web", help="serve the staff page and the API (waitress, on [web] host and port)")
@@ -219,6 +225,24 @@ def cmd_check_config(args) -> int:
         print(f"{len(exc.problems)} problem(s) found.")
         return 1
     print(f"{cfg.path}: OK — branch {cfg.branch}, {len(cfg.doors)} door(s): " + ", ".join(f"{d.id} ({d.kind})" for d in cfg.doors))
+    return 0
+
+
+def cmd_sip2_dropin(args) -> int:
+    from device.unit_network import sip2_dropin
+
+    try:
+        _, sections = config_mod.load_sections(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if sections.sip2 is None:
+        return 0
+    try:
+        sys.stdout.write(sip2_dropin(sections.sip2))
+    except (OSError, ValueError) as exc:
+        print(f"sip2.host {sections.sip2.host}: cannot be resolved: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -400,6 +424,8 @@ def cmd_doctor(args) -> int:
 
     if args.pulse:
         return doctor.pulse(args.config, args.pulse, sys.stdout)
+    if args.sip2_card is not None:
+        return doctor.sip2_card(args.config, args.sip2_card, sys.stdout)
     return doctor.report(doctor.Doctor().run(args.config), sys.stdout)
 
 
@@ -543,6 +569,7 @@ COMMANDS = {
     **{("token", action): cmd_token for action in ("add", "list", "revoke")},
     ("central", "pull"): cmd_central_pull,
     ("doctor", None): cmd_doctor,
+    ("sip2-dropin", None): cmd_sip2_dropin,
     ("check-config", None): cmd_check_config,
     ("card-key", None): cmd_card_key,
     ("patrons", "import"): cmd_patrons_import,

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from device.cards import UID_FORMATS
-from sync.sip2 import DEFAULT_BLOCKING_STATUS, PROFILES, STATUS_BITS
+from sync.sip2 import CARD_NUMBER_FORMS, DEFAULT_BLOCKING_STATUS, PROFILES, STATUS_BITS
 
 DEFAULT_PATH = "/etc/omaovi/omaovi.toml"
 #: The door id of events about the building as a whole (announcements, people left inside).
@@ -237,11 +237,13 @@ class Sip2Settings:
     tls_ca_file: Path | None = None
     allowed_classes: tuple[str, ...] = ()
     blocking_status: tuple[str, ...] = DEFAULT_BLOCKING_STATUS
-    #: Seconds one whole check may take. The door loop waits for it, so it is kept
-    #: below MAX_TAP_AGE_SECONDS: a longer wait would only answer a patron who left.
+    #: Seconds one whole check may take. A card the cache cannot decide waits for it,
+    #: so it is kept below MAX_TAP_AGE_SECONDS: a longer wait would only answer a
+    #: patron who left. (The check runs on a worker; the door loop does not wait.)
     timeout: float = 1.5
     breaker_failures: int = 3
     breaker_cooldown: float = 30.0
+    card_number_form: str = "as_read"
 
 
 @dataclass(frozen=True)
@@ -865,7 +867,7 @@ def _central(table: dict, a_path: Callable[[Any], Path], problems: list[Problem]
     return CentralConfig(**values)
 
 
-#: The longest SIP2 check the door loop may wait for; see Sip2Settings.timeout.
+#: The longest SIP2 check a tap may wait for; see Sip2Settings.timeout.
 SIP2_MAX_TIMEOUT = 3.0
 
 
@@ -894,6 +896,7 @@ def _sip2(table: dict, a_path: Callable[[Any], Path], problems: list[Problem]) -
         "timeout": s.number("timeout", 0.1, SIP2_MAX_TIMEOUT, 1.5),
         "breaker_failures": s.integer("breaker_failures", 1, 100, 3),
         "breaker_cooldown": s.number("breaker_cooldown", 1, 3600, 30.0),
+        "card_number_form": s.choice("card_number_form", CARD_NUMBER_FORMS, "as_read"),
     }
     s.finish()
     if any(value is None for key, value in values.items() if key != "tls_ca_file") or (

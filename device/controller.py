@@ -8,8 +8,11 @@ record. If the database cannot be written, only staff are let in and the events
 wait in memory until it can.
 
 With a ``[sip2]`` section, an entrance tap first asks the library system about the
-card (``sync.sip2.Sip2Checker``) and refreshes the patron cache with the answer;
-with no answer in time the tap is decided from the cache as without SIP2.
+card (``sync.sip2.Sip2Checker``) and refreshes the patron cache with the answer.
+The check runs on a worker thread, so the loop goes on meanwhile; the tap is
+decided when the answer comes or its budget runs out (short for a card the cache
+can decide), then from the cache as without SIP2. A late answer still refreshes
+the cache.
 
 A door that asks for a PIN keeps the tap waiting as state in this loop, not as a
 blocking read: keys arrive on the queue like taps, the timeout is checked at each
@@ -28,7 +31,8 @@ import queue
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, replace
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -43,8 +47,8 @@ from device.door import Door
 from device.events import Event
 from device.heartbeat import HEARTBEAT_SECONDS, KEY as HEARTBEAT_KEY
 from device.keypad import build_keypad
-from device.pins import LockoutRule, PinEntry, VerifierError, load_pepper, locked_until, pin_matches
-from device.policy import Decision, DoorState, Patron, PinResult, Reason, Reservation, decide, open_to_all
+from device.pins import LockoutRule, PinEntry, VerifierError, load_pepper, locked_until, pin_matches, remember_pin
+from device.policy import Decision, DoorState, Patron, PinResult, Reason, Reservation, decide, fresh, open_to_all
 from device.store import Command, Store
 from device.visits import RepeatTaps
 from sync.sip2 import Sip2Checker, Sip2Config
@@ -76,6 +80,13 @@ STORAGE_RETRY_SECONDS = 1.0
 STAFF_CARDS_POLL_SECONDS = 60.0
 #: How often the readers' counts of dropped reads are written for /metrics (only when they changed).
 READER_COUNTS_SECONDS = 5.0
+#: How long a card with a fresh cache entry waits for the library system before it is
+#: decided from the cache; the late answer still refreshes the entry. Cards without a
+#: fresh entry wait for the whole check (``[sip2] timeout``), since the cache cannot decide them.
+SIP2_FRESH_BUDGET_SECONDS = 0.2
+#: Past the check's own timeout, what a card without a fresh entry waits at most, in
+#: case the check is held up behind another on its worker.
+SIP2_BUDGET_MARGIN_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,20 @@ class PinWait:
     entry: PinEntry
     deadline: float
     checking: bool = False
+    #: The verifier kept from the library system's last "right PIN" for this card, while young enough.
+    sip2_verifier: str | None = field(default=None, repr=False)
+
+
+@dataclass
+class Sip2Wait:
+    """A tap waiting for the library system's answer, or for its budget to run out."""
+
+    door_id: str
+    key: str
+    number: str
+    patron: Patron | None
+    timer: threading.Timer | None = None
+    decided: bool = False
 
 
 class Controller:
@@ -127,6 +152,8 @@ class Controller:
         self.config = config
         self.store = store
         self.sip2 = sip2
+        #: The SIP2 check runs here, off the loop, so door timers and staff commands never wait for it.
+        self._sip2_worker = ThreadPoolExecutor(1, thread_name_prefix="sip2") if sip2 is not None else None
         self.key = consortium_key if consortium_key is not None else load_consortium_key(config.consortium_key_file)
         # Read before any pin is touched: a device told to check PINs does not start without its pepper.
         self.pepper = pepper if pepper is not None or config.pin is None else load_pepper(config.pin.pepper_file)
@@ -158,6 +185,7 @@ class Controller:
                 pin_factory=pin_factory,
             )
         self._door_status: dict[str, dict] = {}
+        self._shown_sip2: dict | None = None
         self._last_polled: dict[str, float] = {}
         self._resume_standing_commands()
         self._start_extras(pin_factory, player)
@@ -258,6 +286,7 @@ class Controller:
             ("heartbeat", HEARTBEAT_SECONDS, self._heartbeat),
             ("reader_counts", READER_COUNTS_SECONDS, self._publish_dropped_reads),
             ("staff", STAFF_CARDS_POLL_SECONDS, self._refresh_staff_keys),
+            ("sip2", ANNOUNCE_POLL_SECONDS, self._publish_sip2),
         ):
             if now - last.get(name, -1e9) >= interval:
                 last[name] = now
@@ -275,10 +304,17 @@ class Controller:
         if self._started_at is not None:
             # The relays are released: say so at once rather than after three missed heartbeats.
             self._set_status(HEARTBEAT_KEY, self._heartbeat_value() | {"stopped_at": events.utc_text(self.wall())})
+        if self._sip2_worker is not None:
+            self._sip2_worker.shutdown(wait=False, cancel_futures=True)
 
     # -- one tap --------------------------------------------------------------
     def tap(self, door_id: str, number: str, read_at: float | None = None) -> TapResult | None:
-        """Decide, record, then act. The raw number lives only in this call."""
+        """Decide, record, then act. The raw number lives only in this call, and while the
+        library system is asked, in the tap's ``Sip2Wait``.
+
+        None when the tap is not decided yet: waiting for a PIN, or for the library
+        system's answer (or its budget), after which the loop decides it.
+        """
         door_cfg = self.config.door(door_id)
         door = self.doors[door_id]
         if read_at is not None and self.clock() - read_at > MAX_TAP_AGE_SECONDS:
@@ -296,9 +332,30 @@ class Controller:
             return None
         now = self.wall()
         try:
-            patron, reservations, decision = self._decide(door_cfg, door, key, number, now)
+            patron = self.store.patron(key, now.astimezone(self.config.tz).date())
         except sqlite3.Error as exc:
             return self._act(door_cfg, self._decide_from_memory(key, now, exc), key, now)
+        if self._sip2_may_matter(door_cfg, door, patron, now):
+            if self.sip2.breaker.state == "open":
+                # An outage: no answer would come, so none is waited for, not even a thread hop.
+                return self._decide_tap(door_cfg, key, number, patron, self._no_answer(now), now)
+            self._ask_sip2(door_cfg, key, number, patron, now)
+            return None
+        return self._decide_tap(door_cfg, key, number, patron, Reason.UNKNOWN_CARD, now)
+
+    def _decide_tap(
+        self, door_cfg: DoorConfig, key: str, number: str, patron: Patron | None, unknown: Reason, now: datetime
+    ) -> TapResult | None:
+        """The decision without the PIN, then the PIN step where it is asked."""
+        door = self.doors[door_cfg.id]
+        try:
+            reservations = self.store.reservations_for(key, door_cfg.resource, now) if door_cfg.kind == "booth" else []
+        except sqlite3.Error as exc:
+            return self._act(door_cfg, self._decide_from_memory(key, now, exc), key, now)
+        decision = decide(
+            key, door_cfg, now, self.schedule, patron, reservations, self.config.policy, DoorState(lockdown=door.lockdown),
+            unknown=unknown,
+        )
         if self._pin_needed(door_cfg, decision):
             return self._ask_pin(door_cfg, decision, key, number, patron, reservations, now)
         return self._act(door_cfg, decision, key, now)
@@ -371,7 +428,7 @@ class Controller:
         pin = self.config.pin
         self._pin_waits[door_cfg.id] = PinWait(
             key, number, patron, reservations, PinEntry(pin.length, pin.enter_key, pin.reset_key),
-            deadline=self.clock() + pin.timeout,
+            deadline=self.clock() + pin.timeout, sip2_verifier=self._kept_verifier(key, now),
         )
         self.doors[door_cfg.id].prompt_pin()
         self._show(door_cfg.id, messages.message(messages.ENTER_PIN))
@@ -389,15 +446,18 @@ class Controller:
         wait.checking = True
 
         def check() -> None:
-            result = self._check_pin(wait, pin)
+            result, library_says = self._check_pin(wait, pin)
             self._queue.put(lambda: self._pin_checked(door_id, wait, result))
+            if library_says is not None:
+                self._keep_pin(wait.key, pin if library_says else None)
 
         threading.Thread(target=check, name=f"pin check {door_id}", daemon=True).start()
 
-    def _check_pin(self, wait: PinWait, pin: str) -> PinResult | None:
-        """Off the loop thread: the library system's word when it gives one, else the cached verifier.
+    def _check_pin(self, wait: PinWait, pin: str) -> tuple[PinResult | None, bool | None]:
+        """Off the loop thread: the library system's word when it gives one, else the cached verifiers.
 
-        None when neither can tell (offline and no verifier cached for the card).
+        Returns the result (None when nothing can tell: offline and no verifier for
+        the card) and the library system's own verdict, None without one.
         """
         if self.sip2 is not None:
             try:
@@ -406,14 +466,43 @@ class Controller:
                 log.error("SIP2 PIN check raised %s; trying the cached verifier", type(exc).__name__)
                 answer = None
             if answer is not None and answer.pin_ok is not None:
-                return PinResult.OK if answer.pin_ok else PinResult.WRONG
-        verifier = wait.patron.pin_verifier if wait.patron is not None else None
-        if verifier is None or self.pepper is None:
-            return None
+                return (PinResult.OK if answer.pin_ok else PinResult.WRONG), answer.pin_ok
+        verifiers = [v for v in (wait.patron.pin_verifier if wait.patron else None, wait.sip2_verifier) if v]
+        if not verifiers or self.pepper is None:
+            return None, None
         try:
-            return PinResult.OK if pin_matches(pin, verifier, self.pepper) else PinResult.WRONG
+            # Either is the patron's PIN: the central service's, or the one the library system last accepted.
+            return (PinResult.OK if any(pin_matches(pin, v, self.pepper) for v in verifiers) else PinResult.WRONG), None
         except VerifierError as exc:
             log.error("the cached PIN verifier of a card is unusable: %s", exc)
+            return None, None
+
+    def _keep_pin(self, key: str, pin: str | None) -> None:
+        """Off the loop thread, after the door has its answer: keep a peppered verifier of
+        a PIN the library system accepted (``pin``), or forget the kept one (None)."""
+        if pin is None:
+            self._queue.put(lambda: self._store_pin_verifier(key, None))
+        elif self.pepper is not None:
+            verifier = remember_pin(pin, self.pepper)
+            self._queue.put(lambda: self._store_pin_verifier(key, verifier))
+
+    def _store_pin_verifier(self, key: str, verifier: str | None) -> None:
+        try:
+            if verifier is None:
+                self.store.forget_sip2_pin_verifier(key)
+            else:
+                self.store.keep_sip2_pin_verifier(key, verifier, self.wall())
+        except sqlite3.Error as exc:
+            log.error("cannot keep or forget a card's PIN verifier: %s", exc)
+
+    def _kept_verifier(self, key: str, now: datetime) -> str | None:
+        """The verifier kept from the library system, if it accepted the PIN within max_offline_age."""
+        if self.sip2 is None:
+            return None
+        try:
+            return self.store.sip2_pin_verifier(key, since=now - self.config.policy.max_offline_age)
+        except sqlite3.Error as exc:
+            log.error("cannot read a card's kept PIN verifier: %s", exc)
             return None
 
     def _pin_checked(self, door_id: str, wait: PinWait, result: PinResult | None) -> None:
@@ -510,19 +599,6 @@ class Controller:
             self._shown_lockouts = shown
             self._set_status("pin_lockouts", shown)
 
-    def _decide(
-        self, door_cfg: DoorConfig, door: Door, key: str, number: str, now: datetime
-    ) -> tuple[Patron | None, list[Reservation], Decision]:
-        """The patron and reservations as the PIN step needs them, and the decision without the PIN."""
-        today = now.astimezone(self.config.tz).date()
-        patron = self.store.patron(key, today)
-        if self._sip2_may_matter(door_cfg, door, patron, now):
-            patron = self._ask_sip2(key, number, patron, now)
-        reservations = self.store.reservations_for(key, door_cfg.resource, now) if door_cfg.kind == "booth" else []
-        return patron, reservations, decide(
-            key, door_cfg, now, self.schedule, patron, reservations, self.config.policy, DoorState(lockdown=door.lockdown)
-        )
-
     def _decide_from_memory(self, key: str, now: datetime, exc: sqlite3.Error) -> Decision:
         """The database cannot be read: staff cards, kept in memory, still open the door and
         everyone else is told "unavailable" at once, rather than the tap vanishing unanswered."""
@@ -546,47 +622,106 @@ class Controller:
         Every check may cost the patron at the door up to the timeout, so it is
         made only where ``decide()`` would look at the patron's permissions: not
         at a booth (the reservation decides), not in lockdown or closed hours, not
-        while the entrance stands unlocked for staffed hours, and not for this
-        branch's own staff cards and blocks, which win over any answer.
+        while the entrance stands unlocked for staffed hours, and not for staff
+        cards and this branch's own blocks, which win over any answer (a staff
+        card need not be a library card at all).
         """
         if self.sip2 is None or door_cfg.kind != "entrance" or door.lockdown:
             return False
-        if patron is not None and (patron.local_staff or patron.local_block):
+        if patron is not None and (patron.local_staff or patron.local_block or patron.staff):
             return False
         mode = self.schedule.mode_at(now)
         return mode != "closed" and not open_to_all(door_cfg, mode, self.config.policy)
 
-    def _ask_sip2(self, key: str, number: str, patron: Patron | None, now: datetime) -> Patron | None:
-        """The cached patron refreshed with the library system's answer, or as cached without one.
+    def _ask_sip2(self, door_cfg: DoorConfig, key: str, number: str, patron: Patron | None, now: datetime) -> None:
+        """Start the check on the SIP2 worker; the tap is decided by its answer or when its budget runs out.
+
+        A card with a fresh cache entry gets a short budget: the cache can decide it,
+        so no patron waits long for a library system that has gone silent. Either
+        way the loop goes on meanwhile.
+        """
+        assert self.sip2 is not None and self._sip2_worker is not None
+        wait = Sip2Wait(door_cfg.id, key, number, patron)
+        if patron is not None and fresh(patron, now, self.config.policy):
+            budget = SIP2_FRESH_BUDGET_SECONDS
+        else:
+            # Never past the age at which a tap is no longer acted on.
+            budget = min(self.sip2.client.config.timeout + SIP2_BUDGET_MARGIN_SECONDS, MAX_TAP_AGE_SECONDS)
+        wait.timer = threading.Timer(budget, lambda: self._queue.put(lambda: self._sip2_budget_over(wait)))
+        wait.timer.daemon = True
+        future = self._sip2_worker.submit(self._check_card, number)
+        wait.timer.start()
+        future.add_done_callback(lambda done: self._queue.put(lambda: self._sip2_answered(wait, done)))
+
+    def _check_card(self, number: str):
+        """On the SIP2 worker: the library system's answer, or None."""
+        try:
+            return self.sip2.check(number)
+        except Exception as exc:  # noqa: BLE001 - a bug in the check must not stop the door
+            # The type only: a message could quote the card number.
+            log.error("SIP2 check raised %s; deciding from the cache", type(exc).__name__,
+                      extra={"event_type": "sip2_error"})
+            return None
+
+    def _sip2_answered(self, wait: Sip2Wait, done: Future) -> None:
+        """The answer, on the loop: it refreshes the cache, and decides the tap unless its budget ran out first."""
+        if wait.timer is not None:
+            wait.timer.cancel()
+        now = self.wall()
+        patron, unknown = self._use_answer(wait.key, wait.patron, None if done.cancelled() else done.result(), now)
+        if not wait.decided:
+            wait.decided = True
+            self._decide_tap(self.config.door(wait.door_id), wait.key, wait.number, patron, unknown, now)
+
+    def _sip2_budget_over(self, wait: Sip2Wait) -> None:
+        if wait.decided:
+            return
+        wait.decided = True
+        log.info("door %s: no answer from the library system within the budget; deciding from the cache",
+                 wait.door_id, extra={"door": wait.door_id, "event_type": "sip2_budget_over"})
+        now = self.wall()
+        self._decide_tap(self.config.door(wait.door_id), wait.key, wait.number, wait.patron, self._no_answer(now), now)
+
+    def _use_answer(self, key: str, patron: Patron | None, result, now: datetime) -> tuple[Patron | None, Reason]:
+        """The cached patron refreshed with the library system's answer, and what a card
+        with no entry is: ``unknown_card`` when the library system said so (nothing is
+        cached then) or the cache is known complete, else ``unavailable``.
 
         The answer is used for this tap even if it cannot be written to the cache.
         SIP2 carries no age, so ``age_ok_from`` (and the staff flag) stay as cached:
         a card the cache does not know gets no age and is ``underage`` in
         self-service hours until the central service or a CSV import supplies it.
         """
-        assert self.sip2 is not None
-        try:
-            result = self.sip2.check(number)
-        except Exception as exc:  # noqa: BLE001 - a bug in the check must not stop the door
-            # The type only: a message could quote the card number.
-            log.error("SIP2 check raised %s; deciding from the cache", type(exc).__name__,
-                      extra={"event_type": "sip2_error"})
-            return patron
         if result is None:
-            return patron
-        fresh = replace(
+            return patron, self._no_answer(now)
+        if not result.known:
+            return None, Reason.UNKNOWN_CARD
+        refreshed = replace(
             patron or Patron(card_key=key),
             self_service=result.self_service, blocked_reason=result.blocked_reason,
-            valid_until=result.valid_until, fetched_at=now,
+            valid_until=result.valid_until, fetched_at=now, class_refused=result.class_refused,
         )
         try:
             self.store.refresh_patron(
                 key, self_service=result.self_service, blocked_reason=result.blocked_reason,
-                valid_until=result.valid_until, fetched_at=now, source="sip2",
+                valid_until=result.valid_until, fetched_at=now, source="sip2", class_refused=result.class_refused,
             )
         except sqlite3.Error as exc:
             log.error("cannot write the SIP2 answer to the patron cache: %s", exc)
-        return fresh
+        return refreshed, Reason.UNKNOWN_CARD
+
+    def _no_answer(self, now: datetime) -> Reason:
+        """A card with no entry, when the library system gave no answer."""
+        return Reason.UNKNOWN_CARD if self._cache_complete(now) else Reason.UNAVAILABLE
+
+    def _cache_complete(self, now: datetime) -> bool:
+        """Whether a card missing from the cache is truly unknown: a full snapshot of
+        every card, kept up to date within ``max_offline_age``."""
+        try:
+            complete = self.store.patrons_complete_at()
+        except sqlite3.Error:
+            return False
+        return complete is not None and now - complete <= self.config.policy.max_offline_age
 
     def _event(
         self, door_cfg: DoorConfig, type_: str, now: datetime, decision: Decision, key: str, detail: dict,
@@ -788,6 +923,17 @@ class Controller:
             lambda: post(lambda: self._counted(door_cfg.id, self.occupancy.person_out)),
             pin_factory=pin_factory,
         )
+
+    def _publish_sip2(self) -> None:
+        """The library system as this device meets it (``Sip2Checker.state``), for doctor,
+        ``/api/v1/status``, ``/metrics`` and the Today page; written when it changes."""
+        if self.sip2 is None:
+            return
+        state = {key: events.utc_text(value) if isinstance(value, datetime) else value
+                 for key, value in self.sip2.state().items()}
+        if state != self._shown_sip2:
+            self._shown_sip2 = state
+            self._set_status("sip2", state)
 
     def _set_status(self, key: str, value) -> None:
         try:
@@ -1069,7 +1215,7 @@ def sip2_checker(settings: Sip2Settings) -> Sip2Checker:
         tls_ca_file=str(settings.tls_ca_file) if settings.tls_ca_file else None,
         timeout=settings.timeout, allowed_classes=settings.allowed_classes,
         blocking_status=settings.blocking_status, breaker_failures=settings.breaker_failures,
-        breaker_cooldown=settings.breaker_cooldown,
+        breaker_cooldown=settings.breaker_cooldown, card_number_form=settings.card_number_form,
     ))
 
 

@@ -6,7 +6,9 @@ database, the consortium key, each reader and serial PIN keypad, the GPIO pins a
 the config has them, that the central service accepts the branch's token and that
 the library system accepts the SIP2 login. It changes
 nothing, with one exception asked for by name: ``--pulse DOOR`` clicks that door's
-relay once, to test the lock wiring.
+relay once, to test the lock wiring. ``--sip2-card NUMBER`` looks one test card
+up in the library system and prints how the configured profile reads each field
+of the reply, so that a wrong profile is caught at install time.
 
 Run it as the service user (``sudo -u omaovi omaovi doctor``) so that permission
 problems show up as they would for the device. When run as root it still checks
@@ -20,6 +22,7 @@ first (``sudo systemctl stop omaovi-device``), or they report the devices as bus
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import sqlite3
@@ -41,6 +44,8 @@ from device.store import MIGRATIONS
 
 OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "--"
 SERVICE_USER = "omaovi"
+#: An address no SIP2 server has (TEST-NET-1): the device unit must refuse it.
+_NOT_SIP2 = "192.0.2.1"
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ class Doctor:
     service_user: whose write access to the database is checked when running as root.
     session: the requests.Session that asks the central service (None: a new one),
         so tests can keep proxies from the environment out of the way.
+    unit_dir: where the systemd units are installed.
     """
 
     def __init__(
@@ -84,6 +90,7 @@ class Doctor:
         ntp_synchronized: Callable[[], str] = _run_timedatectl,
         service_user: str = SERVICE_USER,
         session=None,
+        unit_dir: Path = Path("/etc/systemd/system"),
     ):
         self.pin_factory = pin_factory
         if build_reader is None:
@@ -92,6 +99,7 @@ class Doctor:
         self.ntp_synchronized = ntp_synchronized
         self.service_user = service_user
         self.session = session
+        self.unit_dir = unit_dir
 
     def run(self, config_path: str | Path) -> list[Check]:
         try:
@@ -115,6 +123,9 @@ class Doctor:
         checks.append(self.clock())
         checks.append(self.central(cfg, sections.central))
         checks.append(self.sip2(sections.sip2))
+        if sections.sip2 is not None:
+            checks.append(self.sip2_unit(sections.sip2))
+            checks.append(self.sip2_at_the_door(cfg))
         return checks
 
     # -- the central service ------------------------------------------------------------
@@ -210,6 +221,62 @@ class Doctor:
         except Sip2Error as exc:
             return Check(name, FAIL, _naming(where, exc), _sip2_network_hint(settings))
         return Check(name, OK, f"login accepted by {where}")
+
+    def sip2_unit(self, settings: Sip2Settings) -> Check:
+        """Whether the installed device unit lets the device reach the SIP2 server, and only it.
+
+        The login above runs outside the unit's sandbox; this reads the unit and
+        its drop-ins as systemd merges them (``device.unit_network``).
+        """
+        from device.unit_network import installed_unit_texts, may_connect, resolve
+
+        name = "SIP2 through the device unit"
+        texts = installed_unit_texts(self.unit_dir)
+        if not texts:
+            return Check(name, SKIP, f"omaovi-device.service is not installed in {self.unit_dir}")
+        try:
+            addresses = resolve(settings.host)
+        except OSError as exc:
+            return Check(name, FAIL, f"{settings.host} cannot be resolved: {exc}", _sip2_network_hint(settings))
+        blocked = [a for a in addresses if not may_connect(texts, a)]
+        if blocked:
+            return Check(
+                name, FAIL,
+                f"the device unit blocks {settings.host} ({', '.join(blocked)}): every check fails at the door "
+                "and it decides from the cache",
+                "run sudo systemd/install.sh again (it writes omaovi-device.service.d/sip2.conf from [sip2]), then "
+                "sudo systemctl daemon-reload && sudo systemctl restart omaovi-device",
+            )
+        if may_connect(texts, _NOT_SIP2):
+            return Check(name, WARN, f"the device unit lets {settings.host} through, and other addresses too",
+                         "keep IPAddressDeny=any in omaovi-device.service; allow only the SIP2 server")
+        return Check(name, OK, f"the device unit lets {settings.host} ({', '.join(addresses)}) through, and nothing else")
+
+    def sip2_at_the_door(self, cfg: Config) -> Check:
+        """What the running device itself last met with the library system (its own report)."""
+        name = "SIP2 at the door"
+        try:
+            conn = sqlite3.connect(f"file:{cfg.database}?mode=ro", uri=True, timeout=2)
+            try:
+                row = conn.execute("SELECT value, updated_at FROM device_status WHERE key = 'sip2'").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            row = None
+        if row is None:
+            return Check(name, SKIP, "the device has not reported a SIP2 check yet")
+        state = json.loads(row[0])
+        success, error_at = state.get("last_success"), state.get("last_error_at")
+        if error_at and (success is None or error_at > success):
+            return Check(
+                name, FAIL,
+                f"the device's last check failed at {error_at}: {state.get('last_error')} (breaker {state.get('breaker')}); "
+                f"last success {success or 'never'}",
+                "see the check above; if the login works here but not at the door, the device unit blocks the server",
+            )
+        if success is None:
+            return Check(name, SKIP, "the device has made no SIP2 check yet")
+        return Check(name, OK, f"the device's last check succeeded at {success}")
 
     # -- the database -----------------------------------------------------------
     def database(self, cfg: Config) -> Check:
@@ -454,6 +521,66 @@ def _owner(path: Path) -> str:
     except KeyError:
         group = str(st.st_gid)
     return f"{user}:{group}, mode {stat.filemode(st.st_mode)}"
+
+
+def sip2_card(config_path: str | Path, number: str, out: TextIO) -> int:
+    """Look a test card up as the device would and print how the profile reads the reply.
+
+    Prints the profile's reading of each field (allowed or not, and why), never a
+    personal value and never the card number. The exit code is 1 when the lookup
+    fails or the reply does not fit the profile.
+    """
+    from device.cards import CardNumberError, clean
+    from device.controller import sip2_checker
+    from sync.sip2 import PROFILES, Sip2Error
+
+    def show(status: str, detail: str, hint: str = "") -> None:
+        for line in Check("SIP2 test card", status, detail, hint).lines():
+            print(line, file=out)
+
+    try:
+        _, sections = config_mod.load_sections(config_path)
+    except ConfigError as exc:
+        show(FAIL, f"{exc.path}: " + "; ".join(str(p) for p in exc.problems), f"omaovi check-config {exc.path}")
+        return 1
+    settings = sections.sip2
+    if settings is None:
+        show(FAIL, "not configured (no [sip2] section)", "add a [sip2] section (docs/sip2.md)")
+        return 1
+    try:
+        number = clean(number)
+    except CardNumberError:
+        show(FAIL, "the --sip2-card value is not a card number (1-64 letters and digits)")
+        return 1
+    profile = PROFILES[settings.profile]
+    print(f"      profile {profile.name}: {profile.system}", file=out)
+    print(f"      card number sent {settings.card_number_form}", file=out)
+    notes: list[str] = []
+    try:
+        checker = sip2_checker(settings)
+    except (OSError, ValueError) as exc:
+        show(FAIL, str(exc))
+        return 1
+    try:
+        result = checker.client.patron_information(number, notes=notes)
+    except Sip2Error as exc:
+        for note in notes:
+            print(f"      {note}", file=out)
+        others = ", ".join(name for name in PROFILES if name != profile.name)
+        show(FAIL, _naming(f"{settings.host}:{settings.port}", exc),
+             f"if a field does not fit, the profile is wrong for this library system: try sip2.profile = {others} "
+             "(docs/sip2.md#profiles); otherwise run omaovi doctor for the connection")
+        return 1
+    finally:
+        checker.close()
+    for note in notes:
+        print(f"      {note}", file=out)
+    if not result.known:
+        show(WARN, "the library system has no such patron (BL N)",
+             "use a card the library system knows; if it should know it, try another sip2.card_number_form")
+    else:
+        show(OK, "read by profile " + profile.name)
+    return 0
 
 
 def report(checks: list[Check], out: TextIO) -> int:

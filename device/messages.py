@@ -45,6 +45,11 @@ _CATALOGUE: dict[str, dict[str, str]] = {
         "sv": "Kortet gäller inte i meröppet: godkänn villkoren",
         "en": "Card not valid for self-service: accept the terms first",
     },
+    Reason.CLASS_NOT_ALLOWED.value: {
+        "fi": "Asiakasryhmäsi ei voi käyttää omatoimikirjastoa. Ota yhteys henkilökuntaan",
+        "sv": "Din kundkategori kan inte använda meröppet. Kontakta personalen",
+        "en": "Your patron category cannot use self-service. Please contact staff",
+    },
     Reason.CARD_EXPIRED.value: {
         "fi": "Kortti on vanhentunut", "sv": "Kortet har gått ut", "en": "The card has expired",
     },
@@ -59,8 +64,9 @@ _CATALOGUE: dict[str, dict[str, str]] = {
         "fi": "PIN-koodin aika loppui", "sv": "Tiden för PIN-koden gick ut", "en": "PIN entry timed out",
     },
     Reason.UNAVAILABLE.value: {
-        "fi": "Korttia ei voida nyt tarkistaa", "sv": "Kortet kan inte kontrolleras nu",
-        "en": "The card cannot be checked right now",
+        "fi": "Korttia ei voida nyt tarkistaa. Yritä uudelleen tai ota yhteys henkilökuntaan",
+        "sv": "Kortet kan inte kontrolleras nu. Försök igen eller kontakta personalen",
+        "en": "The card cannot be checked right now. Try again or contact staff",
     },
     ENTER_PIN: {"fi": "Syötä PIN-koodi", "sv": "Ange PIN-kod", "en": "Enter your PIN"},
     PIN_LOCKED: {

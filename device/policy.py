@@ -24,6 +24,8 @@ class Reason(str, enum.Enum):
     BLOCKED = "blocked"
     UNDERAGE = "underage"
     TERMS_NOT_ACCEPTED = "terms_not_accepted"
+    #: The library system's patron class (SIP2 ``PC``) is not one the branch lets in on its own.
+    CLASS_NOT_ALLOWED = "class_not_allowed"
     CARD_EXPIRED = "card_expired"
     CLOSED = "closed"
     NO_RESERVATION = "no_reservation"
@@ -59,6 +61,8 @@ class Patron:
     local_block: str | None = None
     #: The peppered PIN verifier (``device.pins``) for checking a PIN offline; never the PIN.
     pin_verifier: str | None = field(default=None, repr=False)
+    #: Not self-service because of the patron's class in the library system (not the terms).
+    class_refused: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,11 +102,14 @@ def decide(
     settings: PolicyConfig,
     state: DoorState = DoorState(),
     pin: PinResult | None = None,
+    unknown: Reason = Reason.UNKNOWN_CARD,
 ) -> Decision:
     """Decide one tap. ``now`` is an aware datetime; ``reservations`` may hold any rows.
 
     ``pin`` is None where no PIN is asked; a PIN is checked only after the card
     itself would be let in, so a wrong PIN never hides a more useful reason.
+    ``unknown`` is the answer for a card with no entry: ``UNAVAILABLE`` when the
+    caller cannot tell an unknown card from one it could not check.
     """
     mode = schedule.mode_at(now)
     today = now.astimezone(schedule.tz).date()
@@ -116,7 +123,7 @@ def decide(
     # while the central service still says staff.
     if patron is not None and patron.local_block:
         return deny(Reason.BLOCKED)
-    if patron is not None and patron.staff and _fresh(patron, now, settings):
+    if patron is not None and patron.staff and fresh(patron, now, settings):
         return Decision(True, Reason.STAFF, mode)
     if state.lockdown:
         return deny(Reason.CLOSED)
@@ -130,7 +137,7 @@ def decide(
     if open_to_all(door, mode, settings):
         # The door stands open for everyone; the tap only counts the visit.
         return Decision(True, Reason.GRANTED, mode)
-    problem = _patron_problem(patron, now, today, settings, self_service=(mode == "self_service"))
+    problem = _patron_problem(patron, now, today, settings, self_service=(mode == "self_service"), unknown=unknown)
     if problem is not None:
         return deny(problem)
     return _with_pin(Decision(True, Reason.GRANTED, mode), pin)
@@ -156,14 +163,15 @@ def open_to_all(door: DoorConfig, mode: str, settings: PolicyConfig) -> bool:
 MAX_FUTURE_FETCH = timedelta(minutes=5)
 
 
-def _fresh(patron: Patron, now: datetime, settings: PolicyConfig) -> bool:
+def fresh(patron: Patron, now: datetime, settings: PolicyConfig) -> bool:
+    """Whether the entry is young enough to decide on (``max_offline_age``)."""
     if patron.fetched_at is None:
         return False
     return -MAX_FUTURE_FETCH <= now - patron.fetched_at <= settings.max_offline_age
 
 
 def _patron_problem(
-    patron: Patron | None, now: datetime, today: date, settings: PolicyConfig, *, self_service: bool
+    patron: Patron | None, now: datetime, today: date, settings: PolicyConfig, *, self_service: bool, unknown: Reason
 ) -> Reason | None:
     """Why this patron may not enter now, or None.
 
@@ -171,8 +179,8 @@ def _patron_problem(
     enough: staff are present, so age and the self-service terms do not apply.
     """
     if patron is None:
-        return Reason.UNKNOWN_CARD
-    if not _fresh(patron, now, settings):
+        return unknown
+    if not fresh(patron, now, settings):
         return Reason.UNAVAILABLE
     if patron.blocked_reason:
         return Reason.BLOCKED
@@ -182,7 +190,7 @@ def _patron_problem(
         if patron.age_ok_from is None or patron.age_ok_from > today:
             return Reason.UNDERAGE
         if not patron.self_service:
-            return Reason.TERMS_NOT_ACCEPTED
+            return Reason.CLASS_NOT_ALLOWED if patron.class_refused else Reason.TERMS_NOT_ACCEPTED
     return None
 
 

@@ -250,6 +250,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE login_failures ADD COLUMN username_hash TEXT NOT NULL DEFAULT '';
     CREATE INDEX login_failures_username ON login_failures (username_hash, ts);
     """,
+    # 11: the tap-time SIP2 check. class_refused: the library system's patron class
+    # keeps the card out of self-service (not the terms). sip2_pin_verifiers: a
+    # peppered verifier of a PIN the library system accepted, for its outages;
+    # a table of its own, so that a snapshot from the central service keeps it.
+    """
+    ALTER TABLE patrons ADD COLUMN class_refused INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE sip2_pin_verifiers (
+        card_key TEXT PRIMARY KEY,
+        verifier TEXT NOT NULL,
+        verified_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 COMMAND_ACTIONS = ("pulse", "hold", "lockdown", "release", "clear_pin_lockout")
@@ -536,8 +548,8 @@ class Store:
         """The cache entry merged with this branch's own staff cards and blocks."""
         today = today or _now().date()
         cached = self.db.execute(
-            "SELECT self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source, pin_verifier"
-            " FROM patrons WHERE card_key = ?",
+            "SELECT self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source, pin_verifier,"
+            " class_refused FROM patrons WHERE card_key = ?",
             [card_key],
         ).fetchone()
         local_staff = self.db.execute("SELECT 1 FROM staff_cards WHERE card_key = ?", [card_key]).fetchone() is not None
@@ -550,7 +562,7 @@ class Store:
         local = {"local_staff": local_staff, "local_block": (block[0] or "local block") if block else None}
         if cached is None:
             return Patron(card_key=card_key, **local)
-        self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source, pin_verifier = cached
+        self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source, pin_verifier, refused = cached
         return Patron(
             card_key=card_key,
             self_service=bool(self_service),
@@ -560,6 +572,7 @@ class Store:
             staff=bool(staff),
             fetched_at=self._confirmed_at(parse_utc(fetched_at), source),
             pin_verifier=pin_verifier,
+            class_refused=bool(refused),
             **local,
         )
 
@@ -597,6 +610,7 @@ class Store:
         valid_until: date | None,
         fetched_at: datetime,
         source: str,
+        class_refused: bool = False,
     ) -> None:
         """Overwrite a cache entry's permissions with a fresh answer, keeping what the answer lacks.
 
@@ -607,16 +621,36 @@ class Store:
         """
         with self.conn:
             self.conn.execute(
-                "INSERT INTO patrons (card_key, self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at, source)"
-                " VALUES (?, ?, ?, ?, NULL, 0, ?, ?)"
+                "INSERT INTO patrons (card_key, self_service, blocked_reason, valid_until, age_ok_from, staff, fetched_at,"
+                " source, class_refused) VALUES (?, ?, ?, ?, NULL, 0, ?, ?, ?)"
                 " ON CONFLICT (card_key) DO UPDATE SET self_service = excluded.self_service,"
                 " blocked_reason = excluded.blocked_reason, valid_until = excluded.valid_until,"
-                " fetched_at = excluded.fetched_at, source = excluded.source",
+                " fetched_at = excluded.fetched_at, source = excluded.source, class_refused = excluded.class_refused",
                 (
                     card_key, int(self_service), blocked_reason, valid_until.isoformat() if valid_until else None,
-                    utc_text(fetched_at), source,
+                    utc_text(fetched_at), source, int(class_refused),
                 ),
             )
+
+    def keep_sip2_pin_verifier(self, card_key: str, verifier: str, verified_at: datetime) -> None:
+        """The verifier of a PIN the library system accepted, for its outages (``device.pins.remember_pin``)."""
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO sip2_pin_verifiers (card_key, verifier, verified_at) VALUES (?, ?, ?)",
+                (card_key, verifier, utc_text(verified_at)),
+            )
+
+    def forget_sip2_pin_verifier(self, card_key: str) -> None:
+        """The library system said the PIN is wrong: the one kept for the card is no longer its PIN."""
+        with self.conn:
+            self.conn.execute("DELETE FROM sip2_pin_verifiers WHERE card_key = ?", (card_key,))
+
+    def sip2_pin_verifier(self, card_key: str, since: datetime) -> str | None:
+        """The card's kept verifier if the library system accepted it at ``since`` or later."""
+        row = self.db.execute(
+            "SELECT verifier, verified_at FROM sip2_pin_verifiers WHERE card_key = ?", [card_key]
+        ).fetchone()
+        return row[0] if row and parse_utc(row[1]) >= since else None
 
     def add_staff_card(self, card_key: str, note: str, added_by: str) -> None:
         with self.conn:
@@ -885,6 +919,14 @@ class Store:
         """Where one stream stands: cursor, pushed_upto, last attempt, success and error."""
         row = self.conn.execute("SELECT * FROM sync_state WHERE stream = ?", (stream,)).fetchone()
         return dict(zip(_SYNC_COLUMNS, row)) if row else None
+
+    def patrons_complete_at(self) -> datetime | None:
+        """When the patron cache was last known to hold every card: the last successful
+        round of the central patrons stream after a full snapshot. None without one."""
+        row = self.conn.execute(
+            "SELECT last_success FROM sync_state WHERE stream = 'patrons' AND last_snapshot IS NOT NULL"
+        ).fetchone()
+        return parse_utc(row[0]) if row and row[0] else None
 
     def sync_states(self) -> dict[str, dict]:
         """Every stream's state, for the staff page and ``omaovi sync`` to show."""

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 from sync.breaker import BreakerOpen, CircuitBreaker
 
@@ -51,14 +51,18 @@ STATUS_BITS = (
 )
 DEFAULT_BLOCKING_STATUS = ("charge_privileges_denied", "card_reported_lost")
 
-#: Blocked reasons besides the status bit names.
-INVALID_PATRON = "invalid_patron"
+#: The blocked reason besides the status bit names.
 BRANCH_BLOCK = "branch_block"
+
+#: How the card number is sent in ``AA``: the library system may look ids up
+#: case-sensitively, or store them without leading zeros.
+CARD_NUMBER_FORMS = ("as_read", "upper", "lower", "strip_leading_zeros")
 
 #: Fields this client reads from a 64 reply; any other field is skipped undecoded.
 _READ_FIELDS = frozenset({"AA", "BL", "CQ", "PA", "PC"})
 _TRAILER = re.compile(rb"AY([0-9])AZ([0-9A-Fa-f]{4})")
 _STATUS = re.compile(r"[Y ]{14}")
+_ANY_STATUS = re.compile(r"[ -~]{14}")
 _FIELD_CODE = re.compile(rb"[A-Z][A-Z0-9]")
 _RESEND_CHECKSUM = re.compile(rb"[0-9A-Fa-f]{4}")
 #: Exactly YYYYMMDD: strptime alone would read "2099123" as 2099-12-03.
@@ -85,20 +89,30 @@ class _Dropped(Sip2Error):
 class Profile:
     """What a server's extension fields mean. They differ between servers, so it is configured.
 
-    ``branch_block_field`` holds ``0``/``1`` (1: blocked at this branch);
-    ``expiry_field`` holds the card's expiry date as ``YYYYMMDD``. Each named field
-    must be present in a reply for a valid patron.
+    ``branch_block_field`` holds ``0``/``1`` (1: blocked at this branch) and must be
+    in every valid patron's reply: it is the profile's reason to exist, so a reply
+    without it means the profile is wrong. ``expiry_field`` holds the card's expiry
+    date as ``YYYYMMDD`` and is optional (a patron without an expiry date has none).
+    ``lenient_status``: a status position that is not ``Y`` counts as not set,
+    for servers that write ``N`` there.
     """
 
     name: str
+    system: str
     branch_block_field: str | None = None
     expiry_field: str | None = None
     class_field: str = "PC"
+    lenient_status: bool = False
 
 
 PROFILES = {
-    "koha-suomi": Profile("koha-suomi", branch_block_field="PA"),
-    "generic": Profile("generic", expiry_field="PA"),
+    "koha": Profile("koha", "stock Koha (C4/SIP): no PA; an expired or debarred patron has charge privileges denied"),
+    "koha-suomi": Profile("koha-suomi", "Koha-Suomi's Koha: PA is the branch block, 0 or 1",
+                          branch_block_field="PA"),
+    "evergreen": Profile("evergreen", "Evergreen's SIPServer and Envisionware: PA is the expiry date YYYYMMDD",
+                         expiry_field="PA"),
+    "lenient": Profile("lenient", "any other SIP2 server: standard fields only, a status position other than Y is not set",
+                       lenient_status=True),
 }
 
 
@@ -110,8 +124,13 @@ class Sip2Result:
     blocked_reason: str | None
     valid_until: date | None
     staff: bool = False
-    #: True/False when a PIN was sent and checked (``CQ``); None when no PIN was sent.
+    #: True/False when a PIN was sent and checked (``CQ``); None when no PIN was sent
+    #: or the server did not say.
     pin_ok: bool | None = None
+    #: False when the library system has no such patron (``BL`` is ``N``).
+    known: bool = True
+    #: The patron's class (``PC``) is not in ``allowed_classes``, or the reply has none.
+    class_refused: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,8 +154,14 @@ class Sip2Config:
     blocking_status: tuple[str, ...] = DEFAULT_BLOCKING_STATUS
     breaker_failures: int = 3
     breaker_cooldown: float = 30.0
+    #: How the card number is written in ``AA`` (``CARD_NUMBER_FORMS``).
+    card_number_form: str = "as_read"
 
     def __post_init__(self):
+        if self.card_number_form not in CARD_NUMBER_FORMS:
+            raise ValueError(
+                f"unknown card_number_form {self.card_number_form!r}; allowed: {', '.join(CARD_NUMBER_FORMS)}"
+            )
         if self.profile not in PROFILES:
             raise ValueError(f"unknown SIP2 profile {self.profile!r}; allowed: {', '.join(PROFILES)}")
         unknown = [s for s in self.blocking_status if s not in STATUS_BITS]
@@ -238,45 +263,89 @@ def _flag(fields: dict[str, bytes], code: str, values: dict[str, bool]) -> bool:
     return values[value]
 
 
-def interpret(message: bytes, card_number: str, pin_sent: bool, config: Sip2Config) -> Sip2Result:
-    """Turn a checked 64 reply into a permission, by the configured profile."""
+def sip2_card_number(number: str, form: str) -> str:
+    """The card number as this library system looks it up (``CARD_NUMBER_FORMS``)."""
+    if form == "upper":
+        return number.upper()
+    if form == "lower":
+        return number.lower()
+    if form == "strip_leading_zeros":
+        return number.lstrip("0") or "0"
+    return number
+
+
+def interpret(
+    message: bytes, card_number: str, pin_sent: bool, config: Sip2Config, notes: list[str] | None = None
+) -> Sip2Result:
+    """Turn a checked 64 reply into a permission, by the configured profile.
+
+    ``notes``, when given, gets one line per field saying how the profile read it
+    (for ``omaovi doctor --sip2-card``); no line holds a personal value.
+    """
     profile = PROFILES[config.profile]
+    note = notes.append if notes is not None else (lambda line: None)
     status, fields = _split(message, 14 + 3 + 18 + 6 * 4)
-    if not _STATUS.fullmatch(status[:14]):
+    if not (_ANY_STATUS if profile.lenient_status else _STATUS).fullmatch(status[:14]):
         raise Sip2Error(f"patron status: {status[:14]!r} is not 14 characters 'Y' or ' '")
-    if fields.get("AA") != card_number.encode("utf-8"):
+    echoed = fields.get("AA")
+    # Koha answers with the id as its database holds it, which may differ in case.
+    if echoed is None or echoed.upper() != card_number.upper().encode("utf-8"):
         raise Sip2Error("the reply is about another card (field AA)")
-    pin_ok = _flag(fields, "CQ", {"Y": True, "N": False}) if pin_sent else None
+    pin_ok = None
+    if pin_sent:
+        pin_ok = _flag(fields, "CQ", {"Y": True, "N": False}) if "CQ" in fields else None
+        note(f"CQ: {'missing, the PIN cannot be checked here' if pin_ok is None else ('PIN right' if pin_ok else 'PIN wrong')}")
     if not _flag(fields, "BL", {"Y": True, "N": False}):
-        # Not a patron: the library system knows nothing else about this card.
-        return Sip2Result(self_service=False, blocked_reason=INVALID_PATRON, valid_until=None, pin_ok=pin_ok)
+        # No such patron: Koha and Evergreen send no CQ then, and nothing else is known.
+        note("BL: N, the library system has no such patron (unknown_card)")
+        return Sip2Result(self_service=False, blocked_reason=None, valid_until=None, pin_ok=False if pin_sent else None,
+                          known=False)
+    note("BL: Y, a patron")
 
     set_bits = [name for name, bit in zip(STATUS_BITS, status[:14], strict=True) if bit == "Y"]
     blocked = next((name for name in set_bits if name in config.blocking_status), None)
-    if profile.branch_block_field and _flag(fields, profile.branch_block_field, {"0": False, "1": True}):
-        blocked = blocked or BRANCH_BLOCK
-    valid_until = None
-    if profile.expiry_field:
-        value = _text(fields, profile.expiry_field)
-        if value is None:
-            raise Sip2Error(f"field {profile.expiry_field} (expiry date in profile {profile.name}) is missing")
-        try:
-            if not _EXPIRY.fullmatch(value):
-                raise ValueError
-            valid_until = datetime.strptime(value, "%Y%m%d").date()
-        except ValueError:
-            raise Sip2Error(
-                f"field {profile.expiry_field}: {value[:20]!r} is not an expiry date YYYYMMDD (profile {profile.name})"
-            ) from None
-    class_ok = True
+    note(f"status: {', '.join(set_bits) or 'nothing set'}; "
+         + (f"{blocked} blocks" if blocked else f"none of {', '.join(config.blocking_status)} set, no block"))
+    if profile.branch_block_field:
+        branch_blocked = _flag(fields, profile.branch_block_field, {"0": False, "1": True})
+        note(f"{profile.branch_block_field}: branch block {'1, blocked here' if branch_blocked else '0, not blocked'}")
+        if branch_blocked:
+            blocked = blocked or BRANCH_BLOCK
+    valid_until = _expiry(fields, profile, note)
+    class_refused = False
     if config.allowed_classes:
         patron_class = _text(fields, profile.class_field)
-        if patron_class is None:
-            raise Sip2Error(f"field {profile.class_field} (patron class) is missing, so allowed_classes cannot be checked")
-        class_ok = patron_class in config.allowed_classes
-    return Sip2Result(
-        self_service=blocked is None and class_ok, blocked_reason=blocked, valid_until=valid_until, pin_ok=pin_ok
+        class_refused = patron_class not in config.allowed_classes
+        note(f"{profile.class_field}: " + (
+            "missing, so the class cannot be checked: refused" if patron_class is None
+            else f"{patron_class[:40]!r} {'not ' if class_refused else ''}in allowed_classes"))
+    else:
+        note(f"{profile.class_field}: not checked (allowed_classes is empty)")
+    result = Sip2Result(
+        self_service=blocked is None and not class_refused, blocked_reason=blocked, valid_until=valid_until,
+        pin_ok=pin_ok, class_refused=class_refused,
     )
+    note("result: " + ("allowed" if result.self_service else "refused: " + (blocked or "patron class")))
+    return result
+
+
+def _expiry(fields: dict[str, bytes], profile: Profile, note: Callable[[str], None]) -> date | None:
+    if not profile.expiry_field:
+        return None
+    value = _text(fields, profile.expiry_field)
+    if value is None:
+        note(f"{profile.expiry_field}: missing, no expiry date")
+        return None
+    try:
+        if not _EXPIRY.fullmatch(value):
+            raise ValueError
+        valid_until = datetime.strptime(value, "%Y%m%d").date()
+    except ValueError:
+        raise Sip2Error(
+            f"field {profile.expiry_field}: {value[:20]!r} is not an expiry date YYYYMMDD (profile {profile.name})"
+        ) from None
+    note(f"{profile.expiry_field}: expiry date {valid_until.isoformat()}")
+    return valid_until
 
 
 # -- the connection -----------------------------------------------------------------
@@ -314,17 +383,23 @@ class Sip2Client:
                 self._sock = None
                 self._buffer = b""
 
-    def patron_information(self, card_number: str, pin: str | None = None) -> Sip2Result:
-        """Ask about one card (and PIN, if given). Raises ``Sip2Error`` when there is no usable answer."""
+    def patron_information(
+        self, card_number: str, pin: str | None = None, notes: list[str] | None = None
+    ) -> Sip2Result:
+        """Ask about one card (and PIN, if given). Raises ``Sip2Error`` when there is no usable answer.
+
+        ``card_number`` is sent as the reader read it, in the configured ``card_number_form``.
+        """
         deadline = time.monotonic() + self.config.timeout
         if not self._lock.acquire(timeout=self.config.timeout):
             raise Sip2Timeout("another SIP2 check held the connection for the whole timeout")
+        sent = sip2_card_number(card_number, self.config.card_number_form)
         try:
-            request = self._patron_request(card_number, pin)
+            request = self._patron_request(sent, pin)
             message = self._with_connection(lambda: self._exchange(request, "64", deadline), deadline)
         finally:
             self._lock.release()
-        return interpret(message, card_number, pin is not None, self.config)
+        return interpret(message, sent, pin is not None, self.config, notes)
 
     def _with_connection(self, exchange: Callable[[], bytes], deadline: float) -> bytes:
         reused = self._sock is not None
@@ -454,6 +529,8 @@ class Sip2Checker:
 
     ``check()`` returns a ``Sip2Result``, or None when there is no answer (error,
     timeout, or the breaker is open during an outage): decide from the cache then.
+    ``state()`` is what the device itself last met, for doctor, the staff page and
+    monitoring: a login that works from a shell proves nothing about the device.
     """
 
     def __init__(
@@ -461,21 +538,37 @@ class Sip2Checker:
         config: Sip2Config,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         ssl_context: ssl.SSLContext | None = None,
     ):
         self.client = Sip2Client(config, ssl_context=ssl_context)
         self.breaker = CircuitBreaker(
             config.breaker_failures, config.breaker_cooldown, clock=clock, name="SIP2 library system"
         )
+        self._wall = wall
+        self._last_success: datetime | None = None
+        self._last_error: tuple[datetime, str] | None = None
 
     def check(self, card_number: str, pin: str | None = None) -> Sip2Result | None:
         try:
-            return self.breaker.call(self.client.patron_information, card_number, pin)
+            result = self.breaker.call(self.client.patron_information, card_number, pin)
         except BreakerOpen:
             return None
         except Sip2Error as exc:
+            # The client's messages name fields and hosts, never a card number or a personal value.
+            self._last_error = (self._wall(), str(exc))
             log.warning("SIP2 check failed, deciding from the cache: %s", exc)
             return None
+        self._last_success = self._wall()
+        return result
+
+    def state(self) -> dict:
+        """The breaker, and when the last check succeeded and failed (aware datetimes or None), with why."""
+        error_at, error = self._last_error or (None, None)
+        return {
+            "breaker": self.breaker.state, "last_success": self._last_success,
+            "last_error": error, "last_error_at": error_at,
+        }
 
     def close(self) -> None:
         self.client.close()

@@ -21,6 +21,10 @@
 #   - PREFIX/var/lib/omaovi, the database directory (mode 0750, owner omaovi)
 #   - PREFIX/etc/systemd/system/omaovi-{device,web,sync}.service, with the
 #     paths rewritten under PREFIX
+#   - PREFIX/etc/systemd/system/omaovi-device.service.d/sip2.conf when the config
+#     has a [sip2] section: the device may reach that server and nothing else
+#     (omaovi sip2-dropin); removed when the section is gone. Run the installer
+#     again after editing [sip2].
 #   - systemctl daemon-reload and enable of each unit whose command this
 #     version has                                                            [prefix / only]
 # Steps marked [prefix / only] change the machine itself, so they run only when
@@ -232,6 +236,21 @@ for unit in "${UNITS[@]}"; do
         | sed -e "s#^SupplementaryGroups=.*#SupplementaryGroups=${present_groups[*]}#" \
         | put "$UNIT_DIR/$unit.service" 0644
 done
+
+# The SIP2 server is the one address the device may reach (docs/sip2.md). Without
+# a venv there is no omaovi to read the config, so the drop-in is left as it is.
+DROPIN=$UNIT_DIR/omaovi-device.service.d/sip2.conf
+if [ -x "$VENV/bin/omaovi" ]; then
+    if ! dropin=$("$VENV/bin/omaovi" sip2-dropin --config "$ETC/omaovi.toml" 2>&1); then
+        say "cannot write $DROPIN: $dropin"
+        say "  fix the [sip2] section (omaovi check-config $ETC/omaovi.toml) and run the installer again"
+    elif [ -n "$dropin" ]; then
+        printf '%s\n' "$dropin" | put "$DROPIN" 0644
+    elif [ -e "$DROPIN" ]; then
+        rm -f "$DROPIN"
+        say "removed $DROPIN (no [sip2] section)"
+    fi
+fi
 
 if [ "$SYSTEM" = yes ]; then
     systemctl daemon-reload

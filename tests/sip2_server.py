@@ -6,6 +6,13 @@ fields (``PA``, ``PC``, ``PB``) that Finnish servers send, so those are added to
 the encoded reply here before the ``AY``/``AZ`` trailer, using pysip2's checksum.
 The server is plain sockets and threads so that each test can make it misbehave
 on purpose: one-shot ``faults`` change the next patron reply.
+
+``shape="koha"`` or ``shape="evergreen"`` builds the patron reply field by field
+as those systems' SIP servers do (Koha's ``C4/SIP/Sip/MsgType.pm`` and
+``C4/SIP/ILS/Patron.pm``, Evergreen's ``Sip/MsgType.pm`` and
+``OpenILS/SIP/Patron.pm``): their field order, the fields they leave out (Koha
+sends no ``PA``; neither sends ``CQ`` for an unknown card) and the card number
+echoed as the database holds it.
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ class FakePatron:
     pin: str = "1234"
     #: Extension fields as the server's profile writes them, e.g. {"PA": "0", "PC": "AIKUINEN"}.
     extra: dict[str, str] = field(default_factory=dict)
+    #: The card number as the library system's database holds it (Koha and Evergreen
+    #: echo this in AA); None: as asked.
+    stored_as: str | None = None
 
 
 class Sip2Peer:
@@ -43,15 +53,20 @@ class Sip2Peer:
         username: str = "ovi",
         password: str = "salasana-123",
         ssl_context: ssl.SSLContext | None = None,
+        shape: str = "pysip2",
+        case_insensitive: bool = False,
     ):
         self.patrons = patrons
+        self.shape = shape
+        #: Look card numbers up without regard to case, as Koha's MySQL collation does.
+        self.case_insensitive = case_insensitive
         self.username = username
         self.password = password
         self.ssl_context = ssl_context
         #: One-shot faults, each used up by the next patron request: "garble" (a cut-off
         #: reply), "bad_checksum", "bad_sequence", "resend" (answer 96), "slow" (no answer
-        #: until the server stops), "drop" (hang up), "flood" (70 KiB without a CR), or
-        #: None (answer normally).
+        #: until the server stops), "late" (answer after half a second), "drop" (hang up),
+        #: "flood" (70 KiB without a CR), or None (answer normally).
         self.faults: list[str | None] = []
         #: Every request frame the server decoded, and every byte it received at all
         #: (after decryption, on a TLS connection).
@@ -150,6 +165,8 @@ class Sip2Peer:
                 return pysip2.encode_message(pysip2.RequestSCResend(), checksum=True)
             if fault == "slow":
                 self._stop.wait(10)
+            if fault == "late":
+                self._stop.wait(0.5)
             if fault == "drop":
                 return None
             if fault == "flood":
@@ -160,8 +177,16 @@ class Sip2Peer:
             return reply
         return None
 
+    def _find(self, identifier: str) -> FakePatron | None:
+        if not self.case_insensitive:
+            return self.patrons.get(identifier)
+        return next((p for number, p in self.patrons.items() if number.upper() == identifier.upper()), None)
+
     def _patron_reply(self, request: pysip2.PatronInformationRequest, sequence: int, fault: str | None) -> bytes:
-        patron = self.patrons.get(request.patron_identifier)
+        patron = self._find(request.patron_identifier)
+        if self.shape != "pysip2":
+            body = _SHAPES[self.shape](request, patron)
+            return _trailer(body.encode("utf-8"), sequence, fault)
         known = patron is not None
         patron = patron or FakePatron(valid="N")
         password = request.patron_password
@@ -189,10 +214,59 @@ class Sip2Peer:
         body = pysip2.encode_message(response, encoding="utf-8")[:-1]
         extra = dict(patron.extra, PB=PERSONAL["PB"]) if known else {}
         body += "".join(f"{code}{value}|" for code, value in extra.items()).encode("utf-8")
-        if fault == "bad_sequence":
-            sequence = (sequence + 1) % 10
-        prefix = body + f"AY{sequence}AZ".encode("ascii")
-        check = pysip2.calculate_checksum(prefix)
-        if fault == "bad_checksum":
-            check = "%04X" % ((int(check, 16) + 1) & 0xFFFF)
-        return prefix + check.encode("ascii") + b"\r"
+        return _trailer(body, sequence, fault)
+
+
+def _trailer(body: bytes, sequence: int, fault: str | None) -> bytes:
+    if fault == "bad_sequence":
+        sequence = (sequence + 1) % 10
+    prefix = body + f"AY{sequence}AZ".encode("ascii")
+    check = pysip2.calculate_checksum(prefix)
+    if fault == "bad_checksum":
+        check = "%04X" % ((int(check, 16) + 1) & 0xFFFF)
+    return prefix + check.encode("ascii") + b"\r"
+
+
+_FIXED = "000" + "20261123    120000" + "0000" * 6  # language, transaction date, the six counts
+#: An unknown card's status in both systems: no privileges at all.
+_NO_PRIVILEGES = "YYYY" + " " * 10
+
+
+def _maybe(code: str, value: str | None) -> str:
+    """Both systems' maybe_add: a field only when it has a value."""
+    return f"{code}{value}|" if value else ""
+
+
+def _koha(request: pysip2.PatronInformationRequest, patron: FakePatron | None) -> str:
+    """A 64 as Koha's handle_patron_info builds it."""
+    pin = request.patron_password
+    if patron is None:
+        return (f"64{_NO_PRIVILEGES}{_FIXED}AO{request.institution_id}|AA{request.patron_identifier}|AE|BLN|"
+                "AFInvalid cardnumber|")
+    cq = "" if pin is None else f"CQ{'Y' if pin == patron.pin else 'N'}|"
+    extra = dict(patron.extra)
+    category = extra.pop("PC", None)
+    return (
+        f"64{patron.status}{_FIXED}AO{request.institution_id}|AA{patron.stored_as or request.patron_identifier}|"
+        f"AE{PERSONAL['AE']}|BL{patron.valid}|{cq}CC5|BD{PERSONAL['BD']}|BE{PERSONAL['BE']}|BF{PERSONAL['BF']}|"
+        f"PB{PERSONAL['PB']}|{_maybe('PC', category)}PIY|"
+        + "".join(f"{code}{value}|" for code, value in extra.items())
+        + "AFGreetings from Koha. |"
+    )
+
+
+def _evergreen(request: pysip2.PatronInformationRequest, patron: FakePatron | None) -> str:
+    """A 64 as Evergreen's handle_patron_info builds it."""
+    pin = request.patron_password
+    if patron is None:
+        return f"64{_NO_PRIVILEGES}{_FIXED}AO{request.institution_id}|AA{request.patron_identifier}|AE|BLN|"
+    cq = "" if pin is None else f"CQ{'Y' if pin == patron.pin else 'N'}|"
+    return (
+        f"64{patron.status}{_FIXED}AO{request.institution_id}|AA{patron.stored_as or request.patron_identifier}|"
+        f"AE{PERSONAL['AE']}|BV0.00|BD{PERSONAL['BD']}|BE{PERSONAL['BE']}|BF{PERSONAL['BF']}|AQBR1|"
+        f"BL{patron.valid}|{cq}{_maybe('PA', patron.extra.get('PA'))}PB{PERSONAL['PB']}|"
+        f"{_maybe('PC', patron.extra.get('PC'))}PI0|"
+    )
+
+
+_SHAPES = {"koha": _koha, "evergreen": _evergreen}

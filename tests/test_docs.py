@@ -23,7 +23,7 @@ def _commands(parser: argparse.ArgumentParser, prefix: str = "omaovi") -> list[s
 
 def test_every_command_is_in_the_readme():
     table = README.read_text(encoding="utf-8")
-    documented = set(re.findall(r"`(omaovi [a-z -]+?)(?: [A-Z\[-]|`)", table))
+    documented = set(re.findall(r"`(omaovi [a-z0-9 -]+?)(?: [A-Z\[-]|`)", table))
     missing = [command for command in _commands(build_parser()) if command not in documented]
     assert missing == [], "add these to the README's command table"
 

@@ -6,6 +6,7 @@ import pwd
 import socket
 import sqlite3
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,7 +20,7 @@ from device.readers import build_reader
 from device.readers.mfrc522_reader import Mfrc522Reader
 from device.store import MIGRATIONS, Store
 from tests.central_server import CentralServer
-from tests.sip2_server import Sip2Peer
+from tests.sip2_server import PERSONAL, FakePatron, Sip2Peer
 
 ME = pwd.getpwuid(os.geteuid()).pw_name
 
@@ -451,3 +452,69 @@ def test_the_extras_pins_are_claimed_too(pty_reader, healthy):
             OutputDevice(23 if held == 13 else 4, pin_factory=factory).close()  # what was claimed first is free again
         finally:
             blocker.close()
+
+
+def test_doctor_sip2_card_shows_how_the_profile_reads_a_test_card(healthy, pty_reader, capsys):
+    server = Sip2Peer({"10000001": FakePatron(extra={"PC": "AIKUINEN"})}, username="ovi", password="salasana-123",
+                      shape="koha")
+    try:
+        (healthy / "sip2.password").write_text("salasana-123\n")
+        koha = with_sections(healthy, pty_reader, sip2_section(server.port).replace('"koha-suomi"', '"koha"'))
+
+        assert main(["doctor", "--sip2-card", "10000001", "--config", str(koha)]) == 0
+        out = capsys.readouterr().out
+        assert "profile koha: stock Koha" in out
+        assert "BL: Y, a patron" in out and "result: allowed" in out
+        assert "OK    SIP2 test card: read by profile koha" in out
+        assert "10000001" not in out and PERSONAL["AE"] not in out
+
+        # The same server with the koha-suomi profile: caught at install time, with the way out.
+        suomi = with_sections(healthy, pty_reader, sip2_section(server.port))
+        assert main(["doctor", "--sip2-card", "10000001", "--config", str(suomi)]) == 1
+        out = capsys.readouterr().out
+        assert "FAIL  SIP2 test card:" in out and "field PA is missing" in out
+        assert "try sip2.profile = koha, evergreen, lenient" in out
+    finally:
+        server.stop()
+
+
+def test_doctor_fails_sip2_when_the_installed_device_unit_blocks_the_server(healthy, pty_reader, sip2_server, tmp_path):
+    from device.unit_network import sip2_dropin
+
+    (healthy / "sip2.password").write_text("salasana-123\n")
+    path = with_sections(healthy, pty_reader, sip2_section(sip2_server.port))
+    units = tmp_path / "units"
+    units.mkdir()
+    shipped = Path(__file__).resolve().parent.parent / "systemd/omaovi-device.service"
+    (units / "omaovi-device.service").write_text(shipped.read_text())
+
+    checks = by_name(doctor(unit_dir=units).run(path))
+    # The login works from here, outside the unit: that alone would hide the problem.
+    assert checks["SIP2"].status == OK
+    blocked = checks["SIP2 through the device unit"]
+    assert blocked.status == FAIL and "the device unit blocks 127.0.0.1" in blocked.detail
+    assert "install.sh" in blocked.hint
+
+    (units / "omaovi-device.service.d").mkdir()
+    from device.config import load_sections
+    (units / "omaovi-device.service.d/sip2.conf").write_text(sip2_dropin(load_sections(path)[1].sip2))
+    passed = by_name(doctor(unit_dir=units).run(path))["SIP2 through the device unit"]
+    assert passed.status == OK and passed.detail.endswith("through, and nothing else")
+
+
+def test_doctor_shows_what_the_device_itself_last_met_with_the_library_system(healthy, pty_reader, sip2_server):
+    (healthy / "sip2.password").write_text("salasana-123\n")
+    path = with_sections(healthy, pty_reader, sip2_section(sip2_server.port))
+    store = Store(healthy / "omaovi.db")
+    try:
+        store.set_status("sip2", {"breaker": "open", "last_success": "2026-11-25T09:12:03.000000Z",
+                                  "last_error": "cannot connect to 127.0.0.1:6001: Network is unreachable",
+                                  "last_error_at": "2026-11-25T11:45:40.000000Z"})
+        check = by_name(doctor().run(path))["SIP2 at the door"]
+        assert check.status == FAIL and "Network is unreachable" in check.detail and "breaker open" in check.detail
+        store.set_status("sip2", {"breaker": "closed", "last_success": "2026-11-25T11:50:00.000000Z",
+                                  "last_error": None, "last_error_at": None})
+        check = by_name(doctor().run(path))["SIP2 at the door"]
+        assert check.status == OK and "2026-11-25T11:50:00" in check.detail
+    finally:
+        store.close()

@@ -216,3 +216,60 @@ def test_a_prefix_with_characters_special_to_the_tools_is_only_a_directory_name(
     unit = (prefix / "etc/systemd/system/omaovi-device.service").read_text()
     assert f"ExecStart={prefix}/opt/omaovi/venv/bin/omaovi device --config {prefix}/etc/omaovi/omaovi.toml" in unit
     assert f'database = "{prefix}/var/lib/omaovi/omaovi.db"' in (prefix / "etc/omaovi/omaovi.toml").read_text()
+
+
+# -- the SIP2 server through the device unit -------------------------------------------
+
+SIP2_HOST = "192.0.2.10"
+SIP2 = f"""
+[sip2]
+host = "{SIP2_HOST}"
+port = 6001
+username = "ovi"
+password_file = "sip2.password"
+institution = "KIRJASTO"
+profile = "koha"
+"""
+
+
+def device_unit(prefix: Path) -> list[str]:
+    from device.unit_network import installed_unit_texts
+
+    return installed_unit_texts(prefix / "etc/systemd/system")
+
+
+def test_the_installed_device_unit_lets_the_sip2_server_through_and_nothing_else(tmp_path, checkout):
+    from device.unit_network import may_connect
+
+    prefix = tmp_path / "root"
+    install(checkout, prefix)
+    config = prefix / "etc/omaovi/omaovi.toml"
+    # As shipped, with no [sip2]: no network at all, and no drop-in.
+    assert not (prefix / "etc/systemd/system/omaovi-device.service.d/sip2.conf").exists()
+    assert not may_connect(device_unit(prefix), SIP2_HOST)
+
+    config.write_text(config.read_text() + SIP2)
+    again = install(checkout, prefix)
+
+    dropin = prefix / "etc/systemd/system/omaovi-device.service.d/sip2.conf"
+    assert f"wrote {dropin}" in again.stdout
+    texts = device_unit(prefix)
+    assert may_connect(texts, SIP2_HOST)
+    for other in ("192.0.2.11", "10.0.0.1", "127.0.0.1", "8.8.8.8", "::1", "2001:db8::1"):
+        assert not may_connect(texts, other), other
+    # systemd reads the drop-in the same way: no complaint, and an allow-list over deny-all.
+    env = os.environ | {"SYSTEMD_UNIT_PATH": f"{prefix}/etc/systemd/system:"}
+    unit = str(prefix / "etc/systemd/system/omaovi-device.service")
+    verify = subprocess.run([systemd_analyze(), "verify", unit], capture_output=True, text=True, env=env)
+    assert verify.returncode == 0 and verify.stderr == "", verify.stderr
+    security = subprocess.run([systemd_analyze(), "security", "--offline=true", unit], capture_output=True, text=True, env=env)
+    assert "IP address allow list with non-localhost entries" in security.stdout
+    assert "Service has access to the host's network" in security.stdout
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\w+)", security.stdout)
+    assert float(match.group(1)) < 2.0 and match.group(2) == "OK", match.group(0)
+
+    # The section removed: the drop-in goes, and the device has no network again.
+    config.write_text(config.read_text().replace(SIP2, ""))
+    install(checkout, prefix)
+    assert not dropin.exists()
+    assert not may_connect(device_unit(prefix), SIP2_HOST)

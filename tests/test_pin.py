@@ -15,7 +15,7 @@ from device.config import BUILDING, Config, DoorConfig, KeypadConfig, PinConfig,
 from device.controller import Controller, sip2_checker
 from device.keypad import MatrixPins
 from device.pins import (
-    LockoutRule, PinEntry, VerifierError, locked_until, make_verifier, pepper_verifier, pin_matches,
+    LockoutRule, PinEntry, VerifierError, locked_until, make_verifier, pepper_verifier, pin_matches, remember_pin,
 )
 from device.policy import Patron
 from device.schedule import Period
@@ -472,3 +472,72 @@ def test_matrix_pins_that_cannot_all_be_claimed_release_those_claimed():
         OutputDevice(ROWS[0], pin_factory=factory).close()
     finally:
         blocker.close()
+
+
+# -- card + PIN while the library system is down -----------------------------------------
+
+LIBRARY_PIN = "246810"
+
+
+@pytest.fixture
+def sip2_pin_door(tmp_path):
+    """A door asking card + PIN, with a library system that knows NO_VERIFIER's PIN (the
+    central service sent no verifier for it)."""
+    server = Sip2Peer({NO_VERIFIER: FakePatron(pin=LIBRARY_PIN, extra={"PA": "0"})})
+    password_file = tmp_path / "sip2.password"
+    password_file.write_text("salasana-123\n")
+    checker = sip2_checker(Sip2Settings(
+        host="127.0.0.1", port=server.port, username="ovi", password_file=password_file,
+        institution="KIRJASTO", profile="koha-suomi", timeout=1.0, breaker_failures=1,
+    ))
+    d = PinDoor(tmp_path, keypad=MATRIX, sip2=checker)
+    d.server = server
+    yield d
+    d.close()
+    checker.close()
+    server.stop()
+
+
+def enter_pin(d: PinDoor, number: str, pin: str, decisions: int) -> str:
+    d.tap(number)
+    time.sleep(0.3)
+    d.press(pin)
+    wait_for(lambda: len(d.taps()) == decisions, timeout=5, what="the decision")
+    return d.taps()[-1]["reason"]
+
+
+def kept(d: PinDoor, number: str) -> str | None:
+    return d.reader.sip2_pin_verifier(card_key(KEY, number), since=datetime.now(timezone.utc) - timedelta(days=3))
+
+
+def test_a_pin_the_library_system_accepted_opens_the_door_during_its_outage(sip2_pin_door):
+    d = sip2_pin_door
+    assert enter_pin(d, NO_VERIFIER, LIBRARY_PIN, 1) == "granted"
+    wait_for(lambda: kept(d, NO_VERIFIER), what="the verifier to be kept")
+    assert LIBRARY_PIN not in kept(d, NO_VERIFIER)
+
+    d.server.stop()
+    assert enter_pin(d, NO_VERIFIER, LIBRARY_PIN, 2) == "granted"
+    assert enter_pin(d, NO_VERIFIER, "111111", 3) == "wrong_pin"
+
+
+def test_the_kept_pin_is_forgotten_when_the_library_system_says_it_is_wrong(sip2_pin_door):
+    d = sip2_pin_door
+    assert enter_pin(d, NO_VERIFIER, LIBRARY_PIN, 1) == "granted"
+    wait_for(lambda: kept(d, NO_VERIFIER), what="the verifier to be kept")
+
+    d.server.patrons[NO_VERIFIER].pin = "135790"  # the patron changed the PIN in the library system
+    assert enter_pin(d, NO_VERIFIER, LIBRARY_PIN, 2) == "wrong_pin"
+    wait_for(lambda: kept(d, NO_VERIFIER) is None, what="the verifier to be forgotten")
+
+    d.server.stop()
+    assert enter_pin(d, NO_VERIFIER, LIBRARY_PIN, 3) == "unavailable"
+
+
+def test_a_kept_pin_older_than_max_offline_age_is_not_used(sip2_pin_door):
+    d = sip2_pin_door
+    old = datetime.now(timezone.utc) - d.config.policy.max_offline_age - timedelta(minutes=1)
+    d.store.keep_sip2_pin_verifier(card_key(KEY, NO_VERIFIER), remember_pin(LIBRARY_PIN, PEPPER, 10_000), old)
+    d.server.stop()
+
+    assert enter_pin(d, NO_VERIFIER, LIBRARY_PIN, 1) == "unavailable"

@@ -45,6 +45,8 @@ CASES = [
     ("reaches the age today", ENTRANCE, "self_service", replace(OK, age_ok_from=TODAY), [], SETTINGS, DoorState(), None, True, Reason.GRANTED),
     ("age unknown", ENTRANCE, "self_service", replace(OK, age_ok_from=None), [], SETTINGS, DoorState(), None, False, Reason.UNDERAGE),
     ("terms not accepted", ENTRANCE, "self_service", replace(OK, self_service=False), [], SETTINGS, DoorState(), None, False, Reason.TERMS_NOT_ACCEPTED),
+    ("patron class refused by the library system", ENTRANCE, "self_service", replace(OK, self_service=False, class_refused=True), [], SETTINGS, DoorState(), None, False, Reason.CLASS_NOT_ALLOWED),
+    ("staffed, card required: a refused class may enter", ENTRANCE, "staffed", replace(OK, self_service=False, class_refused=True), [], SETTINGS, DoorState(), None, True, Reason.GRANTED),
     ("card expired yesterday", ENTRANCE, "self_service", replace(OK, valid_until=TODAY - timedelta(days=1)), [], SETTINGS, DoorState(), None, False, Reason.CARD_EXPIRED),
     ("card valid through today", ENTRANCE, "self_service", replace(OK, valid_until=TODAY), [], SETTINGS, DoorState(), None, True, Reason.GRANTED),
     ("cache older than max_offline_age", ENTRANCE, "self_service", STALE, [], SETTINGS, DoorState(), None, False, Reason.UNAVAILABLE),
@@ -89,6 +91,12 @@ def test_decide(door, mode, patron, reservations, settings, state, pin, granted,
     decision = decide("k1", door, NOW, all_day(mode), patron, reservations, settings, state, pin)
     assert (decision.granted, decision.reason) == (granted, reason)
     assert decision.mode == mode
+
+
+def test_a_card_with_no_entry_is_unavailable_when_the_caller_cannot_tell_it_is_unknown():
+    unsure = dict(unknown=Reason.UNAVAILABLE)
+    assert decide("k1", ENTRANCE, NOW, all_day("self_service"), None, [], SETTINGS, **unsure).reason is Reason.UNAVAILABLE
+    assert decide("k1", ENTRANCE, NOW, all_day("self_service"), OK, [], SETTINGS, **unsure).reason is Reason.GRANTED
 
 
 def test_every_reason_is_covered_by_the_table():

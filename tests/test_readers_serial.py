@@ -90,7 +90,7 @@ def test_lines_on_a_loop_port_become_cards(run_loop, loop_ports):
     got.wait_for(lambda: got.statuses == [(True, "ok")])
     ports[0].write(b"04:a2:1b:3c\r\n0001234567\r\n")
     got.wait_for(lambda: len(got.cards) == 2)
-    assert got.cards == ["04A21B3C", "0001234567"]
+    assert got.cards == ["04a21b3c", "0001234567"]  # as typed: the card key normalises the case
 
 
 def test_rdm6300_frame_on_a_loop_port_gives_the_printed_number(run_loop, loop_ports):

@@ -19,7 +19,7 @@ import pytest
 from sync.breaker import BreakerOpen, CircuitBreaker
 from sync.sip2 import (
     BRANCH_BLOCK,
-    INVALID_PATRON,
+    CARD_NUMBER_FORMS,
     PROFILES,
     STATUS_BITS,
     Sip2Checker,
@@ -47,7 +47,7 @@ KOHA_SUOMI = {
     CHILD: FakePatron(extra={"PA": "0", "PC": "LAPSI"}),
     LOST_CARD: FakePatron(status="    Y         ", extra={"PA": "0", "PC": "AIKUINEN"}),
 }
-GENERIC = {
+EVERGREEN = {
     VALID: FakePatron(extra={"PA": "20991231", "PC": "AIKUINEN"}),
     "10000009": FakePatron(extra={"PA": "20200131", "PC": "AIKUINEN"}),
 }
@@ -136,8 +136,8 @@ def test_login_then_patron_answers_on_one_connection(peer, clients):
         pytest.param(BLOCKED_STATUS, denied("charge_privileges_denied"), id="charge-privileges-denied"),
         pytest.param(LOST_CARD, denied("card_reported_lost"), id="card-reported-lost"),
         pytest.param(BRANCH_BLOCKED, denied("branch_block"), id="koha-suomi-branch-block"),
-        pytest.param(UNKNOWN, denied("invalid_patron"), id="BL-N"),
-        pytest.param(CHILD, denied(None), id="class-not-in-allow-list"),
+        pytest.param(UNKNOWN, replace(denied(None), known=False), id="BL-N-is-unknown-not-blocked"),
+        pytest.param(CHILD, replace(denied(None), class_refused=True), id="class-not-in-allow-list"),
     ],
 )
 def test_patrons_who_may_not_use_self_service(peer, clients, card, expected):
@@ -154,8 +154,8 @@ def test_no_allow_list_means_the_class_is_not_checked(peer, clients):
     assert clients(peer(), allowed_classes=()).check(CHILD) == allowed()
 
 
-def test_generic_profile_reads_the_expiry_date(peer, clients):
-    checker = clients(peer(GENERIC), profile="generic")
+def test_evergreen_profile_reads_the_expiry_date(peer, clients):
+    checker = clients(peer(EVERGREEN), profile="evergreen")
     assert checker.check(VALID) == allowed(valid_until=dt.date(2099, 12, 31))
     # Expired: the date is reported; decide() turns a past date into card_expired.
     assert checker.check("10000009") == allowed(valid_until=dt.date(2020, 1, 31))
@@ -164,10 +164,9 @@ def test_generic_profile_reads_the_expiry_date(peer, clients):
 @pytest.mark.parametrize(
     "profile, patrons, field",
     [
-        pytest.param("generic", KOHA_SUOMI, "PA", id="generic-profile-on-koha-suomi-server"),
-        pytest.param("koha-suomi", GENERIC, "PA", id="koha-suomi-profile-on-generic-server"),
+        pytest.param("evergreen", KOHA_SUOMI, "PA", id="evergreen-profile-on-koha-suomi-server"),
+        pytest.param("koha-suomi", EVERGREEN, "PA", id="koha-suomi-profile-on-evergreen-server"),
         pytest.param("koha-suomi", {VALID: FakePatron(extra={"PC": "AIKUINEN"})}, "PA", id="branch-flag-missing"),
-        pytest.param("koha-suomi", {VALID: FakePatron(extra={"PA": "0"})}, "PC", id="class-missing"),
     ],
 )
 def test_a_value_that_does_not_fit_the_profile_is_an_error(peer, clients, profile, patrons, field):
@@ -428,7 +427,7 @@ def test_no_personal_data_in_results_logs_or_errors(peer, clients, caplog):
         with pytest.raises(Sip2Error) as caught:
             checker.client.patron_information(VALID)
         errors.append(str(caught.value))
-    for patrons, profile in ((KOHA_SUOMI, "generic"), ({VALID: FakePatron(extra={"PA": "X", "PC": "AIKUINEN"})}, "koha-suomi")):
+    for patrons, profile in ((KOHA_SUOMI, "evergreen"), ({VALID: FakePatron(extra={"PA": "X", "PC": "AIKUINEN"})}, "koha-suomi")):
         with pytest.raises(Sip2Error) as caught:
             clients(peer(patrons), cls=Sip2Client, profile=profile).patron_information(VALID, pin=PIN)
         errors.append(str(caught.value))
@@ -444,17 +443,119 @@ def test_no_personal_data_in_results_logs_or_errors(peer, clients, caplog):
 
 def test_config_is_checked():
     base = dict(host="h", port=6001, username="u", password="p", institution="i")
-    with pytest.raises(ValueError, match="unknown SIP2 profile 'koha'"):
-        Sip2Config(**base, profile="koha")
+    with pytest.raises(ValueError, match="unknown SIP2 profile 'generic'"):
+        Sip2Config(**base, profile="generic")
     with pytest.raises(ValueError, match="unknown blocking_status fines"):
-        Sip2Config(**base, profile="generic", blocking_status=("fines",))
-    assert replace(Sip2Config(**base, profile="generic"), timeout=0.5).timeout == 0.5
+        Sip2Config(**base, profile="lenient", blocking_status=("fines",))
+    with pytest.raises(ValueError, match="unknown card_number_form 'UPPER'"):
+        Sip2Config(**base, profile="lenient", card_number_form="UPPER")
+    assert replace(Sip2Config(**base, profile="lenient"), timeout=0.5).timeout == 0.5
 
 
 def test_docs_name_every_profile_status_bit_and_config_key():
     text = (Path(__file__).parent.parent / "docs" / "sip2.md").read_text(encoding="utf-8")
-    for name in [*PROFILES, *STATUS_BITS, INVALID_PATRON, BRANCH_BLOCK]:
+    for name in [*PROFILES, *STATUS_BITS, *CARD_NUMBER_FORMS, BRANCH_BLOCK]:
         assert f"`{name}`" in text
     keys = {f.name for f in fields(Sip2Config)} - {"password"} | {"password_file"}
     for key in keys:
         assert f"| `{key}` |" in text
+
+
+# -- the card number as the library system knows it ----------------------------------
+
+@pytest.mark.parametrize(
+    "form, sent",
+    [("as_read", "00aB12"), ("upper", "00AB12"), ("lower", "00ab12"), ("strip_leading_zeros", "aB12")],
+)
+def test_the_card_number_is_sent_in_the_configured_form(peer, clients, form, sent):
+    # The test server looks ids up case-sensitively, as some library systems do.
+    server = peer({sent: FakePatron(extra={"PA": "0", "PC": "AIKUINEN"})})
+
+    assert clients(server, card_number_form=form).check("00aB12") == allowed()
+    assert server.requests[-1].patron_identifier == sent
+
+
+def test_the_default_sends_the_number_as_read_not_upper_cased(peer, clients):
+    server = peer({"abc123": FakePatron(extra={"PA": "0", "PC": "AIKUINEN"})})
+
+    assert clients(server).check("abc123") == allowed()
+    assert server.requests[-1].patron_identifier == "abc123"
+
+
+# -- replies shaped as Koha's and Evergreen's SIP servers build them ---------------------
+
+KOHA_PATRONS = {
+    VALID: FakePatron(extra={"PC": "AIKUINEN"}),
+    BLOCKED_STATUS: FakePatron(status="Y" + " " * 13, extra={"PC": "AIKUINEN"}),
+    CHILD: FakePatron(extra={"PC": "LAPSI"}),
+    # The reader typed it in lower case; Koha's database holds it upper-cased and
+    # its MySQL lookup ignores case, so the reply echoes the stored form.
+    "abc123": FakePatron(extra={"PC": "AIKUINEN"}, stored_as="ABC123"),
+}
+
+
+def test_stock_koha_without_pa_is_read_by_the_koha_profile(peer, clients):
+    checker = clients(peer(KOHA_PATRONS, shape="koha", case_insensitive=True), profile="koha")
+
+    assert checker.check(VALID) == allowed()
+    assert checker.check(VALID, pin="1234") == allowed(pin_ok=True)
+    assert checker.check(BLOCKED_STATUS) == denied("charge_privileges_denied")
+    assert checker.check(CHILD) == replace(denied(None), class_refused=True)
+    assert checker.check("abc123") == allowed()
+    # Koha sends no CQ for an unknown card, even when a PIN was sent: still an answer.
+    assert checker.check(UNKNOWN, pin="1234") == replace(denied(None), known=False, pin_ok=False)
+    assert checker.breaker.state == "closed"
+
+
+def test_a_koha_suomi_profile_on_stock_koha_is_an_error_naming_pa(peer, clients):
+    server = peer(KOHA_PATRONS, shape="koha")
+    with pytest.raises(Sip2Error, match="field PA is missing"):
+        clients(server, cls=Sip2Client).patron_information(VALID)
+
+
+def test_koha_suomi_pa_is_the_branch_block_in_koha_s_reply_shape(peer, clients):
+    server = peer({VALID: FakePatron(extra={"PC": "AIKUINEN", "PA": "1"})}, shape="koha")
+    assert clients(server).check(VALID) == denied("branch_block")
+
+
+def test_evergreen_pa_is_the_expiry_date_and_may_be_missing(peer, clients):
+    server = peer({
+        VALID: FakePatron(extra={"PA": "20270531", "PC": "AIKUINEN"}),
+        "10000010": FakePatron(extra={"PC": "AIKUINEN"}),  # no expiry date: Evergreen leaves PA out
+    }, shape="evergreen")
+    checker = clients(server, profile="evergreen")
+
+    assert checker.check(VALID, pin="0000") == allowed(valid_until=dt.date(2027, 5, 31), pin_ok=False)
+    assert checker.check("10000010") == allowed()
+    assert checker.check(UNKNOWN) == replace(denied(None), known=False)
+
+
+def test_a_missing_class_refuses_the_class_instead_of_failing(peer, clients):
+    server = peer({VALID: FakePatron(extra={"PA": "0"})})
+    assert clients(server).check(VALID) == replace(denied(None), class_refused=True)
+
+
+def test_the_lenient_profile_takes_n_in_the_status_as_not_set(peer, clients):
+    # pysip2 refuses such a status, so the reply is built raw, in Koha's shape.
+    server = peer({VALID: FakePatron(status="N" * 14), BLOCKED_STATUS: FakePatron(status="Y" + "N" * 13)}, shape="koha")
+    checker = clients(server, profile="lenient", allowed_classes=())
+
+    assert checker.check(VALID) == allowed()
+    assert checker.check(BLOCKED_STATUS) == denied("charge_privileges_denied")
+    with pytest.raises(Sip2Error, match="patron status"):
+        clients(server, cls=Sip2Client, profile="koha", allowed_classes=()).patron_information(VALID)
+
+
+def test_the_notes_say_how_the_profile_read_each_field_without_personal_values(peer, clients):
+    server = peer(KOHA_PATRONS, shape="koha")
+    notes: list[str] = []
+
+    clients(server, cls=Sip2Client, profile="koha").patron_information(BLOCKED_STATUS, pin="1234", notes=notes)
+
+    assert notes == [
+        "CQ: PIN right",
+        "BL: Y, a patron",
+        "status: charge_privileges_denied; charge_privileges_denied blocks",
+        "PC: 'AIKUINEN' in allowed_classes",
+        "result: refused: charge_privileges_denied",
+    ]

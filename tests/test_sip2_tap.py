@@ -8,7 +8,10 @@ door did, what the event log and the patron cache say, and what reached the serv
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import threading
+import time
 import tomllib
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -35,6 +38,10 @@ NOT_CACHED = "10000007"
 #: Allowed in the cache; used where the library system does not answer.
 CACHED_OK = "10000008"
 BOOTH_HOLDER = "10000006"
+#: Valid in the library system, in a class the branch does not let in on its own (home delivery).
+REFUSED_CLASS = "10000009"
+#: Known to neither the cache nor the library system.
+NOBODY = "10000099"
 
 SERVER_PATRONS = {
     STALE: FakePatron(extra={"PA": "0", "PC": "AIKUINEN"}),
@@ -42,6 +49,7 @@ SERVER_PATRONS = {
     NOT_CACHED: FakePatron(extra={"PA": "0", "PC": "AIKUINEN"}),
     CACHED_OK: FakePatron(extra={"PA": "0", "PC": "AIKUINEN"}),
     BOOTH_HOLDER: FakePatron(status="Y" + " " * 13, extra={"PA": "0", "PC": "AIKUINEN"}),
+    REFUSED_CLASS: FakePatron(extra={"PA": "0", "PC": "KOTIPALVELU"}),
 }
 ADULT = date(2000, 1, 1)
 
@@ -68,6 +76,7 @@ class Branch:
                    fetched_at=now - timedelta(days=100)),
             Patron(card_key=self.key(CACHED_OK), self_service=True, age_ok_from=ADULT, fetched_at=now),
             Patron(card_key=self.key(BOOTH_HOLDER), self_service=True, age_ok_from=ADULT, fetched_at=now),
+            Patron(card_key=self.key(REFUSED_CLASS), self_service=True, age_ok_from=ADULT, fetched_at=now),
         ], source="central")
         self.store.put_reservations([Reservation(
             "r-1", "smartblock-1", self.key(BOOTH_HOLDER), now - timedelta(minutes=5), now + timedelta(hours=1))])
@@ -79,8 +88,10 @@ class Branch:
             timeout=timeout, breaker_failures=breaker_failures,
         ))
         self.factory = MockFactory()
+        self.decided: list = []
         self.controller = Controller(
-            self.config, self.store, consortium_key=KEY, pin_factory=self.factory, start_readers=False, sip2=self.checker
+            self.config, self.store, consortium_key=KEY, pin_factory=self.factory, start_readers=False,
+            sip2=self.checker, on_tap=self.decided.append,
         )
 
     @staticmethod
@@ -88,7 +99,21 @@ class Branch:
         return card_key(KEY, number)
 
     def tap(self, number: str, door: str = "entrance"):
-        return self.controller.tap(door, number)
+        """Tap, then run the loop's work (on this thread) until the tap is decided."""
+        self.decided.clear()
+        self.controller.tap(door, number)
+        deadline = time.monotonic() + 10
+        while not self.decided and time.monotonic() < deadline:
+            self.controller.step()
+            time.sleep(0.002)
+        return self.decided[-1]
+
+    def settle(self, seconds: float) -> None:
+        """Run the loop's work for a while: late answers arrive."""
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            self.controller.step()
+            time.sleep(0.005)
 
     def unlocked(self, door: str = "entrance") -> bool:
         return self.factory.pin(self.config.door(door).lock_pin).state
@@ -161,16 +186,21 @@ def test_a_booth_is_decided_by_its_reservation_without_asking_the_library_system
     assert branch.cached(BOOTH_HOLDER).blocked_reason is None
 
 
-def test_a_library_system_that_hangs_costs_one_tap_then_the_breaker_answers_at_once(tmp_path):
-    branch = Branch(tmp_path, timeout=0.3)
+def test_a_library_system_that_hangs_does_not_hold_up_even_the_first_tap_of_a_cached_card(tmp_path):
+    branch = Branch(tmp_path, timeout=1.5)
     try:
         branch.server.faults = ["slow"]
 
         first = branch.tap(CACHED_OK)
 
+        # Decided from the cache while the check still waits: the breaker has not even opened yet.
         assert (first.decision.granted, first.decision.reason.value) == (True, "granted")
-        assert branch.checker.breaker.state == "open"
+        assert branch.checker.breaker.state == "closed"
         assert branch.server.patron_requests() == 1
+        deadline = time.monotonic() + 10
+        while branch.checker.breaker.state != "open" and time.monotonic() < deadline:
+            branch.settle(0.05)
+        assert branch.checker.breaker.state == "open"
 
         # The breaker is open: these are decided from the cache without contacting the server.
         later = [branch.tap(CACHED_OK), branch.tap(BLOCKED_IN_SIP2), branch.tap(STALE)]
@@ -278,7 +308,7 @@ def test_every_problem_in_the_sip2_section_is_reported(tmp_path, capsys):
     path = tmp_path / "omaovi.toml"
     bad = (
         SIP2.replace('"sip2.kirjasto.example"', '"sip2.kirjasto.example:6001"').replace("6001\n", "70000\n")
-        .replace('profile = "koha-suomi"', 'profile = "koha"')
+        .replace('profile = "koha-suomi"', 'profile = "generic"')
         + 'tls = "yes"\nallowed_classes = "AIKUINEN"\nblocking_status = ["fines"]\ntimeout = 5\n'
         + 'breaker_failures = 0\nbreaker_cooldown = 0\nlocation = "A|B"\npasword_file = "x"\n'
     )
@@ -291,7 +321,7 @@ def test_every_problem_in_the_sip2_section_is_reported(tmp_path, capsys):
         f"{path}: sip2.port = 70000: must be a whole number from 1 to 65535",
         f'{path}: sip2.tls = "yes": must be true or false',
         f'{path}: sip2.location = "A|B": must be a string without \'|\'',
-        f'{path}: sip2.profile = "koha": must be one of koha-suomi, generic',
+        f'{path}: sip2.profile = "generic": must be one of koha, koha-suomi, evergreen, lenient',
         f'{path}: sip2.allowed_classes = "AIKUINEN": must be a list of patron class codes, such as ["AIKUINEN"]',
         f'{path}: sip2.blocking_status = ["fines"]: must be a list of status bit names from '
         "charge_privileges_denied, renewal_privileges_denied, recall_privileges_denied, hold_privileges_denied, "
@@ -302,7 +332,7 @@ def test_every_problem_in_the_sip2_section_is_reported(tmp_path, capsys):
         f"{path}: sip2.breaker_failures = 0: must be a whole number from 1 to 100",
         f"{path}: sip2.breaker_cooldown = 0: must be a number from 1 to 3600",
         f'{path}: sip2.pasword_file = "x": unknown key; allowed keys here: allowed_classes, blocking_status, '
-        "breaker_cooldown, breaker_failures, host, institution, location, password_file, port, profile, "
+        "breaker_cooldown, breaker_failures, card_number_form, host, institution, location, password_file, port, profile, "
         "terminal_password, timeout, tls, tls_ca_file, tls_verify, username",
         "11 problem(s) found.",
     ]
@@ -319,7 +349,7 @@ def test_the_sip2_section_needs_its_server_login_and_profile(tmp_path):
         "sip2.username = (missing): required; must be a non-empty string without '|'",
         "sip2.password_file = (missing): required; must be a file path (relative paths are relative to this file)",
         "sip2.institution = (missing): required; must be a non-empty string without '|'",
-        "sip2.profile = (missing): required; must be one of koha-suomi, generic",
+        "sip2.profile = (missing): required; must be one of koha, koha-suomi, evergreen, lenient",
     ]
 
 
@@ -386,3 +416,116 @@ def test_no_check_is_made_when_the_answer_cannot_change_the_decision(branch):
 
     assert branch.tap(BLOCKED_IN_SIP2).decision.reason.value == "closed"
     assert branch.server.patron_requests() == 0
+
+
+# -- unknown, blocked or unavailable ---------------------------------------------------
+
+def test_a_card_the_library_system_does_not_know_is_unknown_and_nothing_is_cached(branch):
+    result = branch.tap(NOBODY)
+
+    assert (result.decision.granted, result.event.reason) == (False, "unknown_card")
+    assert branch.store.events(limit=1)[0]["reason"] == "unknown_card"
+    assert branch.cache_row(NOBODY) == {}
+
+
+def test_the_library_systems_unknown_leaves_a_good_cache_entry_alone(branch):
+    """A refusal must not overwrite what the central service said (a card number the
+    server looks up differently, say): the entry stays for the next sync to settle."""
+    before = branch.cache_row(CACHED_OK)
+    branch.server.patrons = {}
+
+    assert branch.tap(CACHED_OK).event.reason == "unknown_card"
+    assert branch.cache_row(CACHED_OK) == before
+
+
+@pytest.mark.parametrize("outage", ["down", "login_refused"])
+def test_an_uncached_card_is_unavailable_when_the_library_system_cannot_answer(branch, outage):
+    if outage == "down":
+        branch.server.stop()
+    else:
+        branch.server.password = "changed-on-the-server"
+
+    result = branch.tap(NOT_CACHED)
+
+    assert (result.decision.granted, result.event.reason) == (False, "unavailable")
+    assert "Yritä uudelleen tai ota yhteys henkilökuntaan" in result.event.detail["message"]
+    assert branch.cache_row(NOT_CACHED) == {}
+
+
+def test_an_uncached_card_is_unknown_when_a_full_snapshot_is_fresh_and_the_library_system_is_down(branch):
+    now = datetime.now(timezone.utc)
+    branch.store.begin_patron_snapshot()
+    branch.store.stage_patrons([branch.cached(CACHED_OK)], source="central")
+    branch.store.commit_patron_snapshot(stream="patrons", cursor="c1", at=now - timedelta(hours=1))
+    branch.server.stop()
+
+    assert branch.tap(NOT_CACHED).event.reason == "unknown_card"
+    assert branch.tap(CACHED_OK).event.reason == "granted"
+
+
+def test_a_refused_patron_class_has_its_own_reason_online_and_from_the_cache(branch):
+    online = branch.tap(REFUSED_CLASS)
+
+    assert (online.decision.granted, online.event.reason) == (False, "class_not_allowed")
+    assert online.event.detail["message"] == "Asiakasryhmäsi ei voi käyttää omatoimikirjastoa. Ota yhteys henkilökuntaan"
+    assert branch.cached(REFUSED_CLASS).class_refused
+
+    branch.server.stop()
+    assert branch.tap(REFUSED_CLASS).event.reason == "class_not_allowed"
+
+
+# -- no patron waits for a dead server ---------------------------------------------------
+
+def test_a_late_answer_refreshes_the_cache_after_the_tap_was_decided_from_it(branch):
+    branch.server.faults = ["late"]
+
+    first = branch.tap(BLOCKED_IN_SIP2)
+
+    assert first.event.reason == "granted"  # the fresh cache entry decided, within the short budget
+    deadline = time.monotonic() + 10
+    while branch.cached(BLOCKED_IN_SIP2).blocked_reason is None and time.monotonic() < deadline:
+        branch.settle(0.05)
+    assert branch.cached(BLOCKED_IN_SIP2).blocked_reason == "charge_privileges_denied"
+    assert branch.tap(BLOCKED_IN_SIP2).event.reason == "blocked"
+
+
+def test_the_door_loop_answers_while_a_check_waits_for_the_library_system(tmp_path):
+    branch = Branch(tmp_path, timeout=3.0)
+    stop = threading.Event()
+    loop = threading.Thread(target=branch.controller.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        branch.server.faults = ["slow"]
+        branch.controller.submit_tap("entrance", NOT_CACHED)  # no cache entry: it waits for the whole check
+        deadline = time.monotonic() + 5
+        while branch.server.patron_requests() == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+        # Staff commands and door timers run on this loop: it answers while the check waits.
+        assert branch.controller.call(lambda: "the loop is free", timeout=1.5) == "the loop is free"
+        assert branch.decided == []
+        deadline = time.monotonic() + 10
+        while not branch.decided and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert branch.decided[0].event.reason == "unavailable"
+    finally:
+        stop.set()
+        loop.join(5)
+        branch.close()
+
+
+# -- the device reports the library system as it meets it -----------------------------------
+
+def test_the_device_reports_its_own_last_sip2_success_and_error(branch):
+    branch.tap(CACHED_OK)
+    branch.settle(1.2)  # the status is written at most once a second
+    state = branch.store.status()["sip2"]["value"]
+    assert state["breaker"] == "closed" and state["last_success"] and state["last_error"] is None
+
+    branch.server.stop()
+    branch.tap(CACHED_OK)
+    branch.settle(1.2)
+    state = branch.store.status()["sip2"]["value"]
+    assert state["last_error"].startswith(f"cannot connect to 127.0.0.1:{branch.server.port}")
+    assert state["last_error_at"] > state["last_success"]
+    assert CACHED_OK not in json.dumps(state)

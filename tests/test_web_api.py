@@ -428,3 +428,21 @@ def test_the_openapi_file_lists_every_figure_a_period_has(api, web_store):
     assert set(re.split(r",\s*", required.strip())) == set(answer["periods"][0]) - {"period"}
     required = re.search(r"\n    Stats:\n.*?required: \[(.*?)\]", openapi, re.S).group(1)
     assert set(re.split(r",\s*", required.strip())) == set(answer)
+
+
+def test_status_and_metrics_show_the_library_system_as_the_device_met_it(api, web_store):
+    assert api("/api/v1/status").get_json()["sip2"] is None
+    web_store.set_status("sip2", {
+        "breaker": "open", "last_success": "2026-11-25T09:12:03.000000Z",
+        "last_error": "cannot connect to 10.20.0.7:6001: Network is unreachable",
+        "last_error_at": "2026-11-25T11:45:40.000000Z",
+    })
+
+    sip2 = api("/api/v1/status").get_json()["sip2"]
+    assert (sip2["breaker"], sip2["last_success"], sip2["last_error_at"]) == (
+        "open", "2026-11-25T09:12:03Z", "2026-11-25T11:45:40Z")
+    assert sip2["last_error"].endswith("Network is unreachable") and sip2["updated_at"]
+    samples = _samples(api("/metrics", REMOTE_ADDR="192.0.2.7"))
+    assert samples[("omaovi_sip2_breaker_open", ())] == 1
+    assert samples[("omaovi_sip2_last_error_timestamp_seconds", ())] == datetime(2026, 11, 25, 11, 45, 40, tzinfo=timezone.utc).timestamp()
+    assert samples[("omaovi_sip2_last_success_timestamp_seconds", ())] == datetime(2026, 11, 25, 9, 12, 3, tzinfo=timezone.utc).timestamp()

@@ -197,3 +197,14 @@ def test_the_device_loop_writes_a_heartbeat_and_survives_a_failing_write(branch_
     finally:
         controller.close()
         store.close()
+
+
+def test_warns_when_the_library_system_did_not_answer_the_door(staff, branch_today):
+    branch_today.set_status("sip2", {"breaker": "open", "last_success": None, "last_error_at": "2026-11-25T11:45:40.000000Z",
+                                     "last_error": "cannot connect to 10.20.0.7:6001: Network is unreachable"})
+    html = staff.get("/today/live", headers=EN).get_data(as_text=True)
+    assert "The library system did not answer the door&#39;s card check at 25.11.2026 13.45" in html
+    assert "Network is unreachable" in html
+    branch_today.set_status("sip2", {"breaker": "closed", "last_success": "2026-11-25T11:50:00.000000Z",
+                                     "last_error_at": "2026-11-25T11:45:40.000000Z", "last_error": "x"})
+    assert "did not answer the door" not in staff.get("/today/live", headers=EN).get_data(as_text=True)

@@ -2,9 +2,9 @@
 
 A door controller runs unattended for months. Readers get unplugged, lose power,
 pick up noise and see the same card many times a second, so the rest of the system
-never talks to a reader directly: a ReaderLoop owns it, turns each read into the one
-canonical card number (see device/cards.py), drops repeats and reopens the device
-when it comes back.
+never talks to a reader directly: a ReaderLoop owns it, turns each read into a card
+number (separators stripped, letters in the case read; see device/cards.py), drops
+repeats and reopens the device when it comes back.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from device.cards import UID_FORMATS, CardNumberError, normalize, uid_to_number
+from device.cards import UID_FORMATS, CardNumberError, clean, uid_to_number
 
 log = logging.getLogger("omaovi.readers")
 
@@ -106,9 +106,10 @@ def _failure_reason(exc: BaseException) -> str:
 class ReaderLoop:
     """Runs one reader in its own daemon thread: open, read, canonicalise, de-duplicate, reconnect.
 
-    on_card receives each new canonical card number. on_status receives
-    (True, "ok") when the reader opens and (False, reason) once per outage, so a
-    display or health check can say which door has no reader.
+    on_card receives each new card number, without separators and in the case it
+    was read (the card key normalises it). on_status receives (True, "ok") when
+    the reader opens and (False, reason) once per outage, so a display or health
+    check can say which door has no reader.
     """
 
     def __init__(
@@ -220,7 +221,8 @@ class ReaderLoop:
             if read.uid is not None:
                 number = uid_to_number(read.uid, self._uid_format)
             else:
-                number = normalize(read.text)
+                # As read: the card key normalises it, the SIP2 check sends it as the library system knows it.
+                number = clean(read.text)
         except CardNumberError:
             # The error message holds the raw read; only its size is logged.
             what = f"UID of {len(read.uid)} bytes" if read.uid is not None else f"text of {len(read.text)} characters"
@@ -241,7 +243,7 @@ class ReaderLoop:
         reader (re-read several times a second) counts once until it is taken away.
         """
         now = self._clock()
-        card = hmac.digest(self._dedupe_key, number.encode(), "sha256")
+        card = hmac.digest(self._dedupe_key, number.upper().encode(), "sha256")
         repeat = card == self._last_card and now - self._last_seen < self._dedupe_seconds
         self._last_card, self._last_seen = card, now
         return repeat

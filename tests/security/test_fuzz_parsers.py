@@ -183,7 +183,7 @@ def with_trailer(message: bytes, sequence: int = 0) -> bytes:
 KOHA = Sip2Config(host="127.0.0.1", port=6001, username="u", password="p", institution="i",
                   profile="koha-suomi", allowed_classes=("AIKUINEN",), timeout=1)
 GENERIC = Sip2Config(host="127.0.0.1", port=6001, username="u", password="p", institution="i",
-                     profile="generic", timeout=1)
+                     profile="evergreen", timeout=1)
 
 field_values = st.one_of(
     st.sampled_from(["Y", "N", "0", "1", "AIKUINEN", "LAPSI", CARD, "20991231", "2099123", "", " Y"]),
