@@ -41,6 +41,8 @@ from device.store import MIGRATIONS
 
 OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "--"
 SERVICE_USER = "omaovi"
+#: What a database the device cannot write means at the door.
+STORAGE_FAILED = "the device runs in the storage-failed mode (only staff cards open, events wait in memory)"
 
 
 @dataclass(frozen=True)
@@ -226,9 +228,19 @@ class Doctor:
             for target in (directory, path):
                 if target.exists() and not _writable_by(target, user):
                     return Check(
-                        "database", FAIL, f"{target} is not writable by the {user.pw_name} user (owner {_owner(target)})",
+                        "database", FAIL,
+                        f"{target} is not writable by the {user.pw_name} user (owner {_owner(target)}): {STORAGE_FAILED}",
                         f"sudo chown {user.pw_name}:{user.pw_name} {target}",
                     )
+        strangers = self._not_the_service_users(directory, path)
+        if strangers:
+            owner = self.service_user
+            return Check(
+                "database", FAIL,
+                "; ".join(f"{target} belongs to {_owner(target)}, not to the {owner} user" for target in strangers)
+                + f": {STORAGE_FAILED}",
+                f"sudo chown {owner}:{owner} {' '.join(str(t) for t in strangers)} (systemd/install.sh does this too)",
+            )
         if not path.exists():
             return Check("database", OK, f"{path} not created yet; the device creates it on its first start")
         try:
@@ -262,6 +274,18 @@ class Doctor:
                 "restart the device (sudo systemctl restart omaovi-device); it applies the migrations on start",
             )
         return Check("database", OK, f"{path} writable, schema version {version} (current)")
+
+    def _not_the_service_users(self, directory: Path, path: Path) -> list[Path]:
+        """The database and its -wal and -shm files owned by someone else than the service
+        user (or, where it does not exist, the directory's owner). ``sudo omaovi ...`` or
+        ``sudo sqlite3`` leaves them owned by root; even one root-owned -shm keeps the device
+        from writing, and a check run as root would not notice it by trying."""
+        try:
+            uid = pwd.getpwnam(self.service_user).pw_uid
+        except KeyError:
+            uid = directory.stat().st_uid
+        files = (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
+        return [f for f in files if f.exists() and f.stat().st_uid != uid]
 
     def _other_user(self) -> pwd.struct_passwd | None:
         """The service user, when it is not who runs the doctor and exists here."""

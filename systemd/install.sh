@@ -17,7 +17,8 @@
 #   - PREFIX/etc/omaovi/omaovi.toml from examples/omaovi.toml, only if missing
 #     (mode 0640, owner root:omaovi)
 #   - PREFIX/etc/omaovi/consortium.key, only with --generate-key and only if missing
-#   - PREFIX/var/lib/omaovi, the database directory (mode 0750, owner omaovi)
+#   - PREFIX/var/lib/omaovi, the database directory (mode 0750, owner omaovi);
+#     a database, -wal or -shm file in it that root left behind is given back to omaovi
 #   - PREFIX/etc/systemd/system/omaovi-{device,web,sync}.service, with the
 #     paths rewritten under PREFIX
 #   - systemctl daemon-reload and enable of each unit whose command this
@@ -206,6 +207,19 @@ fi
 mkdir -p "$STATE"
 chmod 0750 "$STATE"
 own omaovi:omaovi "$STATE"
+# Every file in it must be the service user's. `sudo omaovi ...` or `sudo sqlite3`
+# leaves a root-owned database, -wal or -shm, which the device cannot write: it then
+# runs in the storage-failed mode (only staff cards open). On this machine such
+# files are given back to omaovi; under a prefix they are named.
+if [ "$SYSTEM" = yes ]; then state_user=omaovi; else state_user=$(stat -c %U "$STATE"); fi
+while IFS= read -r -d '' stray; do
+    if [ "$SYSTEM" = yes ]; then
+        say "giving $stray back to omaovi (it belonged to $(stat -c %U:%G "$stray"))"
+        chown omaovi:omaovi "$stray"
+    else
+        say "$stray belongs to $(stat -c %U "$stray"), not to $state_user: the device cannot write it"
+    fi
+done < <(find "$STATE" -mindepth 1 -maxdepth 1 ! -user "$state_user" -print0)
 
 # -- systemd units --------------------------------------------------------------
 for unit in "${UNITS[@]}"; do

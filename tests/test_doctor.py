@@ -432,3 +432,21 @@ def test_the_extras_pins_are_claimed_too(pty_reader, healthy):
             OutputDevice(23 if held == 13 else 4, pin_factory=factory).close()  # what was claimed first is free again
         finally:
             blocker.close()
+
+
+def test_database_files_left_to_another_user_fail_even_when_root_could_write_them(healthy):
+    """``sudo sqlite3 omaovi.db`` leaves a root-owned -wal and -shm. Trying to write as root
+    proves nothing; the owners do, and the fix names every file to give back."""
+    database = healthy / "omaovi.db"
+    keep_open = Store(database)  # a live database has its -wal and -shm
+    try:
+        keep_open.set_status("probe", {})
+        for name in ("omaovi.db-wal", "omaovi.db-shm"):
+            os.chown(healthy / name, 65534, 65534)
+        check = by_name(doctor().run(healthy / "omaovi.toml"))["database"]
+    finally:
+        keep_open.close()
+    assert check.status == FAIL
+    assert f"{database}-wal belongs to" in check.detail and f"{database}-shm belongs to" in check.detail
+    assert f"not to the {ME} user" in check.detail and "storage-failed mode" in check.detail
+    assert check.hint.startswith(f"sudo chown {ME}:{ME} {database}-wal {database}-shm")

@@ -191,3 +191,19 @@ def test_an_unknown_option_is_refused(tmp_path):
     result = subprocess.run(["bash", str(ROOT / "systemd/install.sh"), "--prefix", str(tmp_path), "--frobnicate"], capture_output=True, text=True)
     assert result.returncode == 2 and "unknown option --frobnicate" in result.stderr
     assert not (tmp_path / "etc").exists()
+
+
+def test_database_files_the_service_user_does_not_own_are_named(tmp_path, checkout):
+    """``sudo sqlite3 omaovi.db`` leaves a root-owned -wal and -shm, and the device cannot
+    write the database. On the machine itself the installer gives them back to omaovi;
+    under a prefix (no omaovi user to give them to) it names them."""
+    install(checkout, tmp_path, "--no-venv")
+    state = tmp_path / "var/lib/omaovi"
+    wal, shm = state / "omaovi.db-wal", state / "omaovi.db-shm"
+    wal.write_bytes(b"")
+    shm.write_bytes(b"")
+    os.chown(wal, 65534, 65534)
+    result = install(checkout, tmp_path, "--no-venv")
+    me = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    assert f"{wal} belongs to nobody, not to {me}: the device cannot write it" in result.stdout
+    assert str(shm) not in result.stdout
