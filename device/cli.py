@@ -206,6 +206,8 @@ def cmd_check_config(args) -> int:
         print(f"{len(exc.problems)} problem(s) found.")
         return 1
     print(f"{cfg.path}: OK — branch {cfg.branch}, {len(cfg.doors)} door(s): " + ", ".join(f"{d.id} ({d.kind})" for d in cfg.doors))
+    for warning in config_mod.warnings(cfg):
+        print(f"warning: {warning}")
     return 0
 
 
