@@ -41,6 +41,8 @@ from device.store import MIGRATIONS
 
 OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "--"
 SERVICE_USER = "omaovi"
+#: One group per secret, given only to the unit that needs it (systemd/install.sh).
+CENTRAL_GROUP, SIP2_GROUP = "omaovi-central", "omaovi-sip2"
 #: What a database the device cannot write means at the door.
 STORAGE_FAILED = "the device runs in the storage-failed mode (only staff cards open, events wait in memory)"
 
@@ -115,7 +117,37 @@ class Doctor:
         checks.append(self.clock())
         checks.append(self.central(cfg, sections.central))
         checks.append(self.sip2(sections.sip2))
+        checks.append(self.secrets(sections))
         return checks
+
+    def secrets(self, sections: config_mod.Sections) -> Check:
+        """The central token and the SIP2 password must be out of the staff page's reach.
+
+        The page runs as the same user as sync and the device; what keeps those
+        secrets from it is that each file's group is one only its own unit has. A
+        file readable by everyone, or by the service user's own group, undoes that.
+        """
+        name = "secret files"
+        files = [(sections.central.token_file, CENTRAL_GROUP)] if sections.central else []
+        files += [(sections.sip2.password_file, SIP2_GROUP)] if sections.sip2 else []
+        files = [(path, group) for path, group in files if path.exists()]
+        if not files:
+            return Check(name, SKIP, "no central token or SIP2 password file")
+        try:
+            shared_gid = pwd.getpwnam(self.service_user).pw_gid
+        except KeyError:
+            shared_gid = None
+        for path, group in files:
+            st = path.stat()
+            fix = f"sudo chown root:{group} {path}; sudo chmod 0640 {path} (systemd/install.sh does this for /etc/omaovi)"
+            if st.st_mode & stat.S_IROTH:
+                return Check(name, FAIL, f"{path} is readable by every user (mode {stat.filemode(st.st_mode)})", fix)
+            if st.st_mode & stat.S_IRGRP and st.st_gid == shared_gid:
+                return Check(
+                    name, FAIL, f"{path} is readable by the group of the {self.service_user} user, so by the staff page too",
+                    fix,
+                )
+        return Check(name, OK, ", ".join(str(path) for path, _ in files) + " out of the staff page's reach")
 
     # -- the central service ------------------------------------------------------------
     def central(self, cfg: Config, central: CentralConfig | None) -> Check:
@@ -139,7 +171,8 @@ class Doctor:
             return Check(
                 name, FAIL, str(exc),
                 f"put this branch's token from the central service, on one line, in central.token_file "
-                f"({central.token_file}): sudo install -m 0640 -o root -g {self.service_user} THE-TOKEN-FILE {central.token_file}",
+                f"({central.token_file}): sudo install -m 0640 -o root -g {CENTRAL_GROUP} THE-TOKEN-FILE {central.token_file}"
+                f" (only omaovi-sync has that group; run the doctor as root to read it: sudo omaovi doctor)",
             )
         today = datetime.now(cfg.tz).date().isoformat()
         url = f"{central.base_url}/v1/branches/{quote(cfg.branch)}/hours"
@@ -197,7 +230,8 @@ class Doctor:
             return Check(
                 name, FAIL, str(exc),
                 f"put the SIP2 password on one line in sip2.password_file: "
-                f"sudo install -m 0640 -o root -g {self.service_user} THE-PASSWORD-FILE {settings.password_file}",
+                f"sudo install -m 0640 -o root -g {SIP2_GROUP} THE-PASSWORD-FILE {settings.password_file}"
+                f" (only omaovi-device has that group; run the doctor as root to read it: sudo omaovi doctor)",
             )
         try:
             client.login()

@@ -82,7 +82,7 @@ def test_a_healthy_branch_passes_every_check(healthy, pty_reader):
     statuses = {c.name: c.status for c in checks}
     assert statuses == {
         "config": OK, "database": OK, "consortium key": OK, "reader entrance": OK, "pins entrance": OK,
-        "clock": OK, "central service": "--", "SIP2": "--",
+        "clock": OK, "central service": "--", "SIP2": "--", "secret files": "--",
     }
     found = by_name(checks)
     assert f"schema version {len(MIGRATIONS)} (current)" in found["database"].detail
@@ -288,6 +288,7 @@ def closed_port():
 
 def test_the_central_service_accepting_the_token_passes(healthy, pty_reader):
     (healthy / "central.token").write_text(TOKEN + "\n")
+    (healthy / "central.token").chmod(0o600)  # out of the staff page's reach, as install.sh leaves it
     with CentralServer(token=TOKEN) as server:
         path = with_sections(healthy, pty_reader, central_section(server.url))
         checks = doctor(session=no_proxy_session()).run(path)
@@ -349,6 +350,7 @@ def sip2_server():
 
 def test_a_sip2_login_the_library_system_accepts_passes(healthy, pty_reader, sip2_server):
     (healthy / "sip2.password").write_text("salasana-123\n")
+    (healthy / "sip2.password").chmod(0o600)  # out of the staff page's reach, as install.sh leaves it
     checks = doctor().run(with_sections(healthy, pty_reader, sip2_section(sip2_server.port)))
     check = by_name(checks)["SIP2"]
     assert check.status == OK and check.detail == f"login accepted by 127.0.0.1:{sip2_server.port}"
@@ -450,3 +452,23 @@ def test_database_files_left_to_another_user_fail_even_when_root_could_write_the
     assert f"{database}-wal belongs to" in check.detail and f"{database}-shm belongs to" in check.detail
     assert f"not to the {ME} user" in check.detail and "storage-failed mode" in check.detail
     assert check.hint.startswith(f"sudo chown {ME}:{ME} {database}-wal {database}-shm")
+
+
+@pytest.mark.parametrize("mode, group_is_the_service_users, problem", [
+    (0o644, False, "is readable by every user"),
+    (0o640, True, f"is readable by the group of the {ME} user, so by the staff page too"),
+    (0o600, True, None),
+])
+def test_a_secret_the_staff_page_could_read_fails(healthy, pty_reader, mode, group_is_the_service_users, problem):
+    """The web runs as the service user: only a group its unit lacks keeps the token from it."""
+    token = healthy / "central.token"
+    token.write_text(TOKEN + "\n")
+    token.chmod(mode)
+    os.chown(token, 0, pwd.getpwnam(ME).pw_gid if group_is_the_service_users else 65534)
+    path = with_sections(healthy, pty_reader, central_section(f"http://127.0.0.1:{closed_port()}"))
+    check = by_name(doctor(session=no_proxy_session()).run(path))["secret files"]
+    if problem is None:
+        assert check.status == OK and check.detail == f"{token} out of the staff page's reach"
+    else:
+        assert check.status == FAIL and check.detail.startswith(f"{token} {problem}")
+        assert check.hint.startswith(f"sudo chown root:omaovi-central {token}; sudo chmod 0640 {token}")
