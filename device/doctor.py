@@ -289,11 +289,18 @@ class Doctor:
             conn.rollback()
         except sqlite3.Error as exc:
             hint = f"sudo chown {self.service_user}:{self.service_user} {path} {directory}"
+            detail = f"{path}: cannot write it ({exc})"
             if "locked" in str(exc) or "busy" in str(exc):
                 hint = "another process holds a long write transaction; if it persists, restart omaovi-device"
             elif "not a database" in str(exc):
                 hint = f"the file is not an omaovi database: move {path} away and restore a backup, or let the device start a new one"
-            return Check("database", FAIL, f"{path}: cannot write it ({exc})", hint)
+            elif os.statvfs(directory).f_flag & os.ST_RDONLY:
+                detail = f"{path}: its file system is mounted read-only: {STORAGE_FAILED}"
+                hint = (f"find the mount with 'findmnt -T {directory}' and make it writable (sudo mount -o remount,rw MOUNTPOINT); "
+                        "a file system the kernel made read-only after errors needs fsck first: see dmesg")
+            else:
+                detail += f": {STORAGE_FAILED}"
+            return Check("database", FAIL, detail, hint)
         finally:
             conn.close()
         latest = len(MIGRATIONS)

@@ -5,6 +5,7 @@ import os
 import pwd
 import socket
 import sqlite3
+import subprocess
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -14,6 +15,7 @@ from gpiozero import OutputDevice
 from gpiozero.pins.mock import MockFactory
 
 from device.cli import main
+from device import doctor as doctor_module
 from device.doctor import FAIL, OK, WARN, Doctor, pulse, report
 from device.readers import build_reader
 from device.readers.mfrc522_reader import Mfrc522Reader
@@ -472,3 +474,22 @@ def test_a_secret_the_staff_page_could_read_fails(healthy, pty_reader, mode, gro
     else:
         assert check.status == FAIL and check.detail.startswith(f"{token} {problem}")
         assert check.hint.startswith(f"sudo chown root:omaovi-central {token}; sudo chmod 0640 {token}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a read-only bind mount")
+def test_a_database_on_a_read_only_file_system_says_so_instead_of_blaming_the_owner(tmp_path, pty_reader):
+    data, mounted = tmp_path / "data", tmp_path / "mounted"
+    data.mkdir()
+    mounted.mkdir()
+    Store(data / "omaovi.db").close()
+    (tmp_path / "omaovi.toml").write_text(branch_config(pty_reader, database=str(mounted / "omaovi.db")))
+    (tmp_path / "consortium.key").write_text("k" * 32 + "\n")
+    subprocess.run(["mount", "--bind", str(data), str(mounted)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(mounted)], check=True)
+        check = by_name(doctor().run(tmp_path / "omaovi.toml"))["database"]
+    finally:
+        subprocess.run(["umount", str(mounted)], check=False)
+    assert check.status == FAIL
+    assert check.detail == f"{mounted / 'omaovi.db'}: its file system is mounted read-only: {doctor_module.STORAGE_FAILED}"
+    assert check.hint.startswith(f"find the mount with 'findmnt -T {mounted}'") and "chown" not in check.hint
