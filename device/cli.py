@@ -257,6 +257,7 @@ def _device_store(cfg: Config) -> tuple[Store, str | None]:
     even be read, only the staff card copy kept beside it.
     """
     from device import staff_copy
+    from device.controller import REOPEN_SECONDS
 
     try:
         return _store(cfg, durable=True), None
@@ -276,8 +277,8 @@ def _device_store(cfg: Config) -> tuple[Store, str | None]:
     log.critical(
         "STORAGE FAILED at start: %s. Only staff cards open the doors (staff cards %s); events wait in "
         "memory and are lost if the device stops. "
-        "Run 'omaovi doctor' and fix the database's owner or file system; the device tries it again every few seconds.",
-        error, source, extra={"event_type": "storage_failed"},
+        "Run 'omaovi doctor' and fix the database's owner or file system; the device tries it again every %d seconds.",
+        error, source, REOPEN_SECONDS, extra={"event_type": "storage_failed"},
     )
     return store, error
 

@@ -555,8 +555,9 @@ class Controller:
         """What the staff must know while the device cannot write its database, else None."""
         if self._storage_failed_at is None:
             return None
+        waiting = sum(1 for event in self._pending if event.type != events.STORAGE_FAILED)
         return (f"STORAGE FAILED since {self._storage_failed_at:%Y-%m-%d %H:%M} UTC: only staff cards open, "
-                f"{len(self._pending)} events wait in memory; run omaovi doctor")
+                f"{waiting} events wait in memory; run omaovi doctor")
 
     def _sip2_may_matter(self, door_cfg: DoorConfig, door: Door, patron: Patron | None, now: datetime) -> bool:
         """Whether the library system's answer could change this tap's decision.

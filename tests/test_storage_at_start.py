@@ -97,6 +97,18 @@ class RunningDevice:
         """The STATUS= that came with READY=1."""
         return self.notify.wait_for("READY=1", timeout=30)[-1]
 
+    def wait_for_status(self, text: str, timeout: float = 10) -> None:
+        """A STATUS= sent to systemd, as `systemctl status` shows it, that says ``text``."""
+        deadline, seen = time.monotonic() + timeout, []
+        while time.monotonic() < deadline:
+            got = self.notify.receive(max(0.01, deadline - time.monotonic()))
+            if got is None:
+                continue
+            if text in got:
+                return
+            seen.append(got)
+        raise AssertionError(f"no status saying {text!r} within {timeout} s; got {seen}")
+
     def swipe(self, number: str, expect: str) -> None:
         os.write(self.reader_fd, number.encode() + b"\r\n")
         self.wait_for_line(expect)
@@ -162,6 +174,7 @@ def test_a_read_only_file_system_at_start_lets_staff_in_and_keeps_the_events(tmp
             door.wait_for_line("STORAGE FAILED at start: cannot open")
             door.swipe(STAFF, "granted=True reason=staff")
             door.swipe(ALLOWED, "granted=False reason=unavailable")
+            door.wait_for_status("only staff cards open, 2 events wait in memory")
 
             # The file system is writable again: the device notices by itself and writes what waited.
             subprocess.run(["mount", "-o", "remount,bind,rw", str(mounted)], check=True)
