@@ -105,7 +105,7 @@ http {{
 }}
 """)
     web_command = [sys.executable, "-m", "device.cli", "web", "-c", str(config.path)]
-    nginx_command = [NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"]
+    nginx_command = [NGINX, "-e", "stderr", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"]
     with started(web_command, cwd=ROOT, env=child_env(PATH=os.environ.get("PATH", "/usr/bin:/bin"))) as web, \
             started(nginx_command) as nginx:
         wait_until_listening(web_port, web)
