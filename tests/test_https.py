@@ -26,7 +26,9 @@ from pathlib import Path
 import pytest
 
 from tests.simulated import child_env
-from tests.webclient import write_branch
+from admin_web import accounts
+from device.store import Store
+from tests.webclient import _CSRF, PASSWORDS, write_branch
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -79,6 +81,8 @@ def proxy(installed, tmp_path):
     assert os.access(NGINX, os.X_OK), "nginx is missing: ./dev test installs it (apt package nginx)"
     web_port, http_port, https_port = free_port(), free_port(), free_port()
     config = write_branch(tmp_path)
+    with contextlib.closing(Store(config.database)) as store:
+        accounts.add_user(store, "staff", PASSWORDS["staff"], "staff")
     config.path.write_text(config.path.read_text().replace("[web]\n", f"[web]\nport = {web_port}\nworkers = 1\n"))
     site = (installed / "etc/nginx/sites-available/omaovi").read_text()
     site = site.replace("listen 80 ", f"listen 127.0.0.1:{http_port} ").replace("listen 443 ", f"listen 127.0.0.1:{https_port} ")
@@ -132,6 +136,23 @@ def test_a_staff_browser_trusting_the_local_ca_gets_the_page_over_https_with_a_s
         assert answer.headers["Strict-Transport-Security"] == "max-age=31536000"
         cookies = answer.headers.get_all("Set-Cookie") or []
         assert cookies and all("Secure" in cookie for cookie in cookies)
+
+
+def test_staff_log_in_through_the_proxy_and_stay_logged_in(proxy):
+    """The whole round: the form's CSRF token, the password over TLS, the Secure session
+    cookie sent back, and the page behind the login."""
+    import requests
+
+    _, https_port, ca, _ = proxy
+    url = f"https://127.0.0.1:{https_port}"
+    with requests.Session() as browser:
+        browser.trust_env = False
+        browser.verify = str(ca)
+        token = _CSRF.search(browser.get(f"{url}/login", timeout=10).text).group(1)
+        answer = browser.post(f"{url}/login", data={"csrf_token": token, "username": "staff", "password": PASSWORDS["staff"]},
+                              allow_redirects=False, timeout=10)
+        assert answer.status_code == 302 and "Secure" in answer.headers["Set-Cookie"]
+        assert browser.get(f"{url}/hours", allow_redirects=False, timeout=10).status_code == 200
 
 
 def test_a_browser_that_does_not_trust_the_ca_is_stopped_by_its_own_tls_check(proxy):
