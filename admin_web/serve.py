@@ -31,7 +31,7 @@ import time
 from waitress import create_server
 
 from admin_web import MAX_UPLOAD_MB, create_app
-from device.config import Config
+from device.config import Config, warnings
 from device.systemd_notify import Notifier
 
 log = logging.getLogger("omaovi.web")
@@ -97,6 +97,8 @@ def serve(config: Config) -> int:
     worker_ended()  # one that failed before the handler was there
     log.info("staff page on http://%s:%s/ for branch %s, %d worker process(es)",
              config.web.host, port, config.branch, config.web.workers)
+    for warning in warnings(config):
+        log.warning("%s", warning)
     notifier.ready(status=f"staff page on port {port}")
     try:
         server.run()

@@ -33,7 +33,8 @@ def config(ws, database: Path) -> tuple[Path, str]:
         port = probe.getsockname()[1]
     path = ws.config_file(database)
     with path.open("a") as toml:
-        toml.write(f'\n[web]\nhost = "127.0.0.1"\nport = {port}\n')
+        # The load client talks plain HTTP to the page itself, not through the HTTPS proxy.
+        toml.write(f'\n[web]\nhost = "127.0.0.1"\nport = {port}\nsecure_cookies = false\n')
     return path, f"http://127.0.0.1:{port}"
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from datetime import date, datetime, timedelta, timezone
@@ -225,6 +226,8 @@ def cmd_check_config(args) -> int:
         print(f"{len(exc.problems)} problem(s) found.")
         return 1
     print(f"{cfg.path}: OK — branch {cfg.branch}, {len(cfg.doors)} door(s): " + ", ".join(f"{d.id} ({d.kind})" for d in cfg.doors))
+    for warning in config_mod.warnings(cfg):
+        print(f"warning: {warning}")
     return 0
 
 
@@ -253,8 +256,11 @@ def cmd_device(args) -> int:
     cfg, sections = config_mod.load_sections(args.config)
     # Built first: an unreadable password file stops the start before any pin is touched.
     checker = sip2_checker(sections.sip2) if sections.sip2 is not None else None
-    store = _store(cfg, durable=True)
-    controller = Controller(cfg, store, keep_unpushed_events=sections.central is not None, sip2=checker)
+    store, storage_error = _device_store(cfg)
+    controller = Controller(
+        cfg, store, keep_unpushed_events=sections.central is not None, sip2=checker, storage_error=storage_error,
+        reopen=(lambda: _store(cfg, durable=True)) if storage_error else None,
+    )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -262,7 +268,11 @@ def cmd_device(args) -> int:
              f", SIP2 check at {sections.sip2.host}:{sections.sip2.port}" if sections.sip2 else "")
     # READY=1 once the loop runs, WATCHDOG=1 from the loop itself (see systemd_notify).
     notifier = Notifier()
-    on_tick = LoopNotifier(notifier, watchdog_interval(), status=f"branch {cfg.branch}, doors {', '.join(controller.doors)}")
+    running = f"branch {cfg.branch}, doors {', '.join(controller.doors)}"
+    on_tick = LoopNotifier(
+        notifier, watchdog_interval(),
+        status=lambda: f"{controller.storage_warning}; {running}" if controller.storage_warning else running,
+    )
     try:
         controller.run(stop, on_tick=on_tick)
     finally:
@@ -273,6 +283,42 @@ def cmd_device(args) -> int:
         store.close()
         notifier.close()
     return 0
+
+
+def _device_store(cfg: Config) -> tuple[Store, str | None]:
+    """The database for the door, and why it could not be opened for writing (else None).
+
+    A database that cannot be written at start (a read-only file system, a file
+    that ``sudo omaovi ...`` left owned by root) must not keep every door shut, as
+    exiting would: systemd would restart the device forever. It starts in the
+    storage-failed mode instead, reading the database read-only, or, when it cannot
+    even be read, only the staff card copy kept beside it.
+    """
+    from device import staff_copy
+    from device.controller import REOPEN_SECONDS
+
+    try:
+        return _store(cfg, durable=True), None
+    except (sqlite3.Error, OSError) as exc:
+        error = f"cannot open {cfg.database} for writing: {exc}"
+    try:
+        store, source = Store.read_only(cfg.database), "read from the database, read-only"
+    except sqlite3.Error as exc:
+        copy = staff_copy.copy_path(cfg.database)
+        error += f"; cannot read it either: {exc}"
+        try:
+            keys = staff_copy.load(copy)
+            source = f"from the copy {copy}"
+        except OSError as copy_exc:
+            keys, source = frozenset(), f"none: the copy {copy} cannot be read ({copy_exc.strerror})"
+        store = Store.in_memory(keys)
+    log.critical(
+        "STORAGE FAILED at start: %s. Only staff cards open the doors (staff cards %s); events wait in "
+        "memory and are lost if the device stops. "
+        "Run 'omaovi doctor' and fix the database's owner or file system; the device tries it again every %d seconds.",
+        error, source, REOPEN_SECONDS, extra={"event_type": "storage_failed"},
+    )
+    return store, error
 
 
 def cmd_sync(args) -> int:

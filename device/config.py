@@ -120,15 +120,19 @@ class PolicyConfig:
 class WebConfig:
     """The optional ``[web]`` section: how ``omaovi web`` serves the staff page.
 
-    Every key has a default, so a branch without the section still gets a working
-    staff page on the LAN.
+    Every key has a default. By default the page is plain HTTP on this machine only,
+    for the HTTPS proxy that the installer sets up in front of it (docs/install.md):
+    staff passwords and session cookies cross the library's network only encrypted.
     """
 
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     port: int = 8080
-    #: Send the session cookie only over HTTPS. A LAN page served over plain HTTP
-    #: (the usual Pi on the staff network) must turn this off or nobody can log in.
-    secure_cookies: bool = False
+    #: Serve plain HTTP on an address other people's machines reach. Without it a
+    #: ``host`` that is not a loopback address is a configuration error.
+    plain_http_on_network: bool = False
+    #: Send the session cookie only over HTTPS. Follows ``plain_http_on_network``
+    #: unless set: on behind the HTTPS proxy, off when browsers come over plain HTTP.
+    secure_cookies: bool = True
     #: A session unused this long ends; staff then log in again.
     session_idle_minutes: int = 60
     #: Sessions end this long after login, however busy.
@@ -707,9 +711,9 @@ def _web(table: dict, a_path: Callable[[Any], Path], database: Path | None, prob
     s = _Section(table, "web.", problems)
     default_secret = database.parent / "web-secret.key" if database is not None else None
     values: dict[str, Any] = {
-        "host": s.get("host", _ip_address, "must be an IP address to listen on, such as \"0.0.0.0\" (every address) or \"127.0.0.1\"", "0.0.0.0"),
+        "host": s.get("host", _ip_address, "must be an IP address to listen on, such as \"127.0.0.1\" (this machine, behind the HTTPS proxy) or \"0.0.0.0\" (every address)", "127.0.0.1"),
         "port": s.integer("port", 1, 65535, 8080),
-        "secure_cookies": s.boolean("secure_cookies", False),
+        "plain_http_on_network": s.boolean("plain_http_on_network", False),
         "session_idle_minutes": s.integer("session_idle_minutes", 5, 24 * 60, 60),
         "session_max_hours": s.integer("session_max_hours", 1, 24 * 7, 12),
         "secret_key_file": s.get("secret_key_file", a_path, "must be a file path (relative paths are relative to this file)", default_secret),
@@ -727,8 +731,31 @@ def _web(table: dict, a_path: Callable[[Any], Path], database: Path | None, prob
         ),
         "workers": s.integer("workers", 1, 8, 2),
     }
+    values["secure_cookies"] = s.boolean("secure_cookies", not values["plain_http_on_network"])
     s.finish()
+    host = values["host"]
+    if host is not None and not ipaddress.ip_address(host).is_loopback and not values["plain_http_on_network"]:
+        problems.append(Problem(
+            "web.host", host,
+            "serves the staff page over plain HTTP to the network, where anyone on it can read staff passwords "
+            "and take over their sessions. Keep \"127.0.0.1\" behind the HTTPS proxy (docs/install.md), or add "
+            "plain_http_on_network = true to accept that",
+        ))
     return WebConfig(**{k: v for k, v in values.items() if v is not None})
+
+
+def warnings(config: Config) -> list[str]:
+    """What a valid config still costs, for ``check-config`` and the log to say aloud."""
+    web = config.web
+    if not web.plain_http_on_network or ipaddress.ip_address(web.host).is_loopback:
+        return []
+    said = [
+        f"web.plain_http_on_network: the staff page is plain HTTP on {web.host}:{web.port}; staff passwords and "
+        "session cookies cross the network unencrypted, readable by anyone on it",
+    ]
+    if web.secure_cookies:
+        said.append("web.secure_cookies = true over plain HTTP: browsers drop the login cookie, nobody can log in")
+    return said
 
 
 def _ip_address(value: Any) -> str:

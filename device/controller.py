@@ -37,7 +37,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from device import announcements, events, messages
+from device import announcements, events, messages, staff_copy
 from device.announcements import Player, SoundPlayer
 from device.building import BuildingOutputs, Occupancy, PeopleCounter, alarm_armed, closed_since, lights_on
 from device.cards import CardNumberError, card_key, load_consortium_key
@@ -87,6 +87,9 @@ SIP2_FRESH_BUDGET_SECONDS = 0.2
 #: Past the check's own timeout, what a card without a fresh entry waits at most, in
 #: case the check is held up behind another on its worker.
 SIP2_BUDGET_MARGIN_SECONDS = 0.5
+#: A device that started without a writable database tries to open it again this often,
+#: so that fixing the owner (or the file system) ends the storage-failed mode with no restart.
+REOPEN_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,8 @@ class Controller:
         sip2: Sip2Checker | None = None,
         player: Player | None = None,
         pepper: bytes | None = None,
+        storage_error: str | None = None,
+        reopen: Callable[[], Store] | None = None,
     ):
         """``keep_unpushed_events``: a branch with a central service deletes only the
         old events the service already has, so a long outage loses nothing.
@@ -148,6 +153,11 @@ class Controller:
 
         ``player`` plays announcements (default: ``aplay``/``espeak-ng``); ``pepper``
         is the branch PIN pepper (default: read from ``pin.pepper_file``).
+
+        ``storage_error``: why the database could not be opened for writing at start;
+        ``store`` is then a read-only stand-in and the device starts in the
+        storage-failed mode (staff cards only, events in memory). ``reopen`` opens
+        the real database, tried every REOPEN_SECONDS until it works.
         """
         self.config = config
         self.store = store
@@ -170,10 +180,17 @@ class Controller:
         self._storage_failed_at: datetime | None = None
         self._storage_dropped = 0
         self._storage_retry_at = 0.0
+        self._reopen = reopen
+        self._reopen_at = 0.0
+        self._staff_copy = staff_copy.copy_path(config.database)
         self._staff_keys: frozenset[str] = frozenset()
+        self._copied_staff_keys: frozenset[str] | None = None
         self._refresh_staff_keys()
         self._hours_revision = -1
         self.schedule = store.schedule(config.tz)
+        if storage_error is not None:
+            self._storage_failed_at = self.wall()
+            self._pending = [self._device_event(events.STORAGE_FAILED, {"error": storage_error, "at_start": True})]
         self.doors: dict[str, Door] = {}
         for door_cfg in config.doors:
             self.doors[door_cfg.id] = Door(
@@ -610,11 +627,28 @@ class Controller:
 
     def _refresh_staff_keys(self) -> None:
         """Keep a copy of this branch's staff cards for taps while the database cannot be read;
-        when it cannot be read now either, the last copy stays."""
+        when it cannot be read now either, the last copy stays. A changed set is also
+        written beside the database, for a start at which it cannot be read."""
         try:
             self._staff_keys = frozenset(row["card_key"] for row in self.store.staff_cards())
         except sqlite3.Error as exc:
             log.error("cannot read the staff cards (%s); keeping the %d known", exc, len(self._staff_keys))
+            return
+        if self._staff_keys != self._copied_staff_keys:
+            self._copied_staff_keys = self._staff_keys
+            try:
+                staff_copy.save(self._staff_copy, self._staff_keys)
+            except OSError as exc:
+                log.error("cannot write the staff card copy %s: %s", self._staff_copy, exc)
+
+    @property
+    def storage_warning(self) -> str | None:
+        """What the staff must know while the device cannot write its database, else None."""
+        if self._storage_failed_at is None:
+            return None
+        waiting = sum(1 for event in self._pending if event.type != events.STORAGE_FAILED)
+        return (f"STORAGE FAILED since {self._storage_failed_at:%Y-%m-%d %H:%M} UTC: only staff cards open, "
+                f"{waiting} events wait in memory; run omaovi doctor")
 
     def _sip2_may_matter(self, door_cfg: DoorConfig, door: Door, patron: Patron | None, now: datetime) -> bool:
         """Whether the library system's answer could change this tap's decision.
@@ -1041,6 +1075,8 @@ class Controller:
 
     # -- periodic work --------------------------------------------------------
     def _tick(self) -> None:
+        if self._reopen is not None and self.clock() >= self._reopen_at:
+            self._reopen_store()
         if self._pending and self.clock() >= self._storage_retry_at:
             self._record()
         self._follow_schedule()
@@ -1049,6 +1085,23 @@ class Controller:
             self._publish_door(door_id)
         self._run_safely(self._expire_pin_waits)
         self._run_safely(self._follow_building)
+
+    def _reopen_store(self) -> None:
+        """Swap the read-only stand-in for the real database once it opens for writing,
+        then write the events that waited (with ``storage_recovered``) at once."""
+        self._reopen_at = self.clock() + REOPEN_SECONDS
+        try:
+            store = self._reopen()
+        except (sqlite3.Error, OSError):
+            return  # said loudly at start; the status keeps saying it
+        stand_in, self.store, self._reopen = self.store, store, None
+        stand_in.close()
+        log.warning("the database %s can be opened for writing now; reading the hours and staff cards from it",
+                    self.config.database, extra={"event_type": events.STORAGE_RECOVERED})
+        self._hours_revision = -1
+        self._reload_hours()
+        self._refresh_staff_keys()
+        self._record()
 
     def _follow_schedule(self) -> None:
         mode = self.schedule.mode_at(self.wall())

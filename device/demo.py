@@ -36,6 +36,8 @@ consortium_key_file = "consortium.key"
 [web]
 host = "127.0.0.1"
 secret_key_file = "web-secret.key"
+# The demo's browser comes over plain HTTP on this machine, with no HTTPS proxy.
+secure_cookies = false
 
 [policy]
 staffed_entrance = "card"

@@ -46,6 +46,10 @@ OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "--"
 SERVICE_USER = "omaovi"
 #: An address no SIP2 server has (TEST-NET-1): the device unit must refuse it.
 _NOT_SIP2 = "192.0.2.1"
+#: One group per secret, given only to the unit that needs it (systemd/install.sh).
+CENTRAL_GROUP, SIP2_GROUP = "omaovi-central", "omaovi-sip2"
+#: What a database the device cannot write means at the door.
+STORAGE_FAILED = "the device runs in the storage-failed mode (only staff cards open, events wait in memory)"
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,37 @@ class Doctor:
         if sections.sip2 is not None:
             checks.append(self.sip2_unit(sections.sip2))
             checks.append(self.sip2_at_the_door(cfg))
+        checks.append(self.secrets(sections))
         return checks
+
+    def secrets(self, sections: config_mod.Sections) -> Check:
+        """The central token and the SIP2 password must be out of the staff page's reach.
+
+        The page runs as the same user as sync and the device; what keeps those
+        secrets from it is that each file's group is one only its own unit has. A
+        file readable by everyone, or by the service user's own group, undoes that.
+        """
+        name = "secret files"
+        files = [(sections.central.token_file, CENTRAL_GROUP)] if sections.central else []
+        files += [(sections.sip2.password_file, SIP2_GROUP)] if sections.sip2 else []
+        files = [(path, group) for path, group in files if path.exists()]
+        if not files:
+            return Check(name, SKIP, "no central token or SIP2 password file")
+        try:
+            shared_gid = pwd.getpwnam(self.service_user).pw_gid
+        except KeyError:
+            shared_gid = None
+        for path, group in files:
+            st = path.stat()
+            fix = f"sudo chown root:{group} {path}; sudo chmod 0640 {path} (systemd/install.sh does this for /etc/omaovi)"
+            if st.st_mode & stat.S_IROTH:
+                return Check(name, FAIL, f"{path} is readable by every user (mode {stat.filemode(st.st_mode)})", fix)
+            if st.st_mode & stat.S_IRGRP and st.st_gid == shared_gid:
+                return Check(
+                    name, FAIL, f"{path} is readable by the group of the {self.service_user} user, so by the staff page too",
+                    fix,
+                )
+        return Check(name, OK, ", ".join(str(path) for path, _ in files) + " out of the staff page's reach")
 
     # -- the central service ------------------------------------------------------------
     def central(self, cfg: Config, central: CentralConfig | None) -> Check:
@@ -150,7 +184,8 @@ class Doctor:
             return Check(
                 name, FAIL, str(exc),
                 f"put this branch's token from the central service, on one line, in central.token_file "
-                f"({central.token_file}): sudo install -m 0640 -o root -g {self.service_user} THE-TOKEN-FILE {central.token_file}",
+                f"({central.token_file}): sudo install -m 0640 -o root -g {CENTRAL_GROUP} THE-TOKEN-FILE {central.token_file}"
+                f" (only omaovi-sync has that group; run the doctor as root to read it: sudo omaovi doctor)",
             )
         today = datetime.now(cfg.tz).date().isoformat()
         url = f"{central.base_url}/v1/branches/{quote(cfg.branch)}/hours"
@@ -208,7 +243,8 @@ class Doctor:
             return Check(
                 name, FAIL, str(exc),
                 f"put the SIP2 password on one line in sip2.password_file: "
-                f"sudo install -m 0640 -o root -g {self.service_user} THE-PASSWORD-FILE {settings.password_file}",
+                f"sudo install -m 0640 -o root -g {SIP2_GROUP} THE-PASSWORD-FILE {settings.password_file}"
+                f" (only omaovi-device has that group; run the doctor as root to read it: sudo omaovi doctor)",
             )
         try:
             client.login()
@@ -295,9 +331,19 @@ class Doctor:
             for target in (directory, path):
                 if target.exists() and not _writable_by(target, user):
                     return Check(
-                        "database", FAIL, f"{target} is not writable by the {user.pw_name} user (owner {_owner(target)})",
+                        "database", FAIL,
+                        f"{target} is not writable by the {user.pw_name} user (owner {_owner(target)}): {STORAGE_FAILED}",
                         f"sudo chown {user.pw_name}:{user.pw_name} {target}",
                     )
+        strangers = self._not_the_service_users(directory, path)
+        if strangers:
+            owner = self.service_user
+            return Check(
+                "database", FAIL,
+                "; ".join(f"{target} belongs to {_owner(target)}, not to the {owner} user" for target in strangers)
+                + f": {STORAGE_FAILED}",
+                f"sudo chown {owner}:{owner} {' '.join(str(t) for t in strangers)} (systemd/install.sh does this too)",
+            )
         if not path.exists():
             return Check("database", OK, f"{path} not created yet; the device creates it on its first start")
         try:
@@ -312,11 +358,18 @@ class Doctor:
             conn.rollback()
         except sqlite3.Error as exc:
             hint = f"sudo chown {self.service_user}:{self.service_user} {path} {directory}"
+            detail = f"{path}: cannot write it ({exc})"
             if "locked" in str(exc) or "busy" in str(exc):
                 hint = "another process holds a long write transaction; if it persists, restart omaovi-device"
             elif "not a database" in str(exc):
                 hint = f"the file is not an omaovi database: move {path} away and restore a backup, or let the device start a new one"
-            return Check("database", FAIL, f"{path}: cannot write it ({exc})", hint)
+            elif os.statvfs(directory).f_flag & os.ST_RDONLY:
+                detail = f"{path}: its file system is mounted read-only: {STORAGE_FAILED}"
+                hint = (f"find the mount with 'findmnt -T {directory}' and make it writable (sudo mount -o remount,rw MOUNTPOINT); "
+                        "a file system the kernel made read-only after errors needs fsck first: see dmesg")
+            else:
+                detail += f": {STORAGE_FAILED}"
+            return Check("database", FAIL, detail, hint)
         finally:
             conn.close()
         latest = len(MIGRATIONS)
@@ -331,6 +384,18 @@ class Doctor:
                 "restart the device (sudo systemctl restart omaovi-device); it applies the migrations on start",
             )
         return Check("database", OK, f"{path} writable, schema version {version} (current)")
+
+    def _not_the_service_users(self, directory: Path, path: Path) -> list[Path]:
+        """The database and its -wal and -shm files owned by someone else than the service
+        user (or, where it does not exist, the directory's owner). ``sudo omaovi ...`` or
+        ``sudo sqlite3`` leaves them owned by root; even one root-owned -shm keeps the device
+        from writing, and a check run as root would not notice it by trying."""
+        try:
+            uid = pwd.getpwnam(self.service_user).pw_uid
+        except KeyError:
+            uid = directory.stat().st_uid
+        files = (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
+        return [f for f in files if f.exists() and f.stat().st_uid != uid]
 
     def _other_user(self) -> pwd.struct_passwd | None:
         """The service user, when it is not who runs the doctor and exists here."""

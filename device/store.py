@@ -355,13 +355,49 @@ class Store:
         conn = sqlite3.connect(
             str(self.path), timeout=busy_timeout_ms / 1000, check_same_thread=False, factory=_Connection
         )
-        self.db = sqlite_utils.Database(conn)
-        self.conn = conn
+        self._use(conn)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         conn.execute("PRAGMA foreign_keys=ON")
         if migrate:
             self.migrate()
+
+    @classmethod
+    def read_only(cls, path: str | Path) -> Store:
+        """The database opened for reading only, for a device that cannot write it.
+
+        Every write raises sqlite3.OperationalError, which the device already treats
+        as a failing disk. On a read-only file system SQLite cannot make the WAL
+        index it wants for a WAL database, so a file that cannot be read that way is
+        opened as immutable: what a clean stop checkpointed into the main file.
+        Raises sqlite3.Error when it cannot be read at all.
+        """
+        store = cls.__new__(cls)
+        store.path = Path(path)
+        store._busy_timeout_ms = 5000
+        store._schedules, store._period_totals = {}, {}
+        uri = store.path.resolve().as_uri()
+        try:
+            conn = _readable(f"{uri}?mode=ro")
+        except sqlite3.Error:
+            conn = _readable(f"{uri}?mode=ro&immutable=1")
+        store._use(conn)
+        conn.execute("PRAGMA query_only=ON")
+        return store
+
+    @classmethod
+    def in_memory(cls, staff_keys: frozenset[str]) -> Store:
+        """An empty database in memory holding only these staff cards, which refuses
+        writes like a read-only one: for a device that cannot read its database."""
+        store = _StaffCardsOnly(":memory:")
+        for key in staff_keys:
+            store.add_staff_card(key, "", "staff card copy")
+        store.conn.execute("PRAGMA query_only=ON")
+        return store
+
+    def _use(self, conn: sqlite3.Connection) -> None:
+        self.db = sqlite_utils.Database(conn)
+        self.conn = conn
 
     def close(self) -> None:
         self.conn.close()
@@ -1183,6 +1219,25 @@ class Store:
             r["key"]: {"value": json.loads(r["value"]), "updated_at": r["updated_at"]}
             for r in self.db.query("SELECT * FROM device_status")
         }
+
+
+class _StaffCardsOnly(Store):
+    """The stand-in for a database that could not be read at start: it knows the staff
+    cards and nothing else, so any other card is answered "unavailable", not "unknown"."""
+
+    def patron(self, card_key: str, today: date | None = None) -> Patron | None:
+        raise sqlite3.OperationalError("the database could not be read at start; only the staff cards are known")
+
+
+def _readable(uri: str) -> sqlite3.Connection:
+    """A connection to ``uri`` that has shown it can read omaovi's tables, or sqlite3.Error."""
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False, factory=_Connection)
+    try:
+        conn.execute("SELECT count(*) FROM staff_cards").fetchone()
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
 
 
 def _patron_row(p: Patron, source: str) -> tuple:

@@ -112,7 +112,7 @@ class LoopNotifier:
         notifier: Notifier,
         interval: float | None,
         *,
-        status: str | None = None,
+        status: str | Callable[[], str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.notifier = notifier
@@ -120,13 +120,20 @@ class LoopNotifier:
         self.status = status
         self.clock = clock
         self._ready = False
+        self._sent_status: str | None = None
         self._last_ping = float("-inf")
 
     def __call__(self) -> None:
+        status = self.status() if callable(self.status) else self.status
         if not self._ready:
             self._ready = True
-            self.notifier.ready(self.status)
+            self._sent_status = status
+            self.notifier.ready(status)
             log.info("device loop running%s", " (systemd notified)" if self.notifier.enabled else "")
+        elif status != self._sent_status:
+            # A status that changes (the storage-failed warning) reaches `systemctl status` at once.
+            self._sent_status = status
+            self.notifier.send(f"STATUS={status}")
         if self.interval is None:
             return
         now = self.clock()

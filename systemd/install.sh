@@ -8,9 +8,12 @@
 # It can be run again at any time (after a git pull, say): it changes only what
 # differs, never overwrites the configuration or the key, and never starts a
 # service. What it does:
-#   - apt: python3-venv (and python3-lgpio on a Raspberry Pi)                [prefix / only]
+#   - apt: python3-venv, nginx (and python3-lgpio on a Raspberry Pi)          [prefix / only]
 #   - the system user and group omaovi, in the groups gpio, spi, i2c, dialout,
 #     input and audio where this machine has them                           [prefix / only]
+#   - the groups omaovi-central and omaovi-sip2, one per secret: only the unit
+#     that needs a secret gets its group (sync the token, the device the SIP2
+#     password), never the staff page                                        [prefix / only]
 #   - PREFIX/opt/omaovi/venv: a virtualenv with omaovi and its dependencies,
 #     reinstalled only when the source changed (--no-venv skips it)
 #   - PREFIX/usr/local/bin/omaovi: a link to the venv's omaovi command
@@ -18,7 +21,17 @@
 #     (mode 0640, owner root:omaovi)
 #   - PREFIX/etc/omaovi/consortium.key, only with --generate-key and only if missing
 #   - PREFIX/etc/omaovi/pin.pepper, the branch's own PIN pepper, only if missing
-#   - PREFIX/var/lib/omaovi, the database directory (mode 0750, owner omaovi)
+#   - PREFIX/etc/omaovi/central.token and sip2.password, when there: mode 0640,
+#     owner root:omaovi-central and root:omaovi-sip2
+#   - PREFIX/etc/omaovi/tls: a local CA (made once; its certificate also in
+#     PREFIX/opt/omaovi/omaovi-ca.crt for staff devices to trust) and the staff
+#     page's certificate for this machine's names and addresses, made again when
+#     they change or it is within 30 days of expiring. A server.crt placed there
+#     by hand (the municipality's) is kept as it is
+#   - PREFIX/etc/nginx/sites-available/omaovi, the HTTPS proxy in front of the
+#     staff page, enabled in place of Debian's default site
+#   - PREFIX/var/lib/omaovi, the database directory (mode 0750, owner omaovi);
+#     a database, -wal or -shm file in it that root left behind is given back to omaovi
 #   - PREFIX/etc/systemd/system/omaovi-{device,web,sync}.service, with the
 #     paths rewritten under PREFIX
 #   - PREFIX/etc/systemd/system/omaovi-device.service.d/sip2.conf when the config
@@ -37,6 +50,10 @@ MAKE_VENV=yes
 GENERATE_KEY=no
 UNITS=(omaovi-device omaovi-web omaovi-sync)
 GROUPS_WANTED=(gpio spi i2c dialout input audio)
+# One group per secret. The omaovi user is a member of neither: a unit that needs
+# the secret gets the group with SupplementaryGroups=, so the staff page, which
+# runs as the same user, cannot read it.
+SECRET_GROUPS=(omaovi-central omaovi-sip2)
 
 usage() {
     sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
@@ -96,6 +113,8 @@ if [ "$SYSTEM" = yes ]; then
     # gpiozero's lgpio pin factory: the one that works on every Pi, and the only
     # one on a Pi 5. The venv sees it through --system-site-packages.
     if is_pi; then apt_install python3-lgpio; fi
+    # The HTTPS proxy in front of the staff page (waitress speaks no TLS).
+    apt_install nginx
     if ! getent group omaovi >/dev/null; then
         say "creating group omaovi"
         groupadd --system omaovi
@@ -105,6 +124,12 @@ if [ "$SYSTEM" = yes ]; then
         useradd --system --gid omaovi --home-dir /var/lib/omaovi --no-create-home \
             --shell /usr/sbin/nologin --comment "omaovi door controller" omaovi
     fi
+    for group in "${SECRET_GROUPS[@]}"; do
+        if ! getent group "$group" >/dev/null; then
+            say "creating group $group"
+            groupadd --system "$group"
+        fi
+    done
     for group in "${GROUPS_WANTED[@]}"; do
         if getent group "$group" >/dev/null && ! id -nG omaovi | tr ' ' '\n' | grep -qx "$group"; then
             say "adding omaovi to group $group"
@@ -226,14 +251,84 @@ fi
 chmod 0640 "$PEPPER"
 own root:omaovi "$PEPPER"
 
+# The secrets, where the config's examples put them (see SECRET_GROUPS).
+for secret in central.token:omaovi-central sip2.password:omaovi-sip2; do
+    file=$ETC/${secret%%:*}
+    if [ -e "$file" ]; then
+        chmod 0640 "$file"
+        own "root:${secret#*:}" "$file"
+    fi
+done
+
+# -- the staff page's certificate ----------------------------------------------
+TLS=$ETC/tls
+CA_PUBLIC=$OPT/omaovi-ca.crt
+mkdir -p "$TLS" "$OPT"
+chmod 0700 "$TLS"
+host=$(hostname)
+if [ ! -e "$TLS/ca.key" ]; then
+    # The CA may vouch only for this machine's names and private addresses, so a
+    # staff device that trusts it trusts nothing else, even if its key were stolen.
+    openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+        -keyout "$TLS/ca.key" -out "$TLS/ca.crt" -subj "/O=omaovi/CN=omaovi $host local CA" \
+        -addext "basicConstraints=critical,CA:TRUE,pathlen:0" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -addext "nameConstraints=critical,permitted;DNS:$host,permitted;DNS:$host.local,permitted;DNS:localhost,permitted;IP:10.0.0.0/255.0.0.0,permitted;IP:172.16.0.0/255.240.0.0,permitted;IP:192.168.0.0/255.255.0.0,permitted;IP:127.0.0.0/255.0.0.0" \
+        2>/dev/null
+    chmod 0600 "$TLS/ca.key"
+    say "made a local CA for the staff page: $TLS/ca.crt"
+fi
+put "$CA_PUBLIC" 0644 <"$TLS/ca.crt"
+# This machine's names and its private IPv4 addresses (what the CA may vouch for).
+names="DNS:$host,DNS:$host.local,DNS:localhost,IP:127.0.0.1"
+for address in $(hostname -I 2>/dev/null || true); do
+    case "$address" in
+        10.*|192.168.*|172.1[6-9].*|172.2[0-9].*|172.3[01].*) names="$names,IP:$address" ;;
+    esac
+done
+if [ -e "$TLS/server.crt" ] && [ ! -e "$TLS/server.names" ]; then
+    : # a certificate placed by hand (the municipality's CA): kept as it is
+elif [ "$(cat "$TLS/server.names" 2>/dev/null)" != "$names" ] \
+        || ! openssl x509 -checkend $((30 * 86400)) -noout -in "$TLS/server.crt" >/dev/null 2>&1; then
+    (
+        umask 077
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$host" \
+            -keyout "$TLS/server.key" -out "$TLS/server.csr" 2>/dev/null
+        # 825 days: the longest any staff browser (Apple's) accepts.
+        openssl x509 -req -in "$TLS/server.csr" -CA "$TLS/ca.crt" -CAkey "$TLS/ca.key" -days 825 \
+            -set_serial "0x$(openssl rand -hex 16)" -out "$TLS/server.crt" \
+            -extfile <(printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=%s\n' "$names") \
+            2>/dev/null
+        rm -f "$TLS/server.csr"
+    )
+    echo "$names" >"$TLS/server.names"
+    chmod 0644 "$TLS/server.crt"
+    shown=${names//DNS:/}
+    say "made the staff page's certificate for ${shown//IP:/} ($TLS/server.crt)"
+    say "  staff devices trust $CA_PUBLIC once (http://$host/omaovi-ca.crt); its SHA-256 fingerprint:"
+    say "  $(openssl x509 -noout -fingerprint -sha256 -in "$TLS/ca.crt" | cut -d= -f2)"
+fi
+
 mkdir -p "$STATE"
 chmod 0750 "$STATE"
 own omaovi:omaovi "$STATE"
+# Every file in it must be the service user's. `sudo omaovi ...` or `sudo sqlite3`
+# leaves a root-owned database, -wal or -shm, which the device cannot write: it then
+# runs in the storage-failed mode (only staff cards open). On this machine such
+# files are given back to omaovi; under a prefix they are named.
+if [ "$SYSTEM" = yes ]; then state_user=omaovi; else state_user=$(stat -c %U "$STATE"); fi
+while IFS= read -r -d '' stray; do
+    if [ "$SYSTEM" = yes ]; then
+        say "giving $stray back to omaovi (it belonged to $(stat -c %U:%G "$stray"))"
+        chown omaovi:omaovi "$stray"
+    else
+        say "$stray belongs to $(stat -c %U "$stray"), not to $state_user: the device cannot write it"
+    fi
+done < <(find "$STATE" -mindepth 1 -maxdepth 1 ! -user "$state_user" -print0)
 
-# -- systemd units --------------------------------------------------------------
+# -- systemd units and the HTTPS proxy -----------------------------------------
 for unit in "${UNITS[@]}"; do
     relocate <"$SRC/systemd/$unit.service" \
-        | sed -e "s#^SupplementaryGroups=.*#SupplementaryGroups=${present_groups[*]}#" \
+        | sed -e "s#^SupplementaryGroups=${GROUPS_WANTED[*]}\$#SupplementaryGroups=${present_groups[*]}#" \
         | put "$UNIT_DIR/$unit.service" 0644
 done
 
@@ -252,8 +347,25 @@ if [ -x "$VENV/bin/omaovi" ]; then
     fi
 fi
 
+NGINX=$ROOT/etc/nginx
+relocate <"$SRC/systemd/nginx-omaovi.conf" | put "$NGINX/sites-available/omaovi" 0644
+mkdir -p "$NGINX/sites-enabled"
+[ "$(readlink "$NGINX/sites-enabled/omaovi" 2>/dev/null)" = ../sites-available/omaovi ] \
+    || ln -sfn ../sites-available/omaovi "$NGINX/sites-enabled/omaovi"
+# Debian's default site (a welcome page) would take port 80 from the redirect to https://.
+if [ -L "$NGINX/sites-enabled/default" ]; then
+    rm "$NGINX/sites-enabled/default"
+    say "disabled nginx's default site; http:// now leads to the staff page's https://"
+fi
+
 if [ "$SYSTEM" = yes ]; then
     systemctl daemon-reload
+    if nginx -t -q; then
+        systemctl is-enabled --quiet nginx || systemctl enable --quiet nginx
+        if systemctl is-active --quiet nginx; then systemctl reload nginx; fi
+    else
+        say "nginx does not accept its configuration (nginx -t above); the staff page has no HTTPS until it does"
+    fi
     for unit in "${UNITS[@]}"; do
         command=${unit#omaovi-}
         # Enable only what this version can run; a unit for a command that does
@@ -266,6 +378,6 @@ if [ "$SYSTEM" = yes ]; then
     done
     say "done. Next: place the key, edit the config, then"
     say "    sudo -u omaovi omaovi doctor --config $ETC/omaovi.toml"
-    say "    sudo systemctl start omaovi-device omaovi-web"
+    say "    sudo systemctl start omaovi-device omaovi-web nginx"
     say "    sudo -u omaovi omaovi user add NAME --role admin --config $ETC/omaovi.toml   (the first staff user)"
 fi

@@ -490,3 +490,33 @@ def test_any_value_at_any_key_gives_a_config_or_a_config_error():
             except Exception as exc:  # noqa: BLE001 - collecting every crash is the point
                 crashes.append(f"{key_path} = {value!r}: {type(exc).__name__}: {exc}")
     assert crashes == []
+
+
+def _example_with_web(tmp_path, web: str) -> Path:
+    text = EXAMPLE.read_text().replace('host = "127.0.0.1"\n', web, 1)
+    path = tmp_path / "omaovi.toml"
+    path.write_text(text.replace('"/etc/omaovi/', f'"{EXAMPLE.parent}/'))
+    return path
+
+
+def test_plain_http_to_the_network_is_refused_unless_the_config_accepts_its_cost(tmp_path, capsys):
+    """Staff passwords in clear on the library's network: not by default, and not silently."""
+    refused = _example_with_web(tmp_path, 'host = "0.0.0.0"\n')
+    assert main(["check-config", str(refused)]) == 1
+    out = capsys.readouterr().out
+    assert 'web.host = "0.0.0.0": serves the staff page over plain HTTP to the network' in out
+    assert "anyone on it can read staff passwords" in out and "plain_http_on_network = true" in out
+
+    accepted = _example_with_web(tmp_path, 'host = "0.0.0.0"\n').read_text().replace(
+        "plain_http_on_network = false", "plain_http_on_network = true").replace("secure_cookies = true", "secure_cookies = false")
+    (tmp_path / "omaovi.toml").write_text(accepted)
+    assert main(["check-config", str(tmp_path / "omaovi.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "warning: web.plain_http_on_network: the staff page is plain HTTP on 0.0.0.0:8080" in out
+    assert "cross the network unencrypted" in out
+
+
+def test_the_staff_page_listens_on_this_machine_only_by_default():
+    web = parse({"branch": "kallio", "database": "x.db", "consortium_key_file": "k",
+                 "doors": [{"id": "entrance", "kind": "entrance", "lock_pin": 17}]}).web
+    assert (web.host, web.plain_http_on_network, web.secure_cookies) == ("127.0.0.1", False, True)

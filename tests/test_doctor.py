@@ -5,6 +5,7 @@ import os
 import pwd
 import socket
 import sqlite3
+import subprocess
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,6 +16,7 @@ from gpiozero import OutputDevice
 from gpiozero.pins.mock import MockFactory
 
 from device.cli import main
+from device import doctor as doctor_module
 from device.doctor import FAIL, OK, WARN, Doctor, pulse, report
 from device.readers import build_reader
 from device.readers.mfrc522_reader import Mfrc522Reader
@@ -83,7 +85,7 @@ def test_a_healthy_branch_passes_every_check(healthy, pty_reader):
     statuses = {c.name: c.status for c in checks}
     assert statuses == {
         "config": OK, "database": OK, "consortium key": OK, "reader entrance": OK, "pins entrance": OK,
-        "clock": OK, "central service": "--", "SIP2": "--",
+        "clock": OK, "central service": "--", "SIP2": "--", "secret files": "--",
     }
     found = by_name(checks)
     assert f"schema version {len(MIGRATIONS)} (current)" in found["database"].detail
@@ -308,6 +310,7 @@ def closed_port():
 
 def test_the_central_service_accepting_the_token_passes(healthy, pty_reader):
     (healthy / "central.token").write_text(TOKEN + "\n")
+    (healthy / "central.token").chmod(0o600)  # out of the staff page's reach, as install.sh leaves it
     with CentralServer(token=TOKEN) as server:
         path = with_sections(healthy, pty_reader, central_section(server.url))
         checks = doctor(session=no_proxy_session()).run(path)
@@ -369,6 +372,7 @@ def sip2_server():
 
 def test_a_sip2_login_the_library_system_accepts_passes(healthy, pty_reader, sip2_server):
     (healthy / "sip2.password").write_text("salasana-123\n")
+    (healthy / "sip2.password").chmod(0o600)  # out of the staff page's reach, as install.sh leaves it
     checks = doctor().run(with_sections(healthy, pty_reader, sip2_section(sip2_server.port)))
     check = by_name(checks)["SIP2"]
     assert check.status == OK and check.detail == f"login accepted by 127.0.0.1:{sip2_server.port}"
@@ -518,3 +522,60 @@ def test_doctor_shows_what_the_device_itself_last_met_with_the_library_system(he
         assert check.status == OK and "2026-11-25T11:50:00" in check.detail
     finally:
         store.close()
+
+
+def test_database_files_left_to_another_user_fail_even_when_root_could_write_them(healthy):
+    """``sudo sqlite3 omaovi.db`` leaves a root-owned -wal and -shm. Trying to write as root
+    proves nothing; the owners do, and the fix names every file to give back."""
+    database = healthy / "omaovi.db"
+    keep_open = Store(database)  # a live database has its -wal and -shm
+    try:
+        keep_open.set_status("probe", {})
+        for name in ("omaovi.db-wal", "omaovi.db-shm"):
+            os.chown(healthy / name, 65534, 65534)
+        check = by_name(doctor().run(healthy / "omaovi.toml"))["database"]
+    finally:
+        keep_open.close()
+    assert check.status == FAIL
+    assert f"{database}-wal belongs to" in check.detail and f"{database}-shm belongs to" in check.detail
+    assert f"not to the {ME} user" in check.detail and "storage-failed mode" in check.detail
+    assert check.hint.startswith(f"sudo chown {ME}:{ME} {database}-wal {database}-shm")
+
+
+@pytest.mark.parametrize("mode, group_is_the_service_users, problem", [
+    (0o644, False, "is readable by every user"),
+    (0o640, True, f"is readable by the group of the {ME} user, so by the staff page too"),
+    (0o600, True, None),
+])
+def test_a_secret_the_staff_page_could_read_fails(healthy, pty_reader, mode, group_is_the_service_users, problem):
+    """The web runs as the service user: only a group its unit lacks keeps the token from it."""
+    token = healthy / "central.token"
+    token.write_text(TOKEN + "\n")
+    token.chmod(mode)
+    os.chown(token, 0, pwd.getpwnam(ME).pw_gid if group_is_the_service_users else 65534)
+    path = with_sections(healthy, pty_reader, central_section(f"http://127.0.0.1:{closed_port()}"))
+    check = by_name(doctor(session=no_proxy_session()).run(path))["secret files"]
+    if problem is None:
+        assert check.status == OK and check.detail == f"{token} out of the staff page's reach"
+    else:
+        assert check.status == FAIL and check.detail.startswith(f"{token} {problem}")
+        assert check.hint.startswith(f"sudo chown root:omaovi-central {token}; sudo chmod 0640 {token}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a read-only bind mount")
+def test_a_database_on_a_read_only_file_system_says_so_instead_of_blaming_the_owner(tmp_path, pty_reader):
+    data, mounted = tmp_path / "data", tmp_path / "mounted"
+    data.mkdir()
+    mounted.mkdir()
+    Store(data / "omaovi.db").close()
+    (tmp_path / "omaovi.toml").write_text(branch_config(pty_reader, database=str(mounted / "omaovi.db")))
+    (tmp_path / "consortium.key").write_text("k" * 32 + "\n")
+    subprocess.run(["mount", "--bind", str(data), str(mounted)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(mounted)], check=True)
+        check = by_name(doctor().run(tmp_path / "omaovi.toml"))["database"]
+    finally:
+        subprocess.run(["umount", str(mounted)], check=False)
+    assert check.status == FAIL
+    assert check.detail == f"{mounted / 'omaovi.db'}: its file system is mounted read-only: {doctor_module.STORAGE_FAILED}"
+    assert check.hint.startswith(f"find the mount with 'findmnt -T {mounted}'") and "chown" not in check.hint

@@ -273,3 +273,65 @@ def test_the_installed_device_unit_lets_the_sip2_server_through_and_nothing_else
     install(checkout, prefix)
     assert not dropin.exists()
     assert not may_connect(device_unit(prefix), SIP2_HOST)
+
+
+def test_database_files_the_service_user_does_not_own_are_named(tmp_path, checkout):
+    """``sudo sqlite3 omaovi.db`` leaves a root-owned -wal and -shm, and the device cannot
+    write the database. On the machine itself the installer gives them back to omaovi;
+    under a prefix (no omaovi user to give them to) it names them."""
+    install(checkout, tmp_path, "--no-venv")
+    state = tmp_path / "var/lib/omaovi"
+    wal, shm = state / "omaovi.db-wal", state / "omaovi.db-shm"
+    wal.write_bytes(b"")
+    shm.write_bytes(b"")
+    os.chown(wal, 65534, 65534)
+    result = install(checkout, tmp_path, "--no-venv")
+    me = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    assert f"{wal} belongs to nobody, not to {me}: the device cannot write it" in result.stdout
+    assert str(shm) not in result.stdout
+
+
+def unit_values(text: str, name: str) -> list[str]:
+    """Every value of a setting, as systemd merges repeated lines ("-" optional-path prefixes kept)."""
+    return [value for line in re.findall(rf"^{name}=(.*)$", text, re.M) for value in line.split()]
+
+
+def test_each_secret_reaches_only_the_unit_that_needs_it(installed):
+    """The web unit runs as the same user as sync and the device, yet cannot read the
+    central token or the SIP2 password: it is in neither secret's group, and the files
+    are not there for it at all. systemd-analyze verify (above) accepts the settings."""
+    prefix, _ = installed
+    etc = prefix / "etc/omaovi"
+    units = {unit: (prefix / f"etc/systemd/system/{unit}.service").read_text() for unit in UNITS}
+    token, password = f"-{etc}/central.token", f"-{etc}/sip2.password"
+    assert "omaovi-central" in unit_values(units["omaovi-sync"], "SupplementaryGroups")
+    assert "omaovi-sip2" in unit_values(units["omaovi-device"], "SupplementaryGroups")
+    assert "omaovi-sip2" not in unit_values(units["omaovi-sync"], "SupplementaryGroups")
+    assert "omaovi-central" not in unit_values(units["omaovi-device"], "SupplementaryGroups")
+    web_groups = unit_values(units["omaovi-web"], "SupplementaryGroups")
+    assert not {"omaovi-central", "omaovi-sip2"} & set(web_groups)
+    assert {token, password} <= set(unit_values(units["omaovi-web"], "InaccessiblePaths"))
+    # The example config points at exactly these files.
+    example = (ROOT / "examples/omaovi.toml").read_text()
+    assert 'password_file = "/etc/omaovi/sip2.password"' in example
+
+
+def test_secret_files_lose_every_other_users_access(tmp_path, checkout):
+    install(checkout, tmp_path, "--no-venv")
+    etc = tmp_path / "etc/omaovi"
+    for name in ("central.token", "sip2.password"):
+        (etc / name).write_text("s3cret\n")
+        (etc / name).chmod(0o644)
+    install(checkout, tmp_path, "--no-venv")
+    assert mode(etc / "central.token") == 0o640 and mode(etc / "sip2.password") == 0o640
+
+
+def test_the_https_proxy_is_installed_in_place_of_nginxs_default_site(tmp_path, checkout):
+    enabled = tmp_path / "etc/nginx/sites-enabled"
+    enabled.mkdir(parents=True)
+    (enabled / "default").symlink_to("/etc/nginx/sites-available/default")
+    result = install(checkout, tmp_path, "--no-venv")
+    assert os.readlink(enabled / "omaovi") == "../sites-available/omaovi" and not (enabled / "default").is_symlink()
+    site = (tmp_path / "etc/nginx/sites-available/omaovi").read_text()
+    assert f"ssl_certificate {tmp_path}/etc/omaovi/tls/server.crt;" in site
+    assert "disabled nginx's default site" in result.stdout and "SHA-256 fingerprint" in result.stdout

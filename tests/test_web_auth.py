@@ -208,21 +208,27 @@ def test_security_headers_and_cookie_flags(anonymous):
     assert response.headers["Referrer-Policy"] == "same-origin"
     login = anonymous.login("staff")
     cookie = login.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    # Browsers reach the page through the HTTPS proxy by default, so the cookie never travels in clear.
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
 
 
-def test_secure_cookies_can_be_required(tmp_path):
+@pytest.mark.parametrize("web, secure", [
+    ('host = "0.0.0.0"\nplain_http_on_network = true\n', False),  # otherwise no browser could log in
+    ('host = "0.0.0.0"\nplain_http_on_network = true\nsecure_cookies = true\n', True),  # a proxy of one's own
+    ('secure_cookies = false\n', False),
+])
+def test_secure_cookies_follow_plain_http_unless_set(tmp_path, web, secure):
     from webclient import write_branch
 
     config = write_branch(tmp_path, "")
-    text = config.path.read_text().replace('[web]\n', '[web]\nsecure_cookies = true\n')
+    text = config.path.read_text().replace('[web]\n', '[web]\n' + web)
     config.path.write_text(text)
     from device import config as config_mod
 
     app = make_app(config_mod.load(config.path))
     app.test_client_class = WebClient
     client = app.test_client()
-    assert "Secure" in client.login("staff").headers["Set-Cookie"]
+    assert ("Secure" in client.login("staff").headers["Set-Cookie"]) is secure
 
 
 def test_the_secret_key_is_made_once_and_kept_private(web_app, branch_config):

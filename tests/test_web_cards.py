@@ -7,6 +7,7 @@ nowhere else: not the database, the audit log or the page shown back.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import re
@@ -251,8 +252,10 @@ def temp_files(monkeypatch):
 
 @pytest.fixture
 def served(web_app, branch_config):
-    """The staff page as the branch runs it, under waitress (admin_web/serve.py), on a free local port."""
-    server = serve.make_server(branch_config, host="127.0.0.1", port=0)
+    """The staff page as the branch runs it, under waitress (admin_web/serve.py), on a free local port.
+    The client talks plain HTTP to it, not through the HTTPS proxy, so the cookie may go over HTTP."""
+    plain = dataclasses.replace(branch_config, web=dataclasses.replace(branch_config.web, secure_cookies=False))
+    server = serve.make_server(plain, host="127.0.0.1", port=0)
 
     def run():
         with contextlib.suppress(OSError):  # closing the socket ends run() with EBADF, as in serve()

@@ -78,6 +78,8 @@ consortium_key_file = "consortium.key"
 host = "127.0.0.1"
 port = {port}
 secret_key_file = "web-secret.key"
+# The staff client talks plain HTTP to the page itself, not through the HTTPS proxy.
+secure_cookies = false
 
 [[doors]]
 id = "entrance"
