@@ -1,8 +1,9 @@
 """``omaovi central serve``: the central service on waitress, one process, as a systemd notify service.
 
 The schema is brought up to date before the first request, and the change logs are
-compacted once an hour, so a consortium's IT has one service to run and nothing to
-schedule beside it.
+compacted once an hour, and the patrons are synced from Koha every ``[koha] interval``
+when one is set, so a consortium's IT has one service to run and nothing to schedule
+beside it.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def serve(settings: CentralSettings) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, shut_down)
-    threading.Thread(target=_compact_hourly, args=(engine, settings, stopping), name="compaction", daemon=True).start()
+    start_background(engine, settings, stopping)
     notifier = Notifier()
     host, port = server.effective_host, server.effective_port
     log.info("central service on http://%s:%s/ (%s)", host, port, engine.url.render_as_string(hide_password=True))
@@ -61,6 +62,31 @@ def serve(settings: CentralSettings) -> int:
         notifier.close()
         engine.dispose()
     return 0
+
+
+def start_background(engine, settings: CentralSettings, stopping: threading.Event) -> list[threading.Thread]:
+    """The service's own schedule: compaction, and the Koha sync when ``[koha]`` has an interval."""
+    jobs = [threading.Thread(target=_compact_hourly, args=(engine, settings, stopping), name="compaction", daemon=True)]
+    if settings.koha is not None and settings.koha.interval is not None:
+        jobs.append(threading.Thread(target=_sync_koha, args=(engine, settings, stopping), name="koha-sync", daemon=True))
+    for job in jobs:
+        job.start()
+    return jobs
+
+
+def _sync_koha(engine, settings: CentralSettings, stopping: threading.Event) -> None:
+    """At start, then every interval; a failed sync changes nothing and the next one tries again."""
+    from central.koha import KohaError
+    from central.koha_sync import sync
+
+    while not stopping.is_set():
+        try:
+            log.info("central: %s", sync(settings, engine, datetime.now(timezone.utc)).summary())
+        except KohaError as exc:
+            log.error("central: the Koha sync changed nothing: %s", exc)
+        except Exception:  # a bug or a database outage must not end the schedule
+            log.exception("central: the Koha sync failed")
+        stopping.wait(settings.koha.interval.total_seconds())
 
 
 def compact(engine, settings: CentralSettings, now: datetime) -> dict[str, int]:
