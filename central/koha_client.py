@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from central import koha
 from central.koha import KohaError, KohaPageError
@@ -50,6 +51,7 @@ class KohaClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] = time.sleep,
         attempts: int = 4,
+        max_page_bytes: int = MAX_PAGE_BYTES,
     ):
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
@@ -58,6 +60,7 @@ class KohaClient:
         self.clock = clock
         self.sleep = sleep
         self.attempts = attempts
+        self.max_page_bytes = max_page_bytes
         self._token: str | None = None
         self._token_until = 0.0
 
@@ -71,7 +74,7 @@ class KohaClient:
             total = response.headers.get("X-Total-Count", "")
             if not total.isdigit():
                 raise KohaPageError(f"page {number}: no X-Total-Count header; is this Koha's REST API?")
-            yield Page(number, _body(response), int(total))
+            yield Page(number, _body(response, self.max_page_bytes), int(total))
             following = response.links.get("next", {}).get("url")
             if not following:
                 return
@@ -104,7 +107,7 @@ class KohaClient:
         }, headers={"Accept": "application/json"})
         if response.status_code != 200:
             raise KohaError(f"POST {url}: {_refusal(response)}; check client_id and client_secret_file in [koha]")
-        self._token, lifetime = koha.token(_body(response))
+        self._token, lifetime = koha.token(_body(response, self.max_page_bytes))
         self._token_until = self.clock() + max(lifetime - TOKEN_MARGIN, lifetime / 2)
 
     def _send(self, method: str, url: str, **kwargs) -> requests.Response:
@@ -141,15 +144,14 @@ def _refusal(response: requests.Response) -> str:
     return f"HTTP {status}{hint}{said}"
 
 
-def _body(response: requests.Response, cap: int = MAX_PAGE_BYTES) -> bytes:
-    body = bytearray()
-    try:
-        for chunk in response.iter_content(chunk_size=256 * 1024):
-            body += chunk
-            if len(body) > cap:
-                raise KohaPageError(f"{response.request.method} {response.url}: the answer is larger than {cap:_} bytes")
-    except requests.RequestException as exc:
-        raise KohaError(f"{response.request.method} {response.url}: the answer broke off ({type(exc).__name__})") from None
-    finally:
-        response.close()
-    return bytes(body)
+def _body(response: requests.Response, cap: int) -> bytes:
+    """The body, decompressed, refused once it passes ``cap`` (urllib3 reads only that much)."""
+    where = f"{response.request.method} {response.url}"
+    with response:
+        try:
+            body = response.raw.read(cap + 1, decode_content=True)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KohaError(f"{where}: the answer broke off ({type(exc).__name__})") from None
+    if len(body) > cap:
+        raise KohaPageError(f"{where}: the answer is larger than {cap:_} bytes")
+    return body

@@ -357,3 +357,10 @@ def test_the_central_csv_import_keeps_pin_verifiers_as_given(tmp_path):
 
     csv.write_text("card_number,pin_verifier\n10000003,pbkdf2_sha256$100$salt$abc\n")
     assert main(["central", "patrons-import", str(csv), "-c", str(path)]) == 1
+
+
+def test_a_page_larger_than_the_cap_is_refused(setup):
+    with pytest.raises(KohaError, match="larger than 4_000 bytes"):
+        setup.sync(max_page_bytes=4000)  # one page of three patrons is about 8 kB
+
+    assert setup.cards() == {}
