@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -60,6 +61,13 @@ class KohaRules:
     minimum_age: int = 15
 
 
+WITHOUT_CARD = "without a card number"
+UNUSABLE_CARD = "with an unusable card number"
+#: Patrons whose card numbers are one card once normalised ("abc-1" and "ABC1"): none
+#: of them gets in by that card, since which one holds it cannot be told.
+SHARED_CARD = "sharing a card number with another patron"
+
+
 @dataclass
 class Harvest:
     """What the pages of one sync gave, so far."""
@@ -68,16 +76,9 @@ class Harvest:
     patron_ids: set[int] = field(default_factory=set)
     #: Koha patrons read, with or without a card.
     read: int = 0
-    without_card: int = 0
-    unusable_card: int = 0
-    #: Patrons whose card numbers are one card once normalised ("abc-1" and "ABC1"):
-    #: none of them gets in by that card, since which one holds it cannot be told.
-    shared_card: int = 0
+    #: Patrons that gave no card, by why.
+    skipped: Counter[str] = field(default_factory=Counter)
     _shared: set[str] = field(default_factory=set)
-
-    def skipped(self) -> dict[str, int]:
-        return {"without a card number": self.without_card, "with an unusable card number": self.unusable_card,
-                "sharing a card number with another patron": self.shared_card}
 
 
 def token(body: bytes) -> tuple[str, int]:
@@ -103,29 +104,27 @@ def read_page(body: bytes, page: int, consortium_key: bytes, rules: KohaRules, h
         raise KohaPageError(f"page {page}: expected a list of patrons, got {_kind(items)}")
     found = [_permissions(item, f"page {page}, patron {index + 1}", consortium_key, rules) for index, item in enumerate(items)]
     ids = [patron_id for patron_id, _ in found]
-    repeated = set(ids) & harvest.patron_ids or {i for i in ids if ids.count(i) > 1}
+    repeated = set(ids) & harvest.patron_ids or {i for i, n in Counter(ids).items() if n > 1}
     if repeated:
         raise KohaPageError(f"page {page}: patron_id {min(repeated)} came twice; Koha's paging shifted under the sync")
     harvest.patron_ids.update(ids)
     harvest.read += len(items)
     for _, result in found:
-        if result is None:
-            harvest.without_card += 1
-        elif result == "unusable":
-            harvest.unusable_card += 1
+        if isinstance(result, str):
+            harvest.skipped[result] += 1
         elif result.card_key in harvest._shared:
-            harvest.shared_card += 1
+            harvest.skipped[SHARED_CARD] += 1
         elif result.card_key in harvest.patrons:
             del harvest.patrons[result.card_key]
             harvest._shared.add(result.card_key)
-            harvest.shared_card += 2
+            harvest.skipped[SHARED_CARD] += 2
         else:
             harvest.patrons[result.card_key] = result
     return len(items)
 
 
-def _permissions(item: Any, where: str, consortium_key: bytes, rules: KohaRules) -> tuple[int, Patron | str | None]:
-    """``(patron_id, Patron)``; the Patron is None without a card number, "unusable" for one that is no card number."""
+def _permissions(item: Any, where: str, consortium_key: bytes, rules: KohaRules) -> tuple[int, Patron | str]:
+    """``(patron_id, Patron)``, or ``(patron_id, why it was skipped)``."""
     if not isinstance(item, dict):
         raise KohaPageError(f"{where}: expected an object, got {_kind(item)}")
     patron_id = item.get("patron_id")
@@ -140,11 +139,11 @@ def _permissions(item: Any, where: str, consortium_key: bytes, rules: KohaRules)
     lost = _typed(item, "patron_card_lost", bool, where, nullable=True)
     accepted = _terms_accepted(item, where, rules)
     if not (number or "").strip():
-        return patron_id, None
+        return patron_id, WITHOUT_CARD
     try:
         key = card_key(consortium_key, number)
     except CardNumberError:
-        return patron_id, "unusable"
+        return patron_id, UNUSABLE_CARD
     reasons = [text for text, applies in ((RESTRICTED, restricted), (CARD_LOST, lost)) if applies]
     return patron_id, Patron(
         card_key=key,

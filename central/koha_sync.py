@@ -29,7 +29,7 @@ class SyncResult:
 
     def summary(self) -> str:
         h = self.harvest
-        skipped = ", ".join(f"{n} {why}" for why, n in h.skipped().items() if n) or "none"
+        skipped = ", ".join(f"{n} {why}" for why, n in sorted(h.skipped.items())) or "none"
         return (f"Read {h.read} patron(s) from Koha in {self.pages} page(s): {len(h.patrons)} card(s) kept, "
                 f"{self.changed} new or changed, {self.removed} removed; skipped: {skipped}.")
 

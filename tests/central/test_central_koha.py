@@ -364,3 +364,12 @@ def test_a_page_larger_than_the_cap_is_refused(setup):
         setup.sync(max_page_bytes=4000)  # one page of three patrons is about 8 kB
 
     assert setup.cards() == {}
+
+
+def test_patrons_sharing_one_card_number_get_nothing_by_it(setup, stub):
+    stub.patrons.append(koha_patron(111, "2900 0001", born=date(1990, 1, 1), restricted=True, attributes=ACCEPTED))
+
+    result = setup.sync()
+
+    assert key("29000001") not in setup.cards() and len(setup.cards()) == 6
+    assert "2 sharing a card number with another patron" in result.summary()
