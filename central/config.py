@@ -52,8 +52,16 @@ class KohaSettings:
     interval: timedelta | None = None
 
 
-#: A sync reads every patron, so more often than this only loads Koha.
-MIN_KOHA_INTERVAL = timedelta(minutes=5)
+#: A sync reads every patron, so more often than this only loads the library system.
+MIN_SYNC_INTERVAL = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class PatronsFolderSettings:
+    """``[patrons_folder]``: the library system's patron exports (CSV) land here, and serve reads the newest."""
+
+    folder: Path
+    interval: timedelta
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,7 @@ class CentralSettings:
     server: ServerSettings
     protocol: ProtocolSettings
     koha: KohaSettings | None = None
+    patrons_folder: PatronsFolderSettings | None = None
 
 
 def load(path: str | Path = DEFAULT_PATH) -> CentralSettings:
@@ -92,10 +101,25 @@ def load(path: str | Path = DEFAULT_PATH) -> CentralSettings:
     )
     protocol.finish()
     koha_settings = _koha(_table(top, "koha", problems), base) if "koha" in data else None
+    folder_settings = _patrons_folder(_table(top, "patrons_folder", problems), base) if "patrons_folder" in data else None
+    if folder_settings and koha_settings and koha_settings.interval:
+        # Each would remove the cards the other brought: one source keeps the cards whole.
+        problems.append(Problem("patrons_folder", "(table)", "leave it out while [koha] has an interval: one source of patrons"))
     top.finish()
     if problems:
         raise ConfigError(path, problems)
-    return CentralSettings(path, database, base / key_file, server_settings, protocol_settings, koha_settings)
+    return CentralSettings(path, database, base / key_file, server_settings, protocol_settings, koha_settings,
+                           folder_settings)
+
+
+def _patrons_folder(section: _Section, base: Path) -> PatronsFolderSettings:
+    settings = PatronsFolderSettings(
+        folder=base / (section.text("folder") or ""),
+        interval=section.get("interval", _sync_interval, "must be a time such as \"15m\" or \"1h\", at least "
+                             f"{MIN_SYNC_INTERVAL.seconds // 60}m", timedelta(minutes=15)),
+    )
+    section.finish()
+    return settings
 
 
 def _koha(section: _Section, base: Path) -> KohaSettings:
@@ -115,8 +139,8 @@ def _koha(section: _Section, base: Path) -> KohaSettings:
             minimum_age=section.integer("minimum_age", 1, 120),
         ),
         per_page=section.integer("per_page", 1, 5000, KohaSettings.per_page),
-        interval=section.get("interval", _koha_interval, "must be a time such as \"30m\", \"6h\" or \"1d\", at least "
-                             f"{MIN_KOHA_INTERVAL.seconds // 60}m; leave it out to sync only from the console", None),
+        interval=section.get("interval", _sync_interval, "must be a time such as \"30m\", \"6h\" or \"1d\", at least "
+                             f"{MIN_SYNC_INTERVAL.seconds // 60}m; leave it out to sync only from the console", None),
     )
     section.finish()
     return settings
@@ -129,9 +153,9 @@ def _some_texts(value) -> tuple[str, ...]:
     return texts
 
 
-def _koha_interval(value) -> timedelta:
+def _sync_interval(value) -> timedelta:
     interval = parse_duration(value)
-    if interval < MIN_KOHA_INTERVAL:
+    if interval < MIN_SYNC_INTERVAL:
         raise ValueError("too often")
     return interval
 

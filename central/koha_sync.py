@@ -65,10 +65,11 @@ def sync(settings: CentralSettings, engine, now: datetime, client: KohaClient | 
     if harvest.read != total:
         raise KohaError(f"the pages held {harvest.read} patron(s) but Koha's X-Total-Count said {total}; "
                         "patrons changed during the sync, the next sync tries again")
-    with db.writing(engine) as connection:
-        if not harvest.patrons and patrons.count(connection):
-            # An API user limited to an empty library, say: never lock out a whole consortium at once.
-            raise KohaError("Koha listed no patron with a card number; the central cards were kept. "
-                            "Check the API client's permissions and library limits in Koha")
-        changed, removed = patrons.replace(connection, list(harvest.patrons.values()), now)
+    try:
+        with db.writing(engine) as connection:
+            changed, removed = patrons.replace(connection, list(harvest.patrons.values()), now)
+    except patrons.EmptySource:
+        # An API user limited to an empty library, say: never lock out a whole consortium at once.
+        raise KohaError("Koha listed no patron with a card number; the central cards were kept. "
+                        "Check the API client's permissions and library limits in Koha") from None
     return SyncResult(pages, harvest, changed, removed)

@@ -46,8 +46,14 @@ def remove(connection: Connection, card_keys: Iterable[str], now: datetime) -> i
     return removed
 
 
+class EmptySource(ValueError):
+    """A source with no cards at all would take every card away: an export gone wrong, never a real consortium."""
+
+
 def replace(connection: Connection, patrons: Collection[Patron], now: datetime) -> tuple[int, int]:
     """Make the cards exactly ``patrons``: returns how many changed and how many were taken away."""
+    if not patrons and count(connection):
+        raise EmptySource("it has no cards at all, so the central cards were kept")
     keep = {patron.card_key for patron in patrons}
     present = connection.execute(select(schema.patrons.c.card_key)).scalars().all()
     return put(connection, patrons, now), remove(connection, [key for key in present if key not in keep], now)
