@@ -82,6 +82,10 @@ class KohaStub:
         #: forget every token after this many patron pages (a Koha restart).
         self.forget_tokens_after: int | None = None
         self.refuse_all_tokens = False
+        #: the host the Link URLs name, as a Koha behind a proxy may believe it is (None: the Host header).
+        self.link_host: str | None = None
+        #: headers sent instead of the computed ones on patron pages; None drops one.
+        self.header_overrides: dict[str, str | None] = {}
         self.requests: list[dict] = []
         self.served_401 = 0
         #: answers that did not match Koha's definitions: a broken stub, reported when it closes.
@@ -148,7 +152,9 @@ class KohaStub:
                 items = stub.patrons[(page - 1) * per_page:page * per_page]
                 if self.headers.get("x-koha-embed") != "extended_attributes":
                     items = [{k: v for k, v in item.items() if k != "extended_attributes"} for item in items]
-                headers = {"X-Total-Count": str(len(stub.patrons)), "Link": self._links(query, page, per_page)}
+                headers = {"X-Total-Count": str(len(stub.patrons)), "Link": self._links(query, page, per_page),
+                           **stub.header_overrides}
+                headers = {name: value for name, value in headers.items() if value is not None}
                 if page in stub.broken_pages:
                     return self._send(200, stub.broken_pages[page], headers)
                 self._json(200, items, "patrons", headers)
@@ -158,7 +164,7 @@ class KohaStub:
                 wanted = [("prev", page - 1)] if pages > 1 and page > 1 else []
                 wanted += [("next", page + 1)] if pages > 1 and page < pages else []
                 wanted += [("first", 1), ("last", pages)]
-                base = f"http://{self.headers['Host']}{urlsplit(self.path).path}"
+                base = f"http://{stub.link_host or self.headers['Host']}{urlsplit(self.path).path}"
                 return ",".join(f'<{base}?{urlencode({**query, "_page": n, "_per_page": per_page})}>; rel="{rel}"'
                                 for rel, n in wanted)
 

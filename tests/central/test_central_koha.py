@@ -373,3 +373,23 @@ def test_patrons_sharing_one_card_number_get_nothing_by_it(setup, stub):
 
     assert key("29000001") not in setup.cards() and len(setup.cards()) == 6
     assert "2 sharing a card number with another patron" in result.summary()
+
+
+def test_the_next_link_is_followed_on_base_url_only(setup, stub):
+    stub.link_host = "koha.internal:9"  # Koha behind a proxy names its own address; nothing listens there
+
+    assert setup.sync().pages == 4
+    assert len(stub.patron_requests()) == 4
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"X-Total-Count": None}, "no X-Total-Count header"),
+    ({"X-Total-Count": "4", "Link": '<http://x/api/v1/patrons?_page=9&_per_page=3>; rel="next"'}, "keeps saying there is a next page"),
+], ids=["no total", "a next page for ever"])
+def test_paging_that_is_not_koha_s_ends_the_sync(setup, stub, overrides, expected):
+    stub.header_overrides = overrides
+
+    with pytest.raises(KohaError, match=expected):
+        setup.sync()
+
+    assert setup.cards() == {}
