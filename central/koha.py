@@ -15,8 +15,8 @@ A page is taken whole or not at all: a field of the wrong type refuses the page,
 with it the whole sync, with a message naming the page, the patron's position and
 ``patron_id`` and the field, never its value (it may be a birth date or a card number).
 
-Pure functions: the HTTP side is central/koha_client.py, the schedule and the
-database central/koha_sync.py.
+Pure functions: the HTTP side is central/koha_client.py, the sync and its
+database write central/koha_sync.py, the schedule central/serve.py.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 The schema is brought up to date before the first request, and the change logs are
 compacted once an hour, and the patrons are taken from Koha (``[koha] interval``) or
-from a folder of exports (``[patrons_folder]``) when configured, so a consortium's IT has one service to run and nothing to schedule
-beside it.
+from a folder of exports (``[patrons_folder]``) when configured, so a consortium's IT
+has one service to run and nothing to schedule beside it.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def start_background(engine, settings: CentralSettings, stopping: threading.Even
                         patrons_folder.FolderImportError)
         jobs.append(threading.Thread(target=job.run, args=(settings.patrons_folder.interval, stopping),
                                      name="patrons-folder", daemon=True))
-    for job in jobs:
-        job.start()
+    for thread in jobs:
+        thread.start()
     return jobs
 
 
