@@ -44,6 +44,8 @@ def add_parsers(central) -> dict:
     p = central.add_parser("patrons-import", help="load patron permissions from a CSV file (card numbers hashed); columns: docs/imports.md")
     p.add_argument("file")
     _config_arg(p)
+    p = central.add_parser("patrons-sync-koha", help="replace the patron permissions with those in Koha ([koha] in central.toml), once")
+    _config_arg(p)
     p = central.add_parser("book", help="book a booth for a patron at the desk; prints the booking reference")
     p.add_argument("branch")
     p.add_argument("resource")
@@ -155,7 +157,7 @@ def cmd_patrons_import(args) -> int:
 
     settings, engine = _open(args)
     try:
-        rows = read_patrons(args.file, load_consortium_key(settings.consortium_key_file), _now())
+        rows = read_patrons(args.file, load_consortium_key(settings.consortium_key_file), _now(), keep_pin_verifiers=True)
     except PatronCsvError as exc:
         print(exc, file=sys.stderr)
         print("Nothing was imported.", file=sys.stderr)
@@ -163,6 +165,20 @@ def cmd_patrons_import(args) -> int:
     with db.writing(engine) as connection:
         changed = patrons.put(connection, rows, _now())
     print(f"Read {len(rows)} patron(s); {changed} new or changed, sent to the branches at their next sync.")
+    return 0
+
+
+def cmd_patrons_sync_koha(args) -> int:
+    from central.koha import KohaError
+    from central.koha_sync import sync
+
+    settings, engine = _open(args)
+    try:
+        result = sync(settings, engine, _now())
+    except KohaError as exc:
+        print(f"{exc}\nNothing was changed.", file=sys.stderr)
+        return 1
+    print(result.summary())
     return 0
 
 
@@ -197,6 +213,7 @@ HANDLERS = {
     "token-revoke": cmd_token_revoke,
     "token-list": cmd_token_list,
     "patrons-import": cmd_patrons_import,
+    "patrons-sync-koha": cmd_patrons_sync_koha,
     "book": cmd_book,
     "cancel": cmd_cancel,
 }

@@ -8,12 +8,14 @@ ignored is a service set up wrong).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from device.config import ConfigError, Problem, _read, _Section
+from central.koha import KohaRules
+from device.config import ConfigError, Problem, _base_url, _list_of, _read, _Section, _text, parse_duration
 
 DEFAULT_PATH = "/etc/omaovi/central.toml"
 
@@ -38,12 +40,39 @@ class ProtocolSettings:
 
 
 @dataclass(frozen=True)
+class KohaSettings:
+    """``[koha]``: where the patrons' permissions come from, when the consortium runs Koha."""
+
+    base_url: str
+    client_id: str
+    client_secret_file: Path
+    rules: KohaRules
+    per_page: int = 500
+    #: How often ``omaovi central serve`` syncs; None: only ``omaovi central patrons-sync-koha``.
+    interval: timedelta | None = None
+
+
+#: A sync reads every patron, so more often than this only loads the library system.
+MIN_SYNC_INTERVAL = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class PatronsFolderSettings:
+    """``[patrons_folder]``: the library system's patron exports (CSV) land here, and serve reads the newest."""
+
+    folder: Path
+    interval: timedelta
+
+
+@dataclass(frozen=True)
 class CentralSettings:
     path: Path
     database_url: str
     consortium_key_file: Path
     server: ServerSettings
     protocol: ProtocolSettings
+    koha: KohaSettings | None = None
+    patrons_folder: PatronsFolderSettings | None = None
 
 
 def load(path: str | Path = DEFAULT_PATH) -> CentralSettings:
@@ -71,10 +100,64 @@ def load(path: str | Path = DEFAULT_PATH) -> CentralSettings:
         keep_changes_days=protocol.integer("keep_changes_days", 1, 3650, ProtocolSettings.keep_changes_days),
     )
     protocol.finish()
+    koha_settings = _koha(_table(top, "koha", problems), base) if "koha" in data else None
+    folder_settings = _patrons_folder(_table(top, "patrons_folder", problems), base) if "patrons_folder" in data else None
+    if folder_settings and koha_settings and koha_settings.interval:
+        # Each would remove the cards the other brought: one source keeps the cards whole.
+        problems.append(Problem("patrons_folder", "(table)", "leave it out while [koha] has an interval: one source of patrons"))
     top.finish()
     if problems:
         raise ConfigError(path, problems)
-    return CentralSettings(path, database, base / key_file, server_settings, protocol_settings)
+    return CentralSettings(path, database, base / key_file, server_settings, protocol_settings, koha_settings,
+                           folder_settings)
+
+
+def _patrons_folder(section: _Section, base: Path) -> PatronsFolderSettings:
+    settings = PatronsFolderSettings(
+        folder=base / (section.text("folder") or ""),
+        interval=section.get("interval", _sync_interval, "must be a time such as \"15m\" or \"1h\", at least "
+                             f"{MIN_SYNC_INTERVAL.seconds // 60}m", timedelta(minutes=15)),
+    )
+    section.finish()
+    return settings
+
+
+def _koha(section: _Section, base: Path) -> KohaSettings:
+    codes = "must be a list of Koha patron category codes, such as [\"STAFF\"]"
+    settings = KohaSettings(
+        base_url=section.get("base_url", _base_url, "must be the http:// or https:// address of Koha's staff interface, "
+                             "such as \"https://koha-staff.example.fi\""),
+        client_id=section.text("client_id"),
+        client_secret_file=base / (section.text("client_secret_file") or ""),
+        rules=KohaRules(
+            self_service_attribute=section.text("self_service_attribute"),
+            self_service_accepted=section.get(
+                "self_service_accepted", _some_texts, "must be a list of the attribute's values that mean the terms "
+                "are accepted, such as [\"1\"]") or (),
+            staff_categories=frozenset(section.get("staff_categories", lambda v: _list_of(v, _text), codes, ()) or ()),
+            allowed_categories=frozenset(section.get("allowed_categories", lambda v: _list_of(v, _text), codes, ()) or ()),
+            minimum_age=section.integer("minimum_age", 1, 120),
+        ),
+        per_page=section.integer("per_page", 1, 5000, KohaSettings.per_page),
+        interval=section.get("interval", _sync_interval, "must be a time such as \"30m\", \"6h\" or \"1d\", at least "
+                             f"{MIN_SYNC_INTERVAL.seconds // 60}m; leave it out to sync only from the console", None),
+    )
+    section.finish()
+    return settings
+
+
+def _some_texts(value) -> tuple[str, ...]:
+    texts = _list_of(value, _text)
+    if not texts:
+        raise ValueError("empty")
+    return texts
+
+
+def _sync_interval(value) -> timedelta:
+    interval = parse_duration(value)
+    if interval < MIN_SYNC_INTERVAL:
+        raise ValueError("too often")
+    return interval
 
 
 def _table(top: _Section, name: str, problems: list[Problem]) -> _Section:

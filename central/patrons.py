@@ -7,9 +7,9 @@ log row, so the branches' change rounds stay small.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterable
+from typing import Collection, Iterable
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from central import changelog, schema
 from device.policy import Patron
@@ -44,3 +44,20 @@ def remove(connection: Connection, card_keys: Iterable[str], now: datetime) -> i
             changelog.append(connection, "patrons", now, card_key=key)
             removed += 1
     return removed
+
+
+class EmptySource(ValueError):
+    """A source with no cards at all would take every card away: an export gone wrong, never a real consortium."""
+
+
+def replace(connection: Connection, patrons: Collection[Patron], now: datetime) -> tuple[int, int]:
+    """Make the cards exactly ``patrons``: returns how many changed and how many were taken away."""
+    if not patrons and count(connection):
+        raise EmptySource("it has no cards at all, so the central cards were kept")
+    keep = {patron.card_key for patron in patrons}
+    present = connection.execute(select(schema.patrons.c.card_key)).scalars().all()
+    return put(connection, patrons, now), remove(connection, [key for key in present if key not in keep], now)
+
+
+def count(connection: Connection) -> int:
+    return connection.execute(select(func.count()).select_from(schema.patrons)).scalar_one()

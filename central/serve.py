@@ -1,8 +1,9 @@
 """``omaovi central serve``: the central service on waitress, one process, as a systemd notify service.
 
 The schema is brought up to date before the first request, and the change logs are
-compacted once an hour, so a consortium's IT has one service to run and nothing to
-schedule beside it.
+compacted once an hour, and the patrons are taken from Koha (``[koha] interval``) or
+from a folder of exports (``[patrons_folder]``) when configured, so a consortium's IT
+has one service to run and nothing to schedule beside it.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def serve(settings: CentralSettings) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, shut_down)
-    threading.Thread(target=_compact_hourly, args=(engine, settings, stopping), name="compaction", daemon=True).start()
+    start_background(engine, settings, stopping)
     notifier = Notifier()
     host, port = server.effective_host, server.effective_port
     log.info("central service on http://%s:%s/ (%s)", host, port, engine.url.render_as_string(hide_password=True))
@@ -86,6 +87,44 @@ def serve(settings: CentralSettings) -> int:
         notifier.close()
         engine.dispose()
     return 0
+
+
+def start_background(engine, settings: CentralSettings, stopping: threading.Event) -> list[threading.Thread]:
+    """The service's own schedule: compaction, and the patrons from Koha or from a folder when configured."""
+    from central import koha_sync, patrons_folder
+    from central.koha import KohaError
+
+    jobs = [threading.Thread(target=_compact_hourly, args=(engine, settings, stopping), name="compaction", daemon=True)]
+    if settings.koha is not None and settings.koha.interval is not None:
+        job = _Repeated("Koha sync", lambda now: koha_sync.sync(settings, engine, now).summary(), KohaError)
+        jobs.append(threading.Thread(target=job.run, args=(settings.koha.interval, stopping), name="koha-sync", daemon=True))
+    if settings.patrons_folder is not None:
+        job = _Repeated("patron export", lambda now: patrons_folder.import_newest(settings, engine, now),
+                        patrons_folder.FolderImportError)
+        jobs.append(threading.Thread(target=job.run, args=(settings.patrons_folder.interval, stopping),
+                                     name="patrons-folder", daemon=True))
+    for thread in jobs:
+        thread.start()
+    return jobs
+
+
+class _Repeated:
+    """A job run at start and then every interval; one that fails changes nothing and the next round tries again."""
+
+    def __init__(self, what: str, job, expected: type[Exception]):
+        self.what, self.job, self.expected = what, job, expected
+
+    def run(self, interval: timedelta, stopping: threading.Event) -> None:
+        while not stopping.is_set():
+            try:
+                said = self.job(datetime.now(timezone.utc))
+                if said:
+                    log.info("central: %s: %s", self.what, said)
+            except self.expected as exc:
+                log.error("central: the %s changed nothing: %s", self.what, exc)
+            except Exception:  # a bug or a database outage must not end the schedule
+                log.exception("central: the %s failed", self.what)
+            stopping.wait(interval.total_seconds())
 
 
 def compact(engine, settings: CentralSettings, now: datetime) -> dict[str, int]:

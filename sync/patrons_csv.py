@@ -8,7 +8,8 @@ file can never lock out (or let in) the wrong people.
 Columns (header row required, order free):
 ``card_number, self_service, blocked_reason, valid_until, age_ok_from, staff, pin_verifier``.
 Only ``card_number`` is required; a missing column means false / empty.
-``pin_verifier`` (see ``device.pins``) is kept, peppered, only when the branch asks for PINs.
+``pin_verifier`` (see ``device.pins``) is kept, peppered, only when the branch asks for PINs;
+the central service keeps it as given (``keep_pin_verifiers``), to send on to the branches.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from device.cards import CardNumberError, card_key, mask_numbers, normalize
-from device.pins import VerifierError, pepper_verifier
+from device.pins import VerifierError, check_verifier, pepper_verifier
 from device.policy import Patron
 
 COLUMNS = ("card_number", "self_service", "blocked_reason", "valid_until", "age_ok_from", "staff", "pin_verifier")
@@ -39,18 +40,21 @@ class PatronCsvError(ValueError):
 
 
 def read_patrons(
-    path: str | Path, consortium_key: bytes, fetched_at: datetime, pin_pepper: bytes | None = None
+    path: str | Path, consortium_key: bytes, fetched_at: datetime, pin_pepper: bytes | None = None, *,
+    keep_pin_verifiers: bool = False,
 ) -> list[Patron]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise PatronCsvError(str(path), [f"byte {exc.start}: the file must be UTF-8 text"]) from None
-    return parse_patrons(text, consortium_key, fetched_at, source=str(path), pin_pepper=pin_pepper)
+    return parse_patrons(text, consortium_key, fetched_at, source=str(path), pin_pepper=pin_pepper,
+                         keep_pin_verifiers=keep_pin_verifiers)
 
 
 def parse_patrons(
-    text: str, consortium_key: bytes, fetched_at: datetime, source: str = "<csv>", pin_pepper: bytes | None = None
+    text: str, consortium_key: bytes, fetched_at: datetime, source: str = "<csv>", pin_pepper: bytes | None = None, *,
+    keep_pin_verifiers: bool = False,
 ) -> list[Patron]:
     dialect = csv.excel
     try:
@@ -61,14 +65,15 @@ def parse_patrons(
     # inside a quoted field stays part of the field.
     reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect)
     try:
-        return _read_rows(reader, consortium_key, fetched_at, source, pin_pepper)
+        return _read_rows(reader, consortium_key, fetched_at, source, pin_pepper, keep_pin_verifiers)
     except csv.Error as exc:
         # A field over the csv module's size limit, say; its message quotes no data.
         raise PatronCsvError(source, [f"line {reader.line_num}: {exc}"]) from None
 
 
 def _read_rows(
-    reader: csv.DictReader, consortium_key: bytes, fetched_at: datetime, source: str, pin_pepper: bytes | None
+    reader: csv.DictReader, consortium_key: bytes, fetched_at: datetime, source: str, pin_pepper: bytes | None,
+    keep_pin_verifiers: bool,
 ) -> list[Patron]:
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
@@ -106,7 +111,7 @@ def _read_rows(
             "valid_until": field("valid_until", _date),
             "age_ok_from": field("age_ok_from", _date),
             "staff": field("staff", _bool),
-            "pin_verifier": field("pin_verifier", lambda v: _verifier(v, pin_pepper)),
+            "pin_verifier": field("pin_verifier", lambda v: _verifier(v, pin_pepper, keep_pin_verifiers)),
         }
         if row_problems:
             problems.extend(row_problems)
@@ -131,11 +136,11 @@ def _card_number(value: str) -> str:
         raise ValueError("not a card number (expected 1-64 letters and digits)") from None
 
 
-def _verifier(value: str, pepper: bytes | None) -> str | None:
-    if not value or pepper is None:
+def _verifier(value: str, pepper: bytes | None, keep: bool) -> str | None:
+    if not value or (pepper is None and not keep):
         return None
     try:
-        return pepper_verifier(value, pepper)
+        return check_verifier(value) if keep else pepper_verifier(value, pepper)
     except VerifierError as exc:
         raise ValueError(str(exc)) from None
 
