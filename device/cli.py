@@ -19,7 +19,7 @@ from device.cards import CardNumberError, card_key, load_consortium_key
 from device.config import Config, ConfigError
 from device.events import parse_utc
 from device.journald import configure_logging
-from device.schedule import segment_text
+from device.schedule import timeline_lines
 from device.store import Store
 
 log = logging.getLogger("omaovi")
@@ -458,20 +458,11 @@ def cmd_hours_import(args) -> int:
     return 0
 
 
-MODE_NAMES = {"self_service": "self-service", "staffed": "staffed", "closed": "closed"}
-
-
 def cmd_hours_show(args) -> int:
     cfg = _load(args)
     schedule = _store(cfg).schedule(cfg.tz)
     first = args.date or datetime.now(cfg.tz).date()
-    for offset in range(max(1, args.days)):
-        day = first + timedelta(days=offset)
-        source = "exception" if day in schedule.exceptions else "weekly pattern"
-        print(f"{day.strftime('%A')} {day.isoformat()} ({source}, {cfg.timezone})")
-        for start, end, mode in schedule.day_timeline(day):
-            dst = f"  [{start:%Z}→{end:%Z}]" if start.utcoffset() != end.utcoffset() else ""
-            print(f"  {segment_text(start, end)}  {MODE_NAMES[mode]}{dst}")
+    print("\n".join(timeline_lines(schedule, first, args.days, cfg.timezone)))
     return 0
 
 

@@ -79,6 +79,22 @@ def segment_text(start: datetime, end: datetime) -> str:
     return f"{start:%H:%M}–{end_text}"
 
 
+MODE_NAMES = {"self_service": "self-service", "staffed": "staffed", "closed": "closed"}
+
+
+def timeline_lines(schedule: "Schedule", first: date, days: int, zone_name: str) -> list[str]:
+    """Days of hours as ``omaovi hours show`` prints them: local time, a segment across a clock change marked."""
+    lines = []
+    for offset in range(max(1, days)):
+        day = first + timedelta(days=offset)
+        source = "exception" if day in schedule.exceptions else "weekly pattern"
+        lines.append(f"{day.strftime('%A')} {day.isoformat()} ({source}, {zone_name})")
+        for start, end, mode in schedule.day_timeline(day):
+            dst = f"  [{start:%Z}→{end:%Z}]" if start.utcoffset() != end.utcoffset() else ""
+            lines.append(f"  {segment_text(start, end)}  {MODE_NAMES[mode]}{dst}")
+    return lines
+
+
 def _span(period: Period) -> str:
     return f"{format_hhmm(period.start)}–{format_hhmm(period.end)}"
 
