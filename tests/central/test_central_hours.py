@@ -214,19 +214,32 @@ def test_booth_rules_are_set_from_the_console_and_the_desk_is_told_why_and_how_t
 
 
 # -- through `omaovi sync` ----------------------------------------------------------------
+def managed_branch(central, tmp_path) -> tuple[Store, SyncRunner]:
+    """Branch kallio with its own hours self-service all day, syncing its hours from ``central`` at NOW."""
+    (tmp_path / "branch").mkdir()
+    path = write_config(tmp_path / "branch", central.url, token=central.token, central_extra="hours_managed_centrally = true\n")
+    config, central_config = load_with_central(path)
+    store = Store(config.database)
+    store.set_weekly({day: (Period(0, 1440, "self_service"),) for day in range(7)})
+    session = requests.Session()
+    session.trust_env = False
+    return store, SyncRunner(store, config, central_config, session=session, clock=lambda: NOW, sleep=lambda _seconds: None)
+
+
+def test_a_managed_branch_whose_hours_are_not_kept_centrally_keeps_its_own_and_says_so(central, tmp_path):
+    store, runner = managed_branch(central, tmp_path)
+    error = runner.run_once()["hours"]
+    assert error.startswith("HTTP 404 from GET") and "hours are not kept by the central service" in error
+    assert store.schedule(HELSINKI).mode_at(at(0, "21:00")) == "self_service"
+    assert store.exception_days() == []
+
+
 def test_a_branch_whose_hours_the_consortium_manages_takes_them_through_sync_and_its_door_follows(central, tmp_path):
     with db.writing(central.engine) as connection:
         for weekday in range(7):
             hours.set_weekday(connection, BRANCH, weekday, WEEKDAY)
         hours.set_day(connection, BRANCH, TODAY + timedelta(days=3), [], note="Training day")
-    (tmp_path / "branch").mkdir()
-    path = write_config(tmp_path / "branch", central.url, token=central.token, central_extra="hours_managed_centrally = true\n")
-    config, central_config = load_with_central(path)
-    store = Store(config.database)
-    store.set_weekly({day: (Period(0, 1440, "self_service"),) for day in range(7)})  # the branch's own hours before
-    session = requests.Session()
-    session.trust_env = False
-    runner = SyncRunner(store, config, central_config, session=session, clock=lambda: NOW, sleep=lambda _seconds: None)
+    store, runner = managed_branch(central, tmp_path)
 
     assert runner.run_once()["hours"] is None
     door = store.schedule(HELSINKI)
