@@ -6,7 +6,6 @@ in Helsinki.
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -16,6 +15,7 @@ from sqlalchemy import select
 from central import bookings, branches, db, hours, schema
 from central.booking_rules import BoothRules, Reason, Refusal
 from device.schedule import Period
+from harness import all_at_once, card
 
 HELSINKI = ZoneInfo("Europe/Helsinki")
 NOW = datetime(2027, 3, 26, 12, 0, tzinfo=HELSINKI).astimezone(timezone.utc)
@@ -27,23 +27,15 @@ def at(days: int, hhmm: str) -> datetime:
     return datetime.combine(NOW.astimezone(HELSINKI).date() + timedelta(days=days), time(hour, minute), tzinfo=HELSINKI).astimezone(timezone.utc)
 
 
-def card(n: int) -> str:
-    return f"{n:064x}"
-
-
 @pytest.fixture
-def engine(database_url):
-    engine = db.open_engine(database_url)
-    db.migrate(engine)
+def engine(engine):
+    """Kallio keeps its hours centrally; toolo, with one booth, keeps its own."""
     with db.writing(engine) as connection:
-        for branch in ("kallio", "toolo"):
-            branches.put_branch(connection, branch, branch.title())
-            branches.put_booth(connection, branch, "booth-1", "Work booth")
-        branches.put_booth(connection, "kallio", "booth-2", "Second booth")
+        branches.put_branch(connection, "toolo", "Töölö")
+        branches.put_booth(connection, "toolo", "booth-1", "Work booth")
         for weekday in range(7):
             hours.set_weekday(connection, "kallio", weekday, OPEN if weekday < 6 else [Period(0, 1440, "self_service")])
-    yield engine
-    engine.dispose()
+    return engine
 
 
 def request(engine, n: int, begin: datetime, length_hours: float, *, branch="kallio", resource="booth-1", now=NOW, **args) -> str:
@@ -160,22 +152,7 @@ def test_on_the_spring_night_a_booking_is_measured_in_real_time(engine):
 
 
 def test_one_card_racing_for_many_slots_gets_no_more_than_its_limit(engine):
-    won, refused, failed = [], [], []
-    start = threading.Barrier(8)
-
-    def attempt(n: int) -> None:
-        start.wait()
-        try:
-            won.append(request(engine, 1, at(1, "10:00") + timedelta(hours=n), 1, resource=("booth-1", "booth-2")[n % 2]))
-        except bookings.Refused as exc:
-            refused.append(exc.refusal.reason)
-        except Exception as exc:  # anything else would be a bug: say which
-            failed.append(repr(exc))
-
-    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    won, refused, failed = all_at_once(
+        8, lambda n: request(engine, 1, at(1, "10:00") + timedelta(hours=n), 1, resource=("booth-1", "booth-2")[n % 2]), bookings.Refused)
     assert failed == []
-    assert len(won) == 2 and refused == [Reason.TOO_MANY_BOOKINGS] * 6
+    assert len(won) == 2 and [exc.refusal.reason for exc in refused] == [Reason.TOO_MANY_BOOKINGS] * 6
