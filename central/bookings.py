@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, insert, select, text, update

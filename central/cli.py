@@ -244,7 +244,7 @@ def _add_hours_parsers(central) -> None:
     p = central.add_parser("hours-show", help="show a branch's hours as kept centrally, day by day in local time")
     p.add_argument("branch")
     p.add_argument("--date", type=_date, metavar="YYYY-MM-DD", help="the first day (default: today at the branch)")
-    p.add_argument("--days", type=int, default=7, metavar="N", help="how many days (default 7)")
+    p.add_argument("--days", type=_day_count, default=7, metavar="N", help="how many days (default 7, at most 400)")
     _config_arg(p)
     HANDLERS.update({"hours-import": cmd_hours_import, "hours-set": cmd_hours_set, "hours-show": cmd_hours_show})
 
@@ -303,6 +303,14 @@ def _date(text: str):
     except ValueError:
         pass
     raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a date (YYYY-MM-DD)")
+
+
+def _day_count(text: str) -> int:
+    from central.hours import MAX_DAYS
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r}: give a number of days from 1 to {MAX_DAYS}")
+    return int(text)
 
 
 def _rule_changes(args) -> dict:

@@ -44,6 +44,7 @@ class HoursError(ValueError):
 
 
 _PERIOD = re.compile(r"\s*([0-9:]+)\s*[-–]\s*([0-9:]+)\s+([a-z_-]+)\s*")
+NOTE_MAX_LENGTH = 200
 #: A closed day, as typed on the console.
 CLOSED = "closed"
 
@@ -68,6 +69,8 @@ def read_periods(text: str, label: str) -> tuple[Period, ...]:
 
 def set_weekday(connection: Connection, branch: str, weekday: int, periods) -> None:
     """Replace one weekday of the branch's weekly pattern (0 is Monday); no periods is closed."""
+    if weekday not in range(7):
+        raise HoursError(f"weekday {weekday!r} is not one of 0 (Monday) … 6 (Sunday)")
     checked = _checked(periods, WEEKDAYS[weekday])
     _require_branch(connection, branch)
     table = schema.weekly_hours
@@ -81,6 +84,8 @@ def set_weekday(connection: Connection, branch: str, weekday: int, periods) -> N
 def set_day(connection: Connection, branch: str, day: date, periods, note: str = "") -> None:
     """Give one date its own hours instead of its weekday's; no periods is closed all day."""
     checked = _checked(periods, day.isoformat())
+    if len(note) > NOTE_MAX_LENGTH or not note.isprintable():
+        raise HoursError(f"{day}: a note must be at most {NOTE_MAX_LENGTH} printable characters")
     _require_branch(connection, branch)
     table = schema.hours_exceptions
     connection.execute(delete(table).where(table.c.branch_id == branch, table.c.day == day))

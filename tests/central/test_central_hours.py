@@ -87,6 +87,11 @@ def test_hours_the_branch_would_refuse_are_refused_here_and_nothing_changes(cent
     assert schedule(central).periods_on(TODAY + timedelta(days=3)) == WEEKDAY
 
 
+def test_a_weekday_that_does_not_exist_is_named(central):
+    with db.writing(central.engine) as connection, pytest.raises(hours.HoursError, match=r"weekday 7 is not one of 0 \(Monday\) … 6 \(Sunday\)"):
+        hours.set_weekday(connection, BRANCH, 7, WEEKDAY)
+
+
 @pytest.mark.parametrize("text, expected", [
     ("07:00-10:00 self_service, 10:00-20:00 staffed", WEEKDAY),
     ("10:00–20:00 staffed,07:00 - 10:00 self-service", WEEKDAY),
@@ -172,6 +177,7 @@ def test_staff_set_and_see_a_branchs_hours_from_the_console_in_local_time_across
     (["--weekday", "maanantai", "--periods", "closed"], "name days as mon, tue, wed, thu, fri, sat, sun"),
     (["--date", "24.12.2027", "--periods", "closed"], "'24.12.2027' is not a date (YYYY-MM-DD)"),
     (["--weekday", "mon", "--clear"], "--clear goes with --date"),
+    (["--date", "2027-12-24", "--periods", "closed", "--note", "x" * 201], "2027-12-24: a note must be at most 200 printable characters"),
 ])
 def test_the_console_names_what_is_wrong_with_hours(console, capsys, argv, message):
     assert console("hours-set", "kallio", *argv) != 0
@@ -186,6 +192,8 @@ def test_hours_import_from_the_console_is_all_or_nothing(console, capsys, tmp_pa
     assert f"{bad}: items[0] ({TODAY + timedelta(days=3)}).times[0].status: 7 is not one of" in capsys.readouterr().err
     assert console("hours-show", "kallio") == 0
     assert capsys.readouterr().out == "The central service keeps no hours for kallio: the branch keeps its own.\n"
+    assert console("hours-show", "kallio", "--days", "100000") == 2
+    assert "'100000': give a number of days from 1 to 400" in capsys.readouterr().err
     assert console("hours-import", "kallio", str(good)) == 0
     assert f"for 2 day(s), {TODAY + timedelta(days=1)} to {TODAY + timedelta(days=2)}" in capsys.readouterr().out
     assert console("hours-import", "nowhere", str(good)) == 1
