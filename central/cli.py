@@ -177,11 +177,12 @@ def cmd_book(args) -> int:
 
     settings, engine = _open(args)
     key = card_key(load_consortium_key(settings.consortium_key_file), args.card)
-    end = args.start + timedelta(hours=args.hours)
+    begin = args.start.astimezone(timezone.utc)
+    end = (begin + timedelta(hours=args.hours)).astimezone(LOCAL)  # real hours, also on the nights the clocks change
     overrides = frozenset(Reason(value) for value in args.override)
     with db.writing(engine) as connection:
         try:
-            reference = bookings.request(connection, args.branch, args.resource, key, args.start, end, _now(), desk_overrides=overrides)
+            reference = bookings.request(connection, args.branch, args.resource, key, begin, end, _now(), desk_overrides=overrides)
         except bookings.Refused as refused:
             hint = f" (the desk may book it anyway with --override {refused.refusal.reason.value})" \
                 if refused.refusal.reason in DESK_OVERRIDABLE - overrides else ""
@@ -349,8 +350,8 @@ def cmd_hours_set(args) -> int:
     from device.schedule import WEEKDAYS
 
     _, engine = _open(args)
-    if args.clear and args.date is None:
-        raise hours.HoursError("--clear goes with --date: a weekday is cleared with --periods closed")
+    if (args.clear or args.note) and args.date is None:
+        raise hours.HoursError("--clear and --note go with --date: a weekday is closed with --periods closed")
     with db.writing(engine) as connection:
         if args.clear:
             had = hours.clear_day(connection, args.branch, args.date)

@@ -176,7 +176,8 @@ def test_staff_set_and_see_a_branchs_hours_from_the_console_in_local_time_across
     (["--weekday", "fri-mon", "--periods", "closed"], "'fri-mon': a range runs from Monday towards Sunday"),
     (["--weekday", "maanantai", "--periods", "closed"], "name days as mon, tue, wed, thu, fri, sat, sun"),
     (["--date", "24.12.2027", "--periods", "closed"], "'24.12.2027' is not a date (YYYY-MM-DD)"),
-    (["--weekday", "mon", "--clear"], "--clear goes with --date"),
+    (["--weekday", "mon", "--clear"], "--clear and --note go with --date"),
+    (["--weekday", "mon", "--periods", "closed", "--note", "Why"], "--clear and --note go with --date"),
     (["--date", "2027-12-24", "--periods", "closed", "--note", "x" * 201], "2027-12-24: a note must be at most 200 printable characters"),
 ])
 def test_the_console_names_what_is_wrong_with_hours(console, capsys, argv, message):
@@ -219,6 +220,17 @@ def test_booth_rules_are_set_from_the_console_and_the_desk_is_told_why_and_how_t
     assert console("book", "kallio", "booth-1", "--card", "12345678", "--start", far, "--hours", "2", "--override", "too_far_ahead") == 0
     assert "Set aside on the record: too_far_ahead." in capsys.readouterr().out
     assert console("book", "kallio", "booth-1", "--card", "12345678", "--start", far, "--hours", "2", "--override", "outside_hours") == 2
+
+
+def test_a_desk_booking_on_the_night_the_clocks_go_forward_lasts_the_real_hours_asked_for(console, capsys):
+    day = datetime.now(HELSINKI).date() + timedelta(days=1)
+    while datetime.combine(day, time(0), tzinfo=HELSINKI).utcoffset() == datetime.combine(day, time(23), tzinfo=HELSINKI).utcoffset() \
+            or datetime.combine(day, time(23), tzinfo=HELSINKI).dst() == timedelta(0):
+        day += timedelta(days=1)  # the next Sunday when summer time begins
+    assert console("booth-add", "kallio", "booth-1", "--name", "Work booth") == 0
+    assert console("book", "kallio", "booth-1", "--card", "12345678", "--start", f"{day} 01:00", "--hours", "3",
+                   "--override", "too_far_ahead") == 0
+    assert f"{day:%d.%m.%Y} 01.00–05.00: reference" in capsys.readouterr().out
 
 
 # -- through `omaovi sync` ----------------------------------------------------------------
