@@ -130,6 +130,16 @@ resources = Table(
     Column("branch_id", ForeignKey("branches.id", ondelete="CASCADE"), primary_key=True),
     Column("resource", String(64), primary_key=True),
     Column("name", NAME, nullable=False),
+    # Its booking rules (central/booking_rules.py BoothRules, with the same defaults).
+    Column("min_minutes", Integer, nullable=False, server_default="60"),
+    Column("max_minutes", Integer, nullable=False, server_default="240"),
+    Column("slot_minutes", Integer, nullable=False, server_default="30"),
+    Column("within", String(16), nullable=False, server_default="both"),
+    Column("days_ahead", Integer, nullable=False, server_default="14"),
+    Column("max_bookings", Integer, nullable=False, server_default="2"),
+    Column("cancel_until_minutes", Integer, nullable=False, server_default="0"),
+    CheckConstraint("within IN ('self_service', 'staffed', 'both')", name="known_within"),
+    CheckConstraint("slot_minutes > 0 AND min_minutes >= slot_minutes AND max_minutes >= min_minutes", name="sane_lengths"),
 )
 
 reservations = Table(
@@ -144,6 +154,8 @@ reservations = Table(
     Column("state", String(16), nullable=False),
     Column("created", UTCDateTime, nullable=False),
     Column("updated", UTCDateTime, nullable=False),
+    #: The rules the desk set aside for this booking, comma-separated (booking_rules.DESK_OVERRIDABLE); NULL for none.
+    Column("overrides", String(200)),
     CheckConstraint('"end" > "begin"', name="ends_after_it_begins"),
     CheckConstraint("state IN ('confirmed', 'cancelled')", name="known_state"),
     Index("ix_reservations_branch_resource_begin", "branch_id", "resource", "begin"),

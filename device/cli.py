@@ -20,7 +20,7 @@ from device.cards import CardNumberError, card_key, load_consortium_key
 from device.config import Config, ConfigError
 from device.events import parse_utc
 from device.journald import configure_logging
-from device.schedule import ambiguous, offset_text, segment_text
+from device.schedule import ambiguous, offset_text, timeline_lines
 from device.store import Store
 
 log = logging.getLogger("omaovi")
@@ -536,9 +536,6 @@ def cmd_hours_import(args) -> int:
     return 0
 
 
-MODE_NAMES = {"self_service": "self-service", "staffed": "staffed", "closed": "closed"}
-
-
 def cmd_hours_show(args) -> int:
     cfg = _load(args)
     store = _store(cfg)
@@ -546,13 +543,7 @@ def cmd_hours_show(args) -> int:
     first = args.date or datetime.now(cfg.tz).date()
     last = first + timedelta(days=max(1, args.days) - 1)
     notes = {row["date"]: row["note"] for row in store.exception_days(first, last) if row["note"]}
-    for offset in range(max(1, args.days)):
-        day = first + timedelta(days=offset)
-        source = "weekly pattern" if day not in schedule.exceptions else f"exception: {notes[day]}" if day in notes else "exception"
-        print(f"{day.strftime('%A')} {day.isoformat()} ({source}, {cfg.timezone})")
-        for start, end, mode in schedule.day_timeline(day):
-            dst = f"  [{start:%Z}→{end:%Z}]" if start.utcoffset() != end.utcoffset() else ""
-            print(f"  {segment_text(start, end)}  {MODE_NAMES[mode]}{dst}")
+    print("\n".join(timeline_lines(schedule, first, args.days, cfg.timezone, notes)))
     return 0
 
 

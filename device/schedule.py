@@ -95,6 +95,24 @@ def ambiguous(moment: datetime) -> bool:
     return moment.replace(fold=1 - moment.fold).utcoffset() != moment.utcoffset()
 
 
+MODE_NAMES = {"self_service": "self-service", "staffed": "staffed", "closed": "closed"}
+
+
+def timeline_lines(schedule: "Schedule", first: date, days: int, zone_name: str, notes: dict[date, str] | None = None) -> list[str]:
+    """Days of hours as ``omaovi hours show`` prints them: local time, a segment across a clock change marked,
+    an exception with its note (a Kirkanta holiday's name, say)."""
+    lines = []
+    for offset in range(max(1, days)):
+        day = first + timedelta(days=offset)
+        note = (notes or {}).get(day)
+        source = "weekly pattern" if day not in schedule.exceptions else f"exception: {note}" if note else "exception"
+        lines.append(f"{day.strftime('%A')} {day.isoformat()} ({source}, {zone_name})")
+        for start, end, mode in schedule.day_timeline(day):
+            dst = f"  [{start:%Z}→{end:%Z}]" if start.utcoffset() != end.utcoffset() else ""
+            lines.append(f"  {segment_text(start, end)}  {MODE_NAMES[mode]}{dst}")
+    return lines
+
+
 def _span(period: Period) -> str:
     return f"{format_hhmm(period.start)}–{format_hhmm(period.end)}"
 

@@ -26,6 +26,38 @@ RESOURCE = "smartblock-1"
 KEY_TEXT = "omaovi-test-vector-key-000000000"
 
 
+def card(n: int) -> str:
+    """The n-th test card's card_key."""
+    return f"{n:064x}"
+
+
+def all_at_once(count: int, attempt, expected: type[Exception]) -> tuple[list, list[Exception], list[str]]:
+    """Call ``attempt(n)`` for n in range(count), each in its own thread, all released at one moment.
+
+    Returns what the calls returned, the ``expected`` exceptions they raised, and any
+    other exception as text (anything else would be a bug: the test says which)."""
+    start = threading.Barrier(count)
+    won: list = []
+    refused: list[Exception] = []
+    failed: list[str] = []
+
+    def run(n: int) -> None:
+        start.wait()
+        try:
+            won.append(attempt(n))
+        except expected as exc:
+            refused.append(exc)
+        except Exception as exc:  # anything else would be a bug: say which
+            failed.append(repr(exc))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return won, refused, failed
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 

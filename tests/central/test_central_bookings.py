@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
 
-from central import bookings, branches, changelog, db, schema
+from central import bookings, changelog, db, schema
+from harness import all_at_once, card
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 SLOT = NOW + timedelta(days=2)
-
-
-def card(n: int) -> str:
-    return f"{n:064x}"
-
-
-@pytest.fixture
-def engine(database_url):
-    engine = db.open_engine(database_url)
-    db.migrate(engine)
-    with db.writing(engine) as connection:
-        branches.put_branch(connection, "kallio", "Kallio")
-        branches.put_booth(connection, "kallio", "booth-1", "Work booth")
-        branches.put_booth(connection, "kallio", "booth-2", "Second booth")
-    yield engine
-    engine.dispose()
 
 
 def book(engine, n: int, begin: datetime, hours: float, resource: str = "booth-1") -> str:
@@ -37,23 +21,7 @@ def book(engine, n: int, begin: datetime, hours: float, resource: str = "booth-1
 
 def test_fifty_people_pressing_book_on_one_slot_at_once_leaves_exactly_one_booking(engine):
     """Each tries a different but overlapping stretch, so no single row lock could serialise them."""
-    start = threading.Barrier(50)
-    won, lost, failed = [], [], []
-
-    def attempt(n: int) -> None:
-        start.wait()
-        try:
-            won.append(book(engine, n, SLOT + timedelta(minutes=n), 1))
-        except bookings.SlotTaken:
-            lost.append(n)
-        except Exception as exc:  # anything else would be a bug: say which
-            failed.append(repr(exc))
-
-    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(50)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    won, lost, failed = all_at_once(50, lambda n: book(engine, n, SLOT + timedelta(minutes=n), 1), bookings.SlotTaken)
     assert failed == []
     assert len(won) == 1 and len(lost) == 49
     with db.reading(engine) as connection:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from harness import BRANCH, DoubleCentral, RealCentral
+from harness import BRANCH, DoubleCentral, RealCentral, card
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 
@@ -60,10 +60,6 @@ class Branch:
             if not page["more"]:
                 return items, cursor
         raise AssertionError("the stream never ended")
-
-
-def card(n: int) -> str:
-    return f"{n:064x}"
 
 
 def patron(n: int, **changes) -> dict:
