@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 

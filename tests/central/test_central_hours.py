@@ -165,7 +165,7 @@ def test_staff_set_and_see_a_branchs_hours_from_the_console_in_local_time_across
         f"Saturday {TODAY + timedelta(days=1)} (weekly pattern, Europe/Helsinki)",
         "  00:00–24:00  closed",
         f"Sunday {TODAY + timedelta(days=2)} (weekly pattern, Europe/Helsinki)",
-        "  00:00–24:00  self-service  [EET→EEST]",
+        "  00:00+02:00–24:00+03:00  self-service  [EET→EEST]",
         f"Monday {christmas_eve} (exception, Europe/Helsinki)",
         "  00:00–24:00  closed",
     ]
