@@ -14,7 +14,7 @@ from datetime import timedelta
 from io import BytesIO
 from pathlib import Path
 
-from flask import Flask, Request, current_app, render_template, request, url_for
+from flask import Flask, Request, abort, current_app, render_template, request, url_for
 from flask_wtf.csrf import CSRFProtect
 
 from admin_web.i18n import lazy_gettext as _l
@@ -112,7 +112,7 @@ def load_or_create_secret(path: Path) -> bytes:
 
 
 def create_app(config: Config, *, secret_key: bytes | None = None, testing: bool = False) -> Flask:
-    from admin_web import auth, i18n, security
+    from admin_web import accounts, auth, i18n, security
 
     app = Flask(__name__)
     app.request_class = InMemoryUploads
@@ -137,6 +137,8 @@ def create_app(config: Config, *, secret_key: bytes | None = None, testing: bool
     i18n.init_app(app)
     # Before CSRF: a visitor who is not logged in is sent to the login page, whatever he posts.
     auth.init_app(app)
+    # Before CSRF too: a body the server refused (admin_web/bodies.py) is not there to read.
+    app.before_request(_refused_body)
     csrf.init_app(app)
     for blueprint in _blueprints():
         app.register_blueprint(blueprint)
@@ -146,17 +148,44 @@ def create_app(config: Config, *, secret_key: bytes | None = None, testing: bool
         main_nav=lambda: MAIN_NAV,
     )
     app.register_error_handler(413, _too_large)
+    app.register_error_handler(accounts.Busy, _busy)
     app.after_request(
         lambda response: security.set_headers(response, web.board_frame_ancestors, embeddable=request.blueprint == "board")
     )
     return app
 
 
+def _refused_body():
+    from admin_web.bodies import refused_limit
+
+    if refused_limit(request.environ) is not None:
+        abort(413)
+
+
 def _too_large(error):
     """A refused upload explained in the user's language, with the way back to the page it came from."""
+    from admin_web.bodies import refused_limit
+
+    limit = refused_limit(request.environ)
+    return render_template(
+        "too_large.html", max_mb=MAX_UPLOAD_MB, max_kb=limit // 1024 if limit and limit < MAX_UPLOAD_MB * 1024 * 1024 else None,
+        back=_back_url(),
+    ), 413
+
+
+def _busy(error):
+    """Other password checks keep the server busy: the user is asked to try again in a moment."""
+    response = current_app.make_response((render_template("busy.html", back=_back_url()), 429))
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+def _back_url() -> str:
+    """The page the request came from, to go back to."""
     back = f"{request.blueprint}.index"
-    back_url = url_for(back) if back in current_app.view_functions else "/"
-    return render_template("too_large.html", max_mb=MAX_UPLOAD_MB, back=back_url), 413
+    if request.blueprint == "auth":
+        back = "auth.login"
+    return url_for(back) if back in current_app.view_functions else "/"
 
 
 def _blueprints() -> list:
