@@ -803,9 +803,13 @@ class Store:
         Whatever an earlier snapshot cut short left is cleared away first.
         """
         self.discard_patron_snapshot()
+        self._create_staging("patrons_staging")
+
+    def _create_staging(self, name: str) -> None:
+        """An empty table made from the live patron table's own definition."""
         with self.conn:
             ddl = self.conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'patrons'").fetchone()[0]
-            self.conn.execute(_PATRONS_TABLE.sub("CREATE TABLE patrons_staging", ddl, count=1))
+            self.conn.execute(_PATRONS_TABLE.sub(f"CREATE TABLE {name}", ddl, count=1))
 
     def stage_patrons(self, patrons: Iterable[Patron], *, source: str) -> int:
         """Add one page of a snapshot to the staging table, in short transactions of its own.
@@ -813,12 +817,13 @@ class Store:
         The staging table is invisible until the swap, so a page need not be
         written whole: a crash mid-page only means the snapshot starts over.
         """
+        return self._stage("patrons_staging", patrons, source)
+
+    def _stage(self, table: str, patrons: Iterable[Patron], source: str) -> int:
         rows = [_patron_row(p, source) for p in patrons]
         for start in range(0, len(rows), _STAGE_SLICE):
             with self.conn:
-                self.conn.executemany(
-                    f"INSERT OR REPLACE INTO patrons_staging {_PATRON_INSERT}", rows[start:start + _STAGE_SLICE]
-                )
+                self.conn.executemany(f"INSERT OR REPLACE INTO {table} {_PATRON_INSERT}", rows[start:start + _STAGE_SLICE])
             time.sleep(_SLICE_PAUSE_SECONDS)
         return len(rows)
 
@@ -832,12 +837,16 @@ class Store:
         """
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
-            count = self.conn.execute("SELECT count(*) FROM patrons_staging").fetchone()[0]
-            self.conn.execute("ALTER TABLE patrons RENAME TO patrons_retired")
-            self.conn.execute("ALTER TABLE patrons_staging RENAME TO patrons")
+            count = self._swap_in("patrons_staging", "patrons_retired")
             self._sync_success(stream, at, cursor)
             self.conn.execute("UPDATE sync_state SET last_snapshot = ? WHERE stream = ?", (utc_text(at), stream))
         self._clear_away("patrons_retired")
+        return count
+
+    def _swap_in(self, staging: str, retired: str) -> int:
+        count = self.conn.execute(f"SELECT count(*) FROM {staging}").fetchone()[0]
+        self.conn.execute(f"ALTER TABLE patrons RENAME TO {retired}")
+        self.conn.execute(f"ALTER TABLE {staging} RENAME TO patrons")
         return count
 
     def discard_patron_snapshot(self) -> int:
@@ -874,6 +883,68 @@ class Store:
         with self.conn:
             self.conn.execute(f"DROP TABLE {table}")
         return removed
+
+    # A patron CSV import (sync/patrons_csv.py) is staged like a snapshot, in tables
+    # of its own, so that it never meets a snapshot the sync process is writing.
+    def begin_patron_import(self) -> None:
+        """Start an empty staging table for a CSV import, and an index of the lines its cards were on.
+
+        The index, for telling a card that comes twice in the file, is a temporary
+        table of this connection: it is gone with the connection, whatever happens.
+        """
+        self.discard_patron_import()
+        self._create_staging("patrons_import")
+        with self.conn:
+            self.conn.execute("DROP TABLE IF EXISTS temp.patron_import_lines")
+            self.conn.execute("CREATE TEMP TABLE patron_import_lines (card_key TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID")
+
+    def import_first_lines(self, pairs: list[tuple[str, int]]) -> dict[str, int]:
+        """For each card of (card_key, line) seen before in this import, the line it was first on; the rest are remembered."""
+        earlier: dict[str, int] = {}
+        for start in range(0, len(pairs), _STAGE_SLICE):
+            part = pairs[start:start + _STAGE_SLICE]
+            keys = sorted({key for key, _line in part})
+            found = dict(self.conn.execute(
+                f"SELECT card_key, line FROM temp.patron_import_lines WHERE card_key IN ({','.join('?' * len(keys))})", keys
+            ).fetchall())
+            new = []
+            for key, line in part:
+                if key in found:
+                    earlier[key] = found[key]
+                else:
+                    found[key] = line
+                    new.append((key, line))
+            with self.conn:
+                self.conn.executemany("INSERT INTO temp.patron_import_lines (card_key, line) VALUES (?, ?)", new)
+        return earlier
+
+    def stage_patron_import(self, patrons: Iterable[Patron], *, source: str) -> int:
+        return self._stage("patrons_import", patrons, source)
+
+    def commit_patron_import(self, *, replace: bool) -> int:
+        """Bring the staged import in, all at once; returns how many patrons it had.
+
+        With ``replace`` the staging table becomes the patron cache (a rename, so
+        milliseconds); without, its rows are added to the cache and replace the
+        same cards' entries. Nests in the caller's ``with store.conn:`` block (the
+        staff page audits the import in the same transaction). Afterwards
+        ``discard_patron_import`` clears away what is left, in slices.
+        """
+        with self.conn:
+            self.lock_for_writing()
+            if replace:
+                return self._swap_in("patrons_import", "patrons_import_retired")
+            columns = ", ".join(row[1] for row in self.conn.execute("PRAGMA table_info(patrons_import)"))
+            return self.conn.execute(f"INSERT OR REPLACE INTO patrons ({columns}) SELECT {columns} FROM patrons_import").rowcount
+
+    def discard_patron_import(self) -> int:
+        """Clear away an import's staging table, and a cache it replaced; returns the rows removed."""
+        with self.conn:
+            self.conn.execute("DROP TABLE IF EXISTS temp.patron_import_lines")
+        leftovers = [name for (name,) in self.conn.execute(
+            "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name IN ('patrons_import', 'patrons_import_retired')"
+        )]
+        return sum(self._clear_away(table) for table in leftovers)
 
     def apply_patron_changes(
         self, upserts: Iterable[Patron], deleted: Iterable[str], *, source: str, stream: str, cursor: str | None, at: datetime
