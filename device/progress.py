@@ -27,6 +27,7 @@ class ProgressLine:
         self._last_drawn = float("-inf")
         self._next_share = LINE_EVERY
         self._drawn = False
+        self._last_line = self._unwritten = None
 
     def show(self, progress) -> None:
         """Takes a sync.patrons_csv.Progress (bytes_read, total_bytes, rows)."""
@@ -38,14 +39,27 @@ class ProgressLine:
                 self._drawn = True
                 self.out.write("\r" + self._bar(share, progress))
                 self.out.flush()
-        elif share is not None and share >= self._next_share:
-            while self._next_share <= share:
-                self._next_share += LINE_EVERY
-            self.out.write(f"{self._text(share, progress)}\n")
+        elif share is not None:
+            self._unwritten = self._text(share, progress)
+            if share >= self._next_share:
+                while self._next_share <= share:
+                    self._next_share += LINE_EVERY
+                self._write_line()
+
+    def _write_line(self) -> None:
+        if self._unwritten != self._last_line:
+            self.out.write(f"{self._unwritten}\n")
             self.out.flush()
+            self._last_line = self._unwritten
 
     def close(self) -> None:
-        """Ends the bar's line, so that what is printed next starts on a line of its own."""
+        """Ends the bar's line, so that what is printed next starts on a line of its own.
+
+        Without a terminal, the last state is written if it is not yet: the last
+        block of a file is read before its last rows are counted.
+        """
+        if self._unwritten is not None:
+            self._write_line()
         if self._drawn:
             self.out.write("\n")
             self.out.flush()

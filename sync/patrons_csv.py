@@ -70,25 +70,25 @@ class Progress:
     rows: int
 
 
-#: Given (card_key, line) pairs in file order, the line each key was first seen on
-#: for those seen before (earlier in this call too), remembering the others.
-FirstLines = Callable[[list[tuple[str, int]]], dict[str, int]]
+#: Keeps a chunk's patrons, given in file order with their lines, and returns the
+#: line each card was first kept from: at least for every card it had already
+#: (earlier in the chunk too), and possibly for the others.
+Stage = Callable[[list[tuple[int, Patron]]], dict[str, int]]
 
 
-def lines_in_memory() -> FirstLines:
-    """A FirstLines for a file small enough to keep one key per row in memory (tests, the fuzzer)."""
-    seen: dict[str, int] = {}
+def in_memory(kept: dict[str, tuple[int, Patron]]) -> Stage:
+    """A Stage into a dict, for a file small enough to hold (tests, the fuzzer)."""
 
-    def first_lines(pairs: list[tuple[str, int]]) -> dict[str, int]:
+    def stage(patrons: list[tuple[int, Patron]]) -> dict[str, int]:
         earlier = {}
-        for key, line in pairs:
-            if key in seen:
-                earlier[key] = seen[key]
+        for line, patron in patrons:
+            if patron.card_key in kept:
+                earlier[patron.card_key] = kept[patron.card_key][0]
             else:
-                seen[key] = line
+                kept[patron.card_key] = (line, patron)
         return earlier
 
-    return first_lines
+    return stage
 
 
 class PatronCsv:
@@ -108,8 +108,8 @@ class PatronCsv:
         self._problems: list[str] = []
         self._problem_count = 0
 
-    def chunks(self, first_lines: FirstLines) -> Iterator[list[Patron]]:
-        """The file's patrons, CHUNK_ROWS at a time; PatronCsvError at the end if any row was bad.
+    def chunks(self, stage: Stage) -> Iterator[list[Patron]]:
+        """Stage the file's patrons CHUNK_ROWS at a time, yielding each chunk's; PatronCsvError at the end if any row was bad.
 
         Once a row is bad nothing more is yielded (the file will be refused), but
         the rest is still read so that every problem is counted.
@@ -121,7 +121,7 @@ class PatronCsv:
             self._check_header(reader)
             numbered = ((reader.line_num, row) for row in reader)
             while chunk := list(itertools.islice(numbered, CHUNK_ROWS)):
-                patrons = self._chunk(chunk, first_lines)
+                patrons = self._chunk(chunk, stage)
                 if not self._problem_count:
                     yield patrons
         except csv.Error as exc:
@@ -185,7 +185,7 @@ class PatronCsv:
         if unknown:
             raise PatronCsvError(self.source, [f"line 1: unknown column(s) {', '.join(unknown)}; allowed: {', '.join(COLUMNS)}"])
 
-    def _chunk(self, rows: list[tuple[int, dict]], first_lines: FirstLines) -> list[Patron]:
+    def _chunk(self, rows: list[tuple[int, dict]], stage: Stage) -> list[Patron]:
         problems: list[tuple[int, str]] = []
         patrons = []
         for line, row in rows:
@@ -193,7 +193,7 @@ class PatronCsv:
             problems.extend((line, problem) for problem in row_problems)
             if patron is not None:
                 patrons.append((line, patron))
-        earlier = first_lines([(patron.card_key, line) for line, patron in patrons])
+        earlier = stage(patrons)
         kept = []
         for line, patron in patrons:
             first = earlier.get(patron.card_key)
@@ -260,7 +260,10 @@ def parse_patrons(
 
 
 def _all(csv_file: PatronCsv) -> list[Patron]:
-    return [patron for chunk in csv_file.chunks(lines_in_memory()) for patron in chunk]
+    kept: dict[str, tuple[int, Patron]] = {}
+    for _chunk in csv_file.chunks(in_memory(kept)):
+        pass
+    return [patron for _line, patron in kept.values()]
 
 
 # -- importing -------------------------------------------------------------------------
@@ -283,7 +286,7 @@ def import_patrons(
     """Read a patron CSV into the cache a chunk at a time, all or nothing.
 
     Memory stays the same whatever the file's size: each chunk is hashed and
-    staged in the database, and the cards seen so far are looked up there.
+    staged in the database, which also tells a card that comes twice.
     ``progress`` hears about every chunk; the staff page reads the same progress
     from ``device_status`` (PROGRESS_KEY), whichever process runs the import.
     ``audit`` is called in the transaction that brings the import in, so that the
@@ -294,13 +297,13 @@ def import_patrons(
     ageless = 0
     store.begin_patron_import()
     try:
-        for chunk in csv_file.chunks(store.import_first_lines):
+        for chunk in csv_file.chunks(lambda patrons: store.stage_patron_import(patrons, source="csv")):
             ageless += sum(1 for p in chunk if p.age_ok_from is None and not p.staff)
-            store.stage_patron_import(chunk, source="csv")
             reporter.chunk(csv_file)
         reporter.chunk(csv_file, final=True)
         if replace and not csv_file.rows:
             raise EmptyReplace(f"{source}: the file has no patrons, and replacing the cache with it would leave nobody with access")
+        store.prepare_patron_import(replace=replace)
         with store.conn:
             imported = Imported(store.commit_patron_import(replace=replace), ageless)
             if audit:
