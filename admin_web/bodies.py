@@ -14,6 +14,7 @@ a Kirkanta JSON file, a visitor who is not logged in only the login form.
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
 
 from flask import Flask
@@ -57,10 +58,16 @@ def limit_for_headers(app: Flask, cookie_header: str | None) -> int:
         return limit_for(None)
     branch = app.extensions["omaovi"]
     web = branch.config.web
-    return limit_for(accounts.session_user(
-        branch.store, session_id,
-        idle=timedelta(minutes=web.session_idle_minutes), max_age=timedelta(hours=web.session_max_hours),
-    ))
+    try:
+        user = accounts.session_user(
+            branch.store, session_id,
+            idle=timedelta(minutes=web.session_idle_minutes), max_age=timedelta(hours=web.session_max_hours),
+        )
+    except sqlite3.Error:
+        # The database is locked or broken (this runs in the server's own thread,
+        # which must not fail): the smallest limit, and the page will say why.
+        user = None
+    return limit_for(user)
 
 
 def refused_limit(environ: dict) -> int | None:

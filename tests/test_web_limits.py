@@ -11,6 +11,7 @@ test_memory_limit.py runs the same attacks against ``omaovi web`` in a real
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
@@ -84,7 +85,12 @@ def test_a_login_that_waits_too_long_for_its_turn_is_answered_busy_in_the_users_
 def served(web_app, web_store):
     """The app behind the real waitress server, in this process, on a free port."""
     server = make_server(web_app.extensions["omaovi"].config, host="127.0.0.1", port=0, app=web_app)
-    thread = threading.Thread(target=server.run, daemon=True)
+
+    def run():
+        with contextlib.suppress(OSError):  # closing the socket ends run() with EBADF, as in serve()
+            server.run()
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.effective_port}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import re
 import socket
 import subprocess
@@ -36,7 +37,9 @@ REPO = Path(__file__).resolve().parents[2]
 LIMIT_MB = 256
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
-pytestmark = pytest.mark.skipif(not (CGROUP_ROOT / "cgroup.procs").exists(), reason="needs the cgroup v1 memory controller")
+pytestmark = pytest.mark.skipif(
+    not os.access(CGROUP_ROOT / "cgroup.procs", os.W_OK), reason="needs the cgroup v1 memory controller, writable (root)",
+)
 
 
 def _free_port() -> int:
