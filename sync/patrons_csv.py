@@ -27,8 +27,7 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from device.cards import CardNumberError, card_key, normalize
 from device.pins import VerifierError, pepper_verifier
@@ -243,25 +242,14 @@ class _NotUtf8(Exception):
         self.offset = offset
 
 
-# -- whole files ----------------------------------------------------------------------
-def read_patrons(
-    path: str | Path, consortium_key: bytes, fetched_at: datetime, pin_pepper: bytes | None = None
-) -> list[Patron]:
-    """Every patron of a file, in one list: for files that fit in memory (``import_patrons`` for the rest)."""
-    with open(path, "rb") as stream:
-        return _all(PatronCsv(stream, consortium_key, fetched_at, source=str(path), pin_pepper=pin_pepper))
-
-
 def parse_patrons(
-    text: str, consortium_key: bytes, fetched_at: datetime, source: str = "<csv>", pin_pepper: bytes | None = None
+    data: str | bytes, consortium_key: bytes, fetched_at: datetime, source: str = "<csv>", pin_pepper: bytes | None = None
 ) -> list[Patron]:
-    stream = io.BytesIO(text.encode("utf-8", "surrogatepass"))
-    return _all(PatronCsv(stream, consortium_key, fetched_at, source=source, pin_pepper=pin_pepper))
-
-
-def _all(csv_file: PatronCsv) -> list[Patron]:
+    """Every patron of a file held in memory, in one list (tests, the fuzzer); ``import_patrons`` reads a file of any size."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
     kept: dict[str, tuple[int, Patron]] = {}
-    for _chunk in csv_file.chunks(in_memory(kept)):
+    for _chunk in PatronCsv(io.BytesIO(data), consortium_key, fetched_at, source=source, pin_pepper=pin_pepper).chunks(in_memory(kept)):
         pass
     return [patron for _line, patron in kept.values()]
 

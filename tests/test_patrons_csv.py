@@ -7,7 +7,7 @@ import pytest
 
 from device.cards import card_key
 from device.policy import Patron
-from sync.patrons_csv import PatronCsvError, parse_patrons, read_patrons
+from sync.patrons_csv import PatronCsvError, parse_patrons
 
 KEY = b"omaovi-test-vector-key-000000000"
 FETCHED_AT = datetime(2026, 11, 23, 6, 0, tzinfo=timezone.utc)
@@ -48,7 +48,7 @@ def problems(text: str) -> list[str]:
 def test_a_good_file_is_read(tmp_path, delimiter, encoding, newline):
     path = tmp_path / "patrons.csv"
     path.write_bytes(newline.join(delimiter.join(row) for row in GOOD_ROWS).encode(encoding) + newline.encode())
-    assert read_patrons(path, KEY, FETCHED_AT) == GOOD_PATRONS
+    assert parse_patrons(path.read_bytes(), KEY, FETCHED_AT) == GOOD_PATRONS
 
 
 def test_columns_may_come_in_any_order_and_only_card_number_is_required():
@@ -152,7 +152,7 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path):
     path = tmp_path / "patrons.csv"
     path.write_bytes("card_number,blocked_reason\n111,lainat erääntyneet\n".encode("latin-1"))
     with pytest.raises(PatronCsvError) as caught:
-        read_patrons(path, KEY, FETCHED_AT)
+        parse_patrons(path.read_bytes(), KEY, FETCHED_AT)
     assert caught.value.problems == ["byte 40: the file must be UTF-8 text"]
 
 
