@@ -42,6 +42,10 @@ MAX_REPORTED = 50
 CHUNK_ROWS = 2_000
 _READ_BYTES = 64 * 1024
 _SNIFF_CHARS = 4096
+#: A line is handed on in pieces of this many characters at most: a longer one has
+#: a field over the csv module's limit (131,072) anyway, and so refuses the file,
+#: and a file without a line end is not gathered whole in memory meanwhile.
+_LONGEST_LINE = 1024 * 1024
 #: How often an import writes its progress where the staff page reads it.
 PROGRESS_EVERY_SECONDS = 1.0
 #: The ``device_status`` key of the latest import's progress and outcome.
@@ -167,6 +171,9 @@ class PatronCsv:
             lines = io.StringIO(carry + text, newline="").readlines()
             # The last line may go on in the next block (a CR there may be half a CRLF).
             carry = lines.pop() if block and lines and not lines[-1].endswith("\n") else ""
+            if len(carry) > _LONGEST_LINE:
+                lines.append(carry)
+                carry = ""
             yield from lines
             if not block:
                 return

@@ -285,3 +285,21 @@ def test_a_multibyte_character_across_read_blocks_is_read_whole(store, monkeypat
     monkeypatch.setattr(patrons_csv, "_READ_BYTES", 7)
     patrons = parse("card_number,blocked_reason\n12345678,lainat erääntyneet ✓\r\n87654321,\r\n")
     assert [p.blocked_reason for p in patrons] == ["lainat erääntyneet ✓", None]
+
+
+def test_a_file_with_no_line_end_is_refused_without_gathering_it_whole(monkeypatch):
+    from sync import patrons_csv
+
+    longest = []
+    real = io.StringIO
+
+    class Watching(real):
+        def __init__(self, text="", newline=None):
+            longest.append(len(text))
+            super().__init__(text, newline=newline)
+
+    monkeypatch.setattr(patrons_csv.io, "StringIO", Watching)
+    with pytest.raises(PatronCsvError) as caught:
+        parse("card_number,blocked_reason\n12345678," + "x" * (3 * 2**20))
+    assert [problem.split(": ", 1)[1] for problem in caught.value.problems] == ["field larger than field limit (131072)"]
+    assert max(longest) <= patrons_csv._LONGEST_LINE + patrons_csv._READ_BYTES
