@@ -15,7 +15,7 @@ from io import BytesIO
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Flask, Request, current_app, render_template, request, url_for
+from flask import Flask, Request, abort, current_app, render_template, request, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from admin_web.proxies import ClientAddress
@@ -114,7 +114,7 @@ def load_or_create_secret(path: Path) -> bytes:
 
 
 def create_app(config: Config, *, secret_key: bytes | None = None, testing: bool = False) -> Flask:
-    from admin_web import auth, i18n, security
+    from admin_web import accounts, auth, i18n, security
 
     app = Flask(__name__)
     app.request_class = InMemoryUploads
@@ -139,6 +139,8 @@ def create_app(config: Config, *, secret_key: bytes | None = None, testing: bool
     i18n.init_app(app)
     # Before CSRF: a visitor who is not logged in is sent to the login page, whatever he posts.
     auth.init_app(app)
+    # Before CSRF too: a body the server refused (admin_web/bodies.py) is not there to read.
+    app.before_request(_refused_body)
     csrf.init_app(app)
     for blueprint in _blueprints():
         app.register_blueprint(blueprint)
@@ -151,15 +153,36 @@ def create_app(config: Config, *, secret_key: bytes | None = None, testing: bool
         app.wsgi_app = ClientAddress(app.wsgi_app, web.trusted_proxies)
     app.register_error_handler(413, _too_large)
     app.register_error_handler(CSRFError, _form_refused)
+    app.register_error_handler(accounts.Busy, _busy)
     app.after_request(
         lambda response: security.set_headers(response, web.board_frame_ancestors, embeddable=request.blueprint == "board")
     )
     return app
 
 
+def _refused_body():
+    from admin_web.bodies import refused_limit
+
+    if refused_limit(request.environ) is not None:
+        abort(413)
+
+
 def _too_large(error):
     """A refused upload explained in the user's language, with the way back to the page it came from."""
-    return render_template("too_large.html", max_mb=MAX_UPLOAD_MB, back=_back_url()), 413
+    from admin_web.bodies import refused_limit
+
+    limit = refused_limit(request.environ)
+    return render_template(
+        "too_large.html", max_mb=MAX_UPLOAD_MB, max_kb=limit // 1024 if limit and limit < MAX_UPLOAD_MB * 1024 * 1024 else None,
+        back=_back_url(),
+    ), 413
+
+
+def _busy(error):
+    """Other password checks keep the server busy: the user is asked to try again in a moment."""
+    response = current_app.make_response((render_template("busy.html", back=_back_url()), 429))
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def _form_refused(error):
@@ -181,6 +204,8 @@ def _back_url() -> str:
     if current_app.url_map.bind_to_environ(request.environ).test(request.path, method="GET"):
         return request.path
     back = f"{request.blueprint}.index"
+    if request.blueprint == "auth":
+        back = "auth.login"
     return url_for(back) if back in current_app.view_functions else "/"
 
 

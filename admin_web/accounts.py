@@ -14,6 +14,8 @@ import hashlib
 import re
 import secrets
 import sqlite3
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -32,9 +34,25 @@ FAILURE_WINDOW = timedelta(minutes=15)
 TOUCH_INTERVAL = timedelta(seconds=60)
 
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
-# A hash of a random password, checked when the username does not exist, so that a
-# wrong username takes as long as a wrong password and does not reveal which users exist.
+#: Password hashes made or checked at once in one web process. Each scrypt hash
+#: takes 32 MiB while it runs: with 2 processes of 4 threads, 12 logins at once
+#: (with a made-up username, so no throttle or account stops them) took the staff
+#: page past its unit's MemoryMax=256M and it was killed. One at a time per
+#: process keeps that to 32 MiB each; a hash takes a fraction of a second, so
+#: staff logging in do not notice the wait.
+HASHES_AT_ONCE = 1
+#: How long a password check waits for its turn before it is answered "busy" (429).
+HASH_WAIT_SECONDS = 3.0
+_hashing = threading.BoundedSemaphore(HASHES_AT_ONCE)
+# A hash of a random password, made once when the module is loaded (before the web
+# workers fork) and checked when the username does not exist, so that a wrong
+# username takes as long as a wrong password, and waits for its turn like one:
+# the timing does not reveal which users exist.
 _DUMMY_HASH = generate_password_hash(secrets.token_hex(16))
+
+
+class Busy(RuntimeError):
+    """Other password checks are running and this one did not get its turn in time."""
 
 
 class AccountError(ValueError):
@@ -90,6 +108,26 @@ def _check_role(role: str) -> None:
         raise AccountError("bad_role", f"{role!r}: the role must be one of {', '.join(ROLES)}")
 
 
+@contextmanager
+def _hash_turn():
+    if not _hashing.acquire(timeout=HASH_WAIT_SECONDS):
+        raise Busy(f"more than {HASHES_AT_ONCE} password check(s) at once; try again in a moment")
+    try:
+        yield
+    finally:
+        _hashing.release()
+
+
+def _hash_password(password: str) -> str:
+    with _hash_turn():
+        return generate_password_hash(password)
+
+
+def _password_matches(password_hash: str, password: str) -> bool:
+    with _hash_turn():
+        return check_password_hash(password_hash, password)
+
+
 def new_password() -> str:
     """A password for a reset, easy to read aloud to a colleague and type on a tablet."""
     return "-".join(secrets.token_hex(3) for _ in range(3))
@@ -117,7 +155,7 @@ def add_user(store: Store, username: str, password: str, role: str) -> User:
         with store.conn:
             store.conn.execute(
                 "INSERT INTO users (username, password_hash, role, created_at, password_changed_at) VALUES (?, ?, ?, ?, ?)",
-                (username, generate_password_hash(password), role, now, now),
+                (username, _hash_password(password), role, now, now),
             )
     except sqlite3.IntegrityError:
         raise AccountError("user_exists", f"there is already a user {username!r}") from None
@@ -130,7 +168,7 @@ def set_password(store: Store, username: str, password: str) -> None:
     with store.conn:
         changed = store.conn.execute(
             "UPDATE users SET password_hash = ?, password_changed_at = ? WHERE username = ?",
-            (generate_password_hash(password), utc_text(_now()), username),
+            (_hash_password(password), utc_text(_now()), username),
         ).rowcount
         if not changed:
             raise AccountError("no_such_user", f"there is no user {username!r}")
@@ -192,12 +230,15 @@ def set_language(store: Store, username: str, language: str | None) -> None:
 
 
 def authenticate(store: Store, username: str, password: str) -> User | None:
-    """The user if the password is right and the user is enabled, else None."""
+    """The user if the password is right and the user is enabled, else None.
+
+    Raises Busy when other checks kept this one waiting too long.
+    """
     row = next(iter(store.db.query("SELECT * FROM users WHERE username = ?", [username])), None)
     if row is None:
-        check_password_hash(_DUMMY_HASH, password)
+        _password_matches(_DUMMY_HASH, password)
         return None
-    if not check_password_hash(row["password_hash"], password) or row["disabled"]:
+    if not _password_matches(row["password_hash"], password) or row["disabled"]:
         return None
     return _user(row)
 

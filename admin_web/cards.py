@@ -9,7 +9,7 @@ and blocks are listed by a short prefix of the key instead.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
@@ -17,14 +17,18 @@ from admin_web import branch, store
 from admin_web.auth import actor, log_action
 from admin_web.i18n import gettext as _
 from admin_web.security import ADMIN, access
+from device.events import parse_utc
 from device.cards import CardNumberError, card_key, load_consortium_key, normalize
-from sync.patrons_csv import MAX_REPORTED, PatronCsvError, parse_patrons
+from sync import patrons_csv
+from sync.patrons_csv import MAX_REPORTED, PROGRESS_KEY, EmptyReplace, NotUtf8Error, PatronCsvError
 
 bp = Blueprint("cards", __name__, url_prefix="/cards")
 
 #: How much of a card_key the page and the audit log show: enough to tell cards apart.
 KEY_PREFIX = 8
 MAX_NOTE = 200
+#: An import writes its progress every second; one silent this long has stopped.
+STALLED_AFTER = timedelta(minutes=1)
 
 _SEPARATORS = re.compile(r"[\s\-:._/]+")
 _FINNISH_DATE = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$")
@@ -60,6 +64,7 @@ def _page(status: int = 200, errors: dict | None = None, problems: list[str] | N
         values=request.form if status != 200 else {},
         max_note=MAX_NOTE,
         short=short,
+        last_import=_last_import(),
     ), status
 
 
@@ -156,39 +161,56 @@ def _remove(key: str, rows: list[dict], remove, action: str, *, title: str, ques
 def import_patrons():
     """The rules of ``omaovi patrons import``: all or nothing, and no emptying the cache by accident.
 
-    The upload is parsed in memory; the raw numbers in it are never written anywhere.
+    The upload is in memory (InMemoryUploads), and is read from there a chunk of
+    rows at a time (sync/patrons_csv.py); the raw numbers in it are never written
+    anywhere. The page's progress region follows the import while it runs.
     """
     replace = request.form.get("replace") == "1"
     upload = request.files.get("csv_file")
     if upload is None or not upload.filename:
         return _page(400, {"csv_file": _("Choose the CSV file to import.")})
-    try:
-        text = upload.read().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return _page(400, {"csv_file": _("The file is not UTF-8 text. Save it from the spreadsheet as \"CSV UTF-8\" and try again.")})
     errors: dict[str, str] = {}
     key = _field(errors, "csv_file", _consortium_key)
     if errors:
         return _page(400, errors)
     try:
-        patrons = parse_patrons(text, key, datetime.now(timezone.utc), source=upload.filename)
+        imported = patrons_csv.import_patrons(
+            store(), upload.stream, key, datetime.now(timezone.utc), source=upload.filename, replace=replace,
+            total_bytes=patrons_csv.file_size(upload.stream), by=actor(),
+            audit=lambda done: log_action("cards.import", "", count=done.count, replace=replace, ageless=done.ageless),
+        )
+    except NotUtf8Error:
+        return _page(400, {"csv_file": _("The file is not UTF-8 text. Save it from the spreadsheet as \"CSV UTF-8\" and try again.")})
     except PatronCsvError as exc:
         return _page(400, {"csv_file": _("Nothing was imported. Fix these lines in the file and try again:")}, exc.problems[:MAX_REPORTED])
-    if replace and not patrons:
+    except EmptyReplace:
         return _page(400, {"csv_file": _(
             "The file has no patrons, and replacing the list with it would leave nobody with access. Nothing was imported."
         )})
-    ageless = sum(1 for p in patrons if p.age_ok_from is None and not p.staff)
-    with store().conn:
-        count = store().put_patrons(patrons, source="csv", replace=replace)
-        log_action("cards.import", "", count=count, replace=replace, ageless=ageless)
-    flash(_("Imported %(count)d patrons from the file.", count=count), "ok")
-    if ageless:
+    flash(_("Imported %(count)d patrons from the file.", count=imported.count), "ok")
+    if imported.ageless:
         flash(_(
             "%(count)d patrons have no age_ok_from date, so the door refuses them in self-service hours as too young. "
-            "Add the age_ok_from column (the day each patron reaches the age limit) to the file.", count=ageless,
+            "Add the age_ok_from column (the day each patron reaches the age limit) to the file.", count=imported.ageless,
         ), "warn")
     return redirect(url_for("cards.index", _anchor="import"))
+
+
+@bp.route("/import/progress")
+@access(ADMIN)
+def import_progress():
+    """The progress region of the page, polled while an import runs (here or from the console)."""
+    return render_template("cards/_import_progress.html", last_import=_last_import())
+
+
+def _last_import() -> dict | None:
+    """The latest import's progress or outcome. One that has not written its progress
+    for a while was stopped (the process killed, say): nothing of it was brought in."""
+    entry = store().status().get(PROGRESS_KEY)
+    if entry is None:
+        return None
+    stalled = datetime.now(timezone.utc) - parse_utc(entry["updated_at"]) > STALLED_AFTER
+    return {**entry["value"], "updated_at": entry["updated_at"], "stalled": stalled}
 
 
 # -- fields -----------------------------------------------------------------------

@@ -27,10 +27,14 @@ import signal
 import socket
 import threading
 import time
+from io import BytesIO
 
 from waitress import create_server
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
+from waitress.server import BaseWSGIServer
 
-from admin_web import MAX_UPLOAD_MB, create_app
+from admin_web import bodies, create_app
 from device.config import Config, warnings
 from device.systemd_notify import Notifier
 
@@ -41,12 +45,13 @@ log = logging.getLogger("omaovi.web")
 #: for the interpreter lock in no fair order, where a queued request waits its
 #: turn: 6 instead of 4 made P6's p95 47-50 ms instead of 40.
 THREADS = 4
-#: The largest request body waitress reads, all of it into memory. By default it
+#: The largest request body waitress keeps, all of it in memory: by default it
 #: writes a body over 512 KB to a temporary file before the page sees it, and an
-#: upload may be a patron CSV full of raw card numbers. Twice the page's own limit,
-#: so that a file somewhat too big still reaches the page and is refused there in
-#: the user's language; a bigger body gets waitress's own short refusal.
-MAX_BODY = 2 * MAX_UPLOAD_MB * 1024 * 1024
+#: upload may be a patron CSV full of raw card numbers. What one request may keep
+#: is smaller and decided per user (admin_web/bodies.py); a body over that is
+#: read and thrown away, up to twice the biggest upload, so that the page can
+#: still answer in the user's language. A bigger body gets waitress's own refusal.
+MAX_BODY = 2 * bodies.ADMIN_BODY
 _PR_SET_PDEATHSIG = 1
 
 
@@ -56,10 +61,79 @@ def make_server(config: Config, *, host: str | None = None, port: int | None = N
     where = {"sockets": sockets} if sockets else {
         "host": host or config.web.host, "port": port if port is not None else config.web.port,
     }
-    return create_server(
-        app, threads=THREADS, ident="omaovi", clear_untrusted_proxy_headers=True,
+    channels = {}
+    server = create_server(
+        app, map=channels, threads=THREADS, ident="omaovi", clear_untrusted_proxy_headers=True,
         max_request_body_size=MAX_BODY, inbuf_overflow=MAX_BODY, **where,
     )
+    channel_class = _channel_class(app)
+    for listener in channels.values():
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = channel_class
+    return server
+
+
+class _RefusedBody:
+    """Stands in for waitress's body buffer: keeps up to ``limit`` bytes, and once
+    the body goes over, drops what it kept and only counts the rest."""
+
+    def __init__(self, buffer, limit: int, refused: bool = False):
+        self.buffer, self.limit, self.size = buffer, limit, 0
+        self.refused = refused
+        if refused:
+            self._drop()
+
+    def append(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.refused:
+            return
+        if self.size > self.limit:
+            self.refused = True
+            self._drop()
+            return
+        self.buffer.append(data)
+
+    def _drop(self) -> None:
+        self.buffer.close()
+        self.buffer = None
+
+    def __len__(self) -> int:
+        return 0 if self.refused else len(self.buffer)
+
+    def getfile(self):
+        return BytesIO() if self.refused else self.buffer.getfile()
+
+    def close(self) -> None:
+        if self.buffer is not None:
+            self.buffer.close()
+
+
+class _LimitedBodyParser(HTTPRequestParser):
+    """Waitress's request parser, with each body held to its sender's limit (admin_web/bodies.py)."""
+
+    app = None
+
+    def parse_header(self, header_plus):
+        super().parse_header(header_plus)
+        self.headers.pop(bodies.REFUSED_HEADER, None)  # only this server sets it
+        receiver = self.body_rcv
+        if receiver is None or (not self.chunked and self.content_length <= bodies.ANONYMOUS_BODY):
+            return
+        limit = bodies.limit_for_headers(self.app, self.headers.get("COOKIE"))
+        receiver.buf = _RefusedBody(receiver.buf, limit, refused=not self.chunked and self.content_length > limit)
+
+    def received(self, data):
+        consumed = super().received(data)
+        receiver = self.body_rcv
+        if self.completed and receiver is not None and isinstance(receiver.buf, _RefusedBody) and receiver.buf.refused:
+            self.headers[bodies.REFUSED_HEADER] = str(receiver.buf.limit)
+            self.headers["CONTENT_LENGTH"] = "0"
+        return consumed
+
+
+def _channel_class(app) -> type[HTTPChannel]:
+    parser = type("Parser", (_LimitedBodyParser,), {"app": app})
+    return type("Channel", (HTTPChannel,), {"parser_class": parser})
 
 
 def serve(config: Config) -> int:

@@ -26,6 +26,7 @@ FIGURES = {
     "P6": "bench.p6_web",
     "P7": "bench.p7_idle",
     "P8": "bench.p8_push",
+    "P10": "bench.p10_csv_import",
 }
 
 

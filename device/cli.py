@@ -20,6 +20,7 @@ from device.cards import CardNumberError, card_key, load_consortium_key
 from device.config import Config, ConfigError
 from device.events import parse_utc
 from device.journald import configure_logging
+from device.progress import ProgressLine
 from device.schedule import ambiguous, offset_text, timeline_lines
 from device.store import Store
 
@@ -493,26 +494,32 @@ def cmd_card_key(args) -> int:
 
 def cmd_patrons_import(args) -> int:
     from device.pins import load_pepper
-    from sync.patrons_csv import PatronCsvError, read_patrons
+    from sync.patrons_csv import EmptyReplace, PatronCsvError, file_size, import_patrons
 
     cfg = _load(args)
     key = load_consortium_key(cfg.consortium_key_file)
+    pepper = load_pepper(cfg.pin.pepper_file) if cfg.pin is not None else None
+    store = _store(cfg)
     try:
-        pepper = load_pepper(cfg.pin.pepper_file) if cfg.pin is not None else None
-        patrons = read_patrons(args.file, key, datetime.now(timezone.utc), pepper)
+        with open(args.file, "rb") as stream:
+            bar = ProgressLine(sys.stderr, file_size(stream))
+            imported = import_patrons(
+                store, stream, key, datetime.now(timezone.utc), source=args.file, replace=args.replace, pin_pepper=pepper,
+                total_bytes=bar.total, by=_console_actor(), progress=bar.show,
+            )
+            bar.close()
     except PatronCsvError as exc:
+        bar.close()
         print(exc, file=sys.stderr)
         print("Nothing was imported.", file=sys.stderr)
         return 1
-    if args.replace and not patrons:
+    except EmptyReplace:
+        bar.close()
         print(f"{args.file}: the file has no patrons; --replace would empty the whole cache. Nothing was imported.", file=sys.stderr)
         return 1
-    store = _store(cfg)
-    count = store.put_patrons(patrons, source="csv", replace=args.replace)
-    print(f"Imported {count} patron(s){' (cache replaced)' if args.replace else ''}.")
-    ageless = sum(1 for p in patrons if p.age_ok_from is None and not p.staff)
-    if ageless:
-        print(f"Warning: {ageless} patron(s) have no age_ok_from; the door refuses them (underage) in "
+    print(f"Imported {imported.count} patron(s){' (cache replaced)' if args.replace else ''}.")
+    if imported.ageless:
+        print(f"Warning: {imported.ageless} patron(s) have no age_ok_from; the door refuses them (underage) in "
               "self-service hours. Add the age_ok_from column (the date each patron reaches the age limit).",
               file=sys.stderr)
     return 0

@@ -284,3 +284,35 @@ def test_a_patron_file_with_shifted_columns_names_no_card_number(branch, capsys)
     assert code == 1 and "Nothing was imported." in err
     assert "line 2, self_service: '[8 digits]' is not a yes/no value" in err
     assert "12345678" not in err + out and "400012341234" not in err + out
+
+
+def test_patrons_import_without_a_terminal_prints_a_line_at_every_tenth(branch, capsys):
+    """From a timer job the output goes to the journal: plain lines, not a redrawn bar."""
+    rows = "".join(f"{10_000_000 + n},1,2000-01-01\n" for n in range(40_000))  # 0.8 MB
+    (branch / "patrons.csv").write_text("card_number,self_service,age_ok_from\n" + rows)
+    code, out, err = run(branch, capsys, "patrons", "import", str(branch / "patrons.csv"))
+    assert code == 0 and "Imported 40000 patron(s)" in out
+    progress = [line for line in err.splitlines() if "MB read" in line]
+    assert "\r" not in err and len(progress) == 10
+    assert progress[-1] == "100% of 0.8 MB read, 40,000 rows"
+
+
+def test_the_progress_bar_on_a_terminal_is_redrawn_in_place():
+    from device.progress import ProgressLine
+    from sync.patrons_csv import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    clock = [0.0]
+    out = Terminal()
+    bar = ProgressLine(out, 2 * 2**20, clock=lambda: clock[0])
+    for done in range(0, 2 * 2**20 + 1, 2**18):
+        clock[0] += 1
+        bar.show(Progress(done, 2 * 2**20, done // 40))
+    bar.close()
+    drawn = out.getvalue()
+    assert drawn.count("\n") == 1 and drawn.endswith("\n")
+    assert drawn.rstrip("\n").split("\r")[-1] == f"[{'#' * 30}] 100% of 2.0 MB read, 52,428 rows"
+    assert f"\r[{'#' * 15}{'.' * 15}]  50% of 2.0 MB read" in drawn

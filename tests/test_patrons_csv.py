@@ -1,12 +1,13 @@
 """Importing patron permissions from the library system's CSV export."""
 
+import io
 from datetime import date, datetime, timezone
 
 import pytest
 
 from device.cards import card_key
 from device.policy import Patron
-from sync.patrons_csv import PatronCsvError, parse_patrons, read_patrons
+from sync.patrons_csv import PatronCsvError, parse_patrons
 
 KEY = b"omaovi-test-vector-key-000000000"
 FETCHED_AT = datetime(2026, 11, 23, 6, 0, tzinfo=timezone.utc)
@@ -47,7 +48,7 @@ def problems(text: str) -> list[str]:
 def test_a_good_file_is_read(tmp_path, delimiter, encoding, newline):
     path = tmp_path / "patrons.csv"
     path.write_bytes(newline.join(delimiter.join(row) for row in GOOD_ROWS).encode(encoding) + newline.encode())
-    assert read_patrons(path, KEY, FETCHED_AT) == GOOD_PATRONS
+    assert parse_patrons(path.read_bytes(), KEY, FETCHED_AT) == GOOD_PATRONS
 
 
 def test_columns_may_come_in_any_order_and_only_card_number_is_required():
@@ -138,10 +139,11 @@ def test_a_bad_header_refuses_the_file(text, problem):
 
 
 def test_a_long_list_of_problems_is_cut_short_in_the_message():
+    """Only the first 50 are kept, so a file that is wrong on every one of its 800,000 lines costs no memory."""
     text = "card_number,staff\n" + "".join(f"{n},maybe\n" for n in range(100, 160))
     with pytest.raises(PatronCsvError) as caught:
         parse(text)
-    assert len(caught.value.problems) == 60
+    assert len(caught.value.problems) == 50 and caught.value.count == 60
     lines = str(caught.value).splitlines()
     assert len(lines) == 51 and lines[-1] == "… and 10 more"
 
@@ -150,7 +152,7 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path):
     path = tmp_path / "patrons.csv"
     path.write_bytes("card_number,blocked_reason\n111,lainat erääntyneet\n".encode("latin-1"))
     with pytest.raises(PatronCsvError) as caught:
-        read_patrons(path, KEY, FETCHED_AT)
+        parse_patrons(path.read_bytes(), KEY, FETCHED_AT)
     assert caught.value.problems == ["byte 40: the file must be UTF-8 text"]
 
 
@@ -185,3 +187,119 @@ def test_no_raw_card_number_in_the_patrons():
     assert [patron.card_key for patron in patrons] == [card_key(KEY, number) for number in CARD_NUMBERS]
     shown = repr(patrons).lower()
     assert [number for number in CARD_NUMBERS if number.lower() in shown] == []
+
+
+# --- Importing a file a chunk at a time (sync.patrons_csv.import_patrons) -----------
+
+def _csv_bytes(numbers, extra: str = "") -> bytes:
+    return ("card_number,self_service,age_ok_from\n" + "".join(f"{n},1,2000-01-01\n" for n in numbers) + extra).encode()
+
+
+@pytest.fixture
+def store(tmp_path):
+    from device.store import Store
+
+    store = Store(tmp_path / "omaovi.db")
+    yield store
+    store.close()
+
+
+def _import(store, data: bytes, replace: bool = False, **kwargs):
+    from sync.patrons_csv import import_patrons
+
+    return import_patrons(store, io.BytesIO(data), KEY, FETCHED_AT, source="patrons.csv", replace=replace,
+                          total_bytes=len(data), **kwargs)
+
+
+def _leftover_tables(store) -> list[str]:
+    return [name for (name,) in store.conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'patrons_%' UNION ALL "
+        "SELECT name FROM sqlite_temp_master WHERE type = 'table'"
+    )]
+
+
+def test_an_import_reads_the_file_a_chunk_at_a_time_and_brings_it_in_whole(store, monkeypatch):
+    from sync import patrons_csv
+
+    monkeypatch.setattr(patrons_csv, "CHUNK_ROWS", 100)
+    staged = []
+    real_stage = store.stage_patron_import
+    monkeypatch.setattr(store, "stage_patron_import", lambda patrons, source: staged.append(len(patrons)) or real_stage(patrons, source=source))
+    numbers = range(10_000_000, 10_000_950)
+    imported = _import(store, _csv_bytes(numbers))
+    assert imported.count == 950 and imported.ageless == 0
+    assert max(staged) == 100 and sum(staged) == 950  # never more than a chunk held at once
+    assert store.patron_count() == 950 and store.patron(card_key(KEY, "10000949")).self_service
+    assert _leftover_tables(store) == []
+
+
+def test_a_card_twice_far_apart_in_the_file_is_found_through_the_database(store, monkeypatch):
+    from sync import patrons_csv
+
+    monkeypatch.setattr(patrons_csv, "CHUNK_ROWS", 100)
+    data = _csv_bytes(range(10_000_000, 10_000_500), extra="10000007,1,2000-01-01\n")
+    with pytest.raises(PatronCsvError) as caught:
+        _import(store, data)
+    assert caught.value.problems == ["line 502, card_number: the same card is already on line 9"]
+
+
+def test_a_bad_line_after_many_good_chunks_imports_nothing_and_leaves_nothing_behind(store, monkeypatch):
+    from sync import patrons_csv
+
+    monkeypatch.setattr(patrons_csv, "CHUNK_ROWS", 100)
+    _import(store, _csv_bytes([90000001]))
+    data = _csv_bytes(range(10_000_000, 10_000_900), extra="10009999,perhaps,\n")
+    with pytest.raises(PatronCsvError) as caught:
+        _import(store, data, replace=True)
+    assert caught.value.problems == ["line 902, self_service: 'perhaps' is not a yes/no value (use 1 or 0)"]
+    assert store.patron_count() == 1 and store.patron(card_key(KEY, "90000001")) is not None
+    assert _leftover_tables(store) == []
+    assert store.status()["patron_import"]["value"]["state"] == "failed"
+
+
+def test_an_import_adds_to_the_cache_or_replaces_it(store):
+    _import(store, _csv_bytes([90000001, 90000002]))
+    _import(store, _csv_bytes([90000002, 90000003]))
+    assert store.patron_count() == 3
+    _import(store, _csv_bytes([90000004]), replace=True)
+    assert store.patron_count() == 1 and store.patron(card_key(KEY, "90000004")) is not None
+
+
+def test_an_import_reports_its_progress_to_the_caller_and_in_the_database(store):
+    from sync import patrons_csv
+
+    data = _csv_bytes(range(10_000_000, 10_030_000))
+    assert len(data) > 10 * patrons_csv._READ_BYTES
+    seen = []
+    _import(store, data, by="admin", progress=seen.append)
+    assert [p.bytes_read for p in seen] == sorted(p.bytes_read for p in seen)
+    assert seen[-1].bytes_read == seen[-1].total_bytes == len(data) and seen[-1].rows == 30_000
+    assert store.status()["patron_import"]["value"] == {
+        "state": "done", "by": "admin", "bytes": len(data), "total": len(data), "rows": 30_000, "count": 30_000,
+    }
+
+
+def test_a_multibyte_character_across_read_blocks_is_read_whole(store, monkeypatch):
+    from sync import patrons_csv
+
+    monkeypatch.setattr(patrons_csv, "_READ_BYTES", 7)
+    patrons = parse("card_number,blocked_reason\n12345678,lainat erääntyneet ✓\r\n87654321,\r\n")
+    assert [p.blocked_reason for p in patrons] == ["lainat erääntyneet ✓", None]
+
+
+def test_a_file_with_no_line_end_is_refused_without_gathering_it_whole(monkeypatch):
+    from sync import patrons_csv
+
+    longest = []
+    real = io.StringIO
+
+    class Watching(real):
+        def __init__(self, text="", newline=None):
+            longest.append(len(text))
+            super().__init__(text, newline=newline)
+
+    monkeypatch.setattr(patrons_csv.io, "StringIO", Watching)
+    with pytest.raises(PatronCsvError) as caught:
+        parse("card_number,blocked_reason\n12345678," + "x" * (3 * 2**20))
+    assert [problem.split(": ", 1)[1] for problem in caught.value.problems] == ["field larger than field limit (131072)"]
+    assert max(longest) <= patrons_csv._LONGEST_LINE + patrons_csv._READ_BYTES

@@ -236,6 +236,31 @@ def test_replace_swaps_the_whole_list(admin, web_store, key_of):
     assert web_store.patron(key_of("10000009")) is None and web_store.patron(key_of("10000001")) is not None
 
 
+def test_the_page_shows_the_last_import(admin, web_store):
+    _upload(admin, "card_number,age_ok_from\n10000001,2000-01-01\n10000002,2000-01-01\n")
+    page = admin.get("/cards", headers=EN).get_data(as_text=True)
+    assert "Last import: 2 patrons" in page and "by admin." in page
+
+
+def test_the_progress_region_follows_an_import_run_from_anywhere(admin, web_store):
+    """The page polls it while the upload is being read, and it shows an import from the console too."""
+    web_store.set_status("patron_import", {"state": "running", "by": "console:root", "bytes": 3 * 2**20,
+                                           "total": 32 * 2**20, "rows": 75_000})
+    region = admin.get("/cards/import/progress", headers=EN).get_data(as_text=True)
+    assert "An import started by console:root is running." in region
+    assert "9 % of 32.0 MB read, 75\u00a0000 rows." in region
+    assert f'<progress max="{32 * 2**20}" value="{3 * 2**20}">' in region
+    # A process killed mid-import writes no more progress: after a minute the page says it stopped.
+    with web_store.conn:
+        web_store.conn.execute("UPDATE device_status SET updated_at = '2000-01-01T00:00:00.000000Z' WHERE key = 'patron_import'")
+    region = admin.get("/cards/import/progress", headers=EN).get_data(as_text=True)
+    assert "The import started by console:root stopped before it was done" in region
+
+
+def test_the_progress_region_is_for_admins_only(staff):
+    assert staff.get("/cards/import/progress").status_code == 403
+
+
 @pytest.fixture
 def temp_files(monkeypatch):
     """Every file opened in the temporary directory from now on, as Werkzeug's spooling of a big upload would."""

@@ -89,3 +89,26 @@ def test_download_the_statistics_csv(page, live_branch):
     today = [row for row in rows if now.strftime("%-d.%-m.%Y") in row[0] or now.date().isoformat() in row[0]]
     assert len(today) == 1 and "3" in today[0][1:3], rows[0]
     assert page.console_errors == []
+
+
+def test_import_patrons_and_follow_an_import_on_a_phone(page, live_branch, tmp_path):
+    """At 360 px: the upload, the page's word on the last import, and a running import followed live."""
+    page.set_viewport_size({"width": 360, "height": 740})
+    log_in(page, live_branch, "admin")
+    csv_file = tmp_path / "asiakkaat.csv"
+    csv_file.write_text("card_number,self_service,age_ok_from\n" + "".join(f"{10_000_000 + n},1,2000-01-01\n" for n in range(1500)))
+    page.goto(live_branch.url + "/cards")
+    page.set_input_files("input[name=csv_file]", str(csv_file))
+    with page.expect_navigation():
+        page.click("#import button[type=submit]")
+    region = page.locator("#import .live-region")
+    assert "Viimeisin tuonti: 1\u00a0500 asiakasta" in region.inner_text()
+    assert live_branch.device_store.patron_count() == 1500
+    # An import from the console (a timer job) shows up while it runs, without reloading the page.
+    live_branch.device_store.set_status("patron_import", {"state": "running", "by": "console:root", "bytes": 16 * 2**20,
+                                                          "total": 32 * 2**20, "rows": 400_000})
+    region.locator("progress").wait_for()
+    assert "50 % / 32.0 Mt luettu, 400\u00a0000 riviä." in region.inner_text()
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"/cards scrolls sideways by {overflow} px at 360 px"  # the file input was 28 px too wide
+    assert page.console_errors == []

@@ -42,7 +42,7 @@ GET_PARAMETERS = {
     "events.index": ("door", "type", "reason", "from", "to", "card", "before"),
     "stats.index": ("from", "to", "by"), "stats.download": ("from", "to", "by"),
     "doors.index": (), "doors.state": (), "doors.confirm": ("until",),
-    "cards.index": (), "cards.remove_staff": (), "cards.remove_block": (),
+    "cards.index": (), "cards.import_progress": (), "cards.remove_staff": (), "cards.remove_block": (),
     "users.index": (), "users.manage": (), "users.audit_log": ("user", "page"),
     "board.index": ("lang",), "announcements.index": (),
     "auth.login": ("next",), "auth.account": (), "auth.first_run": (),
