@@ -26,11 +26,16 @@ def _results(tmp_path, *figures: Figure):
     return path
 
 
-def test_a_run_of_the_central_figures_only_leaves_the_branch_table_alone(tmp_path):
+def _docs_after_run(tmp_path, figure: Figure) -> str:
+    """The page after ``bench/run --docs`` with a results file of ``figure`` alone."""
     docs = tmp_path / "performance.md"
     docs.write_text(DOCS)
-    update_docs(docs, _results(tmp_path, Figure("C1 SQLite", "sync rounds", "p95 <= 100 ms", "p95 12 ms", True)))
-    text = docs.read_text()
+    update_docs(docs, _results(tmp_path, figure))
+    return docs.read_text()
+
+
+def test_a_run_of_the_central_figures_only_leaves_the_branch_table_alone(tmp_path):
+    text = _docs_after_run(tmp_path, Figure("C1 SQLite", "sync rounds", "p95 <= 100 ms", "p95 12 ms", True))
     assert "the branch's old table" in text
     assert "the central service's old table" not in text
     assert "| C1 SQLite | sync rounds | p95 12 ms | p95 <= 100 ms |  | yes |" in text
@@ -38,10 +43,7 @@ def test_a_run_of_the_central_figures_only_leaves_the_branch_table_alone(tmp_pat
 
 
 def test_a_run_of_the_branch_figures_only_leaves_the_central_table_alone(tmp_path):
-    docs = tmp_path / "performance.md"
-    docs.write_text(DOCS)
-    update_docs(docs, _results(tmp_path, Figure("P1", "tap", "p99 <= 10 ms", "p99 2 ms", True)))
-    text = docs.read_text()
+    text = _docs_after_run(tmp_path, Figure("P1", "tap", "p99 <= 10 ms", "p99 2 ms", True))
     assert "the central service's old table" in text
     assert "the branch's old table" not in text
     assert text.index("| P1 | tap |") < text.index("text between")
