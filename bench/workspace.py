@@ -3,7 +3,9 @@
 The consortium database is copied once per run and shared by the figures that
 need it, and the test central service is started once: both take seconds at full
 size, and the figures that use them run in the order a branch lives through them
-(taps, then a snapshot, then changes).
+(taps, then a snapshot, then changes). Likewise the real central service's database
+on each engine (C1, C2) is built once per run, a PostgreSQL server started for it,
+and both are removed when the run ends.
 """
 
 from __future__ import annotations

@@ -39,6 +39,9 @@ def test_quick_benchmarks_run_and_report_every_figure(tmp_path):
         assert sync_rounds["events_stored"] == sync_rounds["events_sent"]
         assert sync_rounds["requests"]["n"] >= 3 * sync_rounds["branches"] * sync_rounds["rounds"]
         assert sync_rounds["baseline_trivial_wsgi"]["requests"]["n"] == 3 * sync_rounds["branches"] * sync_rounds["rounds"]
+        assert sync_rounds["cpu_seconds_per_round"]["service"] > 0
         snapshot = results["figures"][f"C2 {engine}"]["values"]
         assert snapshot["complete_and_in_order"] and snapshot["patrons_received"] == snapshot["patrons"]
         assert snapshot["baseline_bare_select"]["rows"] == snapshot["patrons"]
+    # On PostgreSQL part of the service's work is done by the database server's processes.
+    assert results["figures"]["C1 PostgreSQL"]["values"]["cpu_seconds_per_round"]["database"] > 0
