@@ -27,6 +27,9 @@ FIGURES = {
     "P7": "bench.p7_idle",
     "P8": "bench.p8_push",
     "P10": "bench.p10_csv_import",
+    # The central service (central/), each on SQLite and on PostgreSQL: one figure per engine.
+    "C1": "bench.c1_branch_sync",
+    "C2": "bench.c2_central_snapshot",
 }
 
 
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for figure_id in FIGURES:
             if figure_id in chosen:
-                figures.append(_measure(figure_id, workspace))
+                figures += _measure(figure_id, workspace)
     finally:
         workspace.close()
     report.write(args.out, scale.name, figures, started, load_at_start)
@@ -64,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(f.error for f in figures) else 0
 
 
-def _measure(figure_id: str, workspace: Workspace) -> Figure:
-    """A figure that crashes is reported as an error; the others still run."""
+def _measure(figure_id: str, workspace: Workspace) -> list[Figure]:
+    """A figure that crashes is reported as an error; the others still run.
+
+    A benchmark hands back one figure, or several (the central ones: one per engine)."""
     module = importlib.import_module(FIGURES[figure_id])
     started = time.monotonic()
     print(f"bench: {figure_id} ...", file=sys.stderr, flush=True)
@@ -74,8 +79,10 @@ def _measure(figure_id: str, workspace: Workspace) -> Figure:
     except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the rest
         traceback.print_exc()
         figure = Figure(figure_id, figure_id, "", error=f"{type(exc).__name__}: {exc}", passed=False)
-    figure.values["seconds_taken"] = round(time.monotonic() - started, 1)
-    return figure
+    figures = figure if isinstance(figure, list) else [figure]
+    for each in figures:
+        each.values.setdefault("seconds_taken", round(time.monotonic() - started, 1))
+    return figures
 
 
 if __name__ == "__main__":

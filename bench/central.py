@@ -81,7 +81,7 @@ def main() -> None:
     patrons, token = int(sys.argv[1]), sys.argv[2]
     keys = patron_keys(patrons)
     server = CentralServer(branch=BRANCH, token=token, page_size=PAGE_SIZE)
-    server.patrons = SnapshotFeed("card_key")
+    server.patrons = SnapshotFeed("card_key", "p")
     server.patrons.put(*(patron_item(i, keys[i]) for i in range(patrons)))
     rng = random.Random(3)
     reservations = 0

@@ -82,6 +82,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and all its descendants so far, ended ones included.
+
+    A server that forks a backend per connection (PostgreSQL) has its work spread over
+    children that come and go; the kernel adds an ended child's time to its parent's
+    ``cutime``/``cstime`` when it is reaped, so the difference of two readings counts
+    every backend that ran in between.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0  # ended while we looked; its parent has counted it
+    own = sum(int(fields[i]) for i in (11, 12, 13, 14)) / _TICKS
+    return own + sum(tree_cpu_seconds(child) for child in children(pid))
+
+
 def rss_mb(pid: int) -> float:
     return _status_mb(pid, "VmRSS")
 

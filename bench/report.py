@@ -88,15 +88,29 @@ def write(path: Path, mode: str, figures: list[Figure], started: datetime, load_
     path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-_RESULTS_BLOCK = re.compile(r"<!-- results -->.*?<!-- /results -->|<!-- results -->", re.DOTALL)
+#: The marked blocks of docs/performance.md and which figures each holds: the central
+#: service's (C1, C2) have a table of their own, so that a run of only those, or only
+#: the branch's, leaves the other table as it was.
+_BLOCKS = {"results": lambda figure_id: not figure_id.startswith("C"), "central-results": lambda figure_id: figure_id.startswith("C")}
 
 
 def update_docs(path: Path, results: Path) -> None:
-    """Put the table of a results file into ``path`` between its ``<!-- results -->`` markers."""
+    """Put the tables of a results file into ``path`` between its ``<!-- results -->`` and
+    ``<!-- central-results -->`` markers; a block with no figure in the file stays as it is."""
     document = json.loads(results.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    for marker, belongs in _BLOCKS.items():
+        figures = [f for f in document["figures"].values() if belongs(f["id"])]
+        if figures:
+            block = re.compile(rf"<!-- {marker} -->.*?<!-- /{marker} -->|<!-- {marker} -->", re.DOTALL)
+            text = block.sub(lambda _: _table(marker, document, figures), text, count=1)
+    path.write_text(text, encoding="utf-8")
+
+
+def _table(marker: str, document: dict, figures: list[dict]) -> str:
     box = document["machine"]
     lines = [
-        "<!-- results -->",
+        f"<!-- {marker} -->",
         f"Measured {document['date'][:16].replace('T', ' ')} UTC ({document['mode']} run) on {box['host']}: "
         f"{box['cpu']}, {box['cores']} cores, {box['memory_mb']} MB, {box['system']}, Python {box['python']}; "
         f"load average {document['load_average']['start']} at the start, {document['load_average']['end']} at the end.",
@@ -104,11 +118,10 @@ def update_docs(path: Path, results: Path) -> None:
         "| id | what | result | target | vs baseline | met |",
         "|---|---|---|---|---|---|",
     ]
-    for f in document["figures"].values():
+    for f in figures:
         result = f"error: {f['error']}" if f["error"] else f["result"]
         versus = f"{f['ratio']}x {f['baseline']}" if f["ratio"] is not None else ""
         met = "-" if f["passed"] is None else ("yes" if f["passed"] else "**no**")
         lines.append(f"| {f['id']} | {f['what']} | {result} | {f['target']} | {versus} | {met} |")
-    lines.append("<!-- /results -->")
-    text = path.read_text(encoding="utf-8")
-    path.write_text(_RESULTS_BLOCK.sub(lambda _: "\n".join(lines), text, count=1), encoding="utf-8")
+    lines.append(f"<!-- /{marker} -->")
+    return "\n".join(lines)

@@ -28,7 +28,10 @@ USER = "omaovi"
 
 
 class PostgresServer:
-    def __init__(self):
+    def __init__(self, *, durable: bool = False):
+        """``durable``: keep PostgreSQL's own fsync and full-page writes, as a consortium's
+        server runs it (the benchmarks); the tests leave them off, which is faster."""
+        self.durable = durable
         self.folder = Path(tempfile.mkdtemp(prefix="omaovi-pg-"))
         self.data = self.folder / "data"
         self.port = _free_port()
@@ -41,7 +44,9 @@ class PostgresServer:
         if self._as_user:
             shutil.chown(self.folder, user="postgres")
         self._run(BIN / "initdb", "-D", self.data, "-U", USER, "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions")
-        options = f"-h 127.0.0.1 -p {self.port} -k {self.folder} -F -c fsync=off -c full_page_writes=off -c max_connections=300"
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c max_connections=300"
+        if not self.durable:
+            options += " -F -c fsync=off -c full_page_writes=off"
         self._run(BIN / "pg_ctl", "-D", self.data, "-o", options, "-l", self.folder / "server.log", "-w", "start")
         return self
 
@@ -51,6 +56,11 @@ class PostgresServer:
                 self._run(BIN / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+    @property
+    def pid(self) -> int:
+        """The postmaster's process id: its children are the server's backends."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{USER}@127.0.0.1:{self.port}/{database}"
