@@ -36,7 +36,7 @@ from waitress.server import BaseWSGIServer
 
 from admin_web import bodies, create_app
 from device.config import Config, warnings
-from device.systemd_notify import Notifier
+from device.systemd_notify import serve_notified
 
 log = logging.getLogger("omaovi.web")
 
@@ -145,7 +145,6 @@ def serve(config: Config) -> int:
     port = first.getsockname()[1]
     workers = [_start_worker(app, config, port, first) for _ in range(config.web.workers - 1)]
     server = make_server(config, app=app, sockets=[first])
-    notifier = Notifier()
     stopping = threading.Event()
     failed = threading.Event()
 
@@ -173,15 +172,9 @@ def serve(config: Config) -> int:
              config.web.host, port, config.branch, config.web.workers)
     for warning in warnings(config):
         log.warning("%s", warning)
-    notifier.ready(status=f"staff page on port {port}")
     try:
-        server.run()
-    except OSError:
-        if not stopping.is_set():  # closing the socket on SIGTERM ends run() with EBADF
-            raise
+        serve_notified(server, f"staff page on port {port}", stopping)
     finally:
-        notifier.stopping()
-        notifier.close()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         _stop_workers(workers)
     return 1 if failed.is_set() else 0

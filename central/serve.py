@@ -18,7 +18,7 @@ from waitress import create_server
 from central import changelog, db
 from central.app import create_app
 from central.config import CentralSettings
-from device.systemd_notify import Notifier
+from device.systemd_notify import serve_notified
 
 log = logging.getLogger("omaovi.central")
 
@@ -73,18 +73,11 @@ def serve(settings: CentralSettings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, shut_down)
     start_background(engine, settings, stopping)
-    notifier = Notifier()
     host, port = server.effective_host, server.effective_port
     log.info("central service on http://%s:%s/ (%s)", host, port, engine.url.render_as_string(hide_password=True))
-    notifier.ready(status=f"central service on port {port}")
     try:
-        server.run()
-    except OSError:
-        if not stopping.is_set():  # closing the socket on SIGTERM ends run() with EBADF
-            raise
+        serve_notified(server, f"central service on port {port}", stopping)
     finally:
-        notifier.stopping()
-        notifier.close()
         engine.dispose()
     return 0
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from typing import Callable, Mapping
 
@@ -69,6 +70,24 @@ class Notifier:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+def serve_notified(server, status: str, stopping: threading.Event) -> None:
+    """Run a waitress ``server`` as a ``Type=notify`` service: ready once it serves, stopping when it ends.
+
+    A SIGTERM handler stops the service by setting ``stopping`` and closing the
+    server's socket, which ends ``run()`` with EBADF; any other error is raised.
+    """
+    notifier = Notifier()
+    notifier.ready(status=status)
+    try:
+        server.run()
+    except OSError:
+        if not stopping.is_set():
+            raise
+    finally:
+        notifier.stopping()
+        notifier.close()
 
 
 def _address(name: str) -> str | bytes | None:

@@ -243,6 +243,27 @@ def test_omaovi_web_reports_ready_once_it_serves_and_stops_cleanly(tmp_path, not
         assert web.wait(10) == 0
 
 
+def test_omaovi_central_serve_reports_ready_once_it_serves_and_stops_cleanly(tmp_path, notify_socket):
+    """The central service as its unit starts it: Type=notify; READY=1 means the branches get answers."""
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "consortium.key").write_bytes(KEY)
+    (tmp_path / "central.toml").write_text(f'consortium_key_file = "consortium.key"\n[server]\nport = {port}\n')
+    env = dict(os.environ, NOTIFY_SOCKET=str(notify_socket.path))
+    with started_as_systemd(["central", "serve", "-c", str(tmp_path / "central.toml")], env) as central:
+        assert "STATUS=central service on port" in notify_socket.wait_for("READY=1", timeout=30)[-1]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/branches/kallio/patrons", timeout=5)
+        assert refused.value.code == 401, "it answers, and only a branch's own token gets in"
+        central.send_signal(signal.SIGTERM)
+        notify_socket.wait_for("STOPPING=1")
+        assert central.wait(15) == 0
+
+
 # -- the journal --------------------------------------------------------------
 
 def parse_journal_entry(data: bytes) -> dict[str, str]:
