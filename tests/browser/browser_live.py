@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
@@ -44,6 +45,16 @@ class LiveBranch:
         self._web = threading.Thread(target=self.server.run, name="browser-web", daemon=True)
         self._web.start()
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
+
+    @contextmanager
+    def store(self):
+        """A connection of the test's own, as the staff page or sync has: the device's connection
+        belongs to its loop thread, which writes its heartbeat and reader counts at any moment."""
+        store = Store(self.config.database)
+        try:
+            yield store
+        finally:
+            store.close()
 
     def lock_pin_active(self, door_id: str) -> bool:
         door = self.config.door(door_id)

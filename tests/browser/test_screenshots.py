@@ -11,14 +11,21 @@ from browser_live import ARTIFACTS, log_in
 from device.events import Event
 from device.policy import Reservation
 from device.schedule import Period
+from device.store import Store
 
 PAGES = ["/", "/hours", "/announcements", "/events", "/stats", "/doors", "/cards", "/users", "/users/audit", "/account", "/board"]
 SIZES = {"desktop": (1280, 800), "tablet": (800, 1280)}
 
 
 def _seed(branch) -> None:
-    """A week of a real branch: hours, a holiday, visits and denials, a booth booking."""
-    store = branch.device_store
+    """A week of a real branch: hours, a holiday, visits and denials, a booth booking.
+
+    Written on a connection of its own (LiveBranch.store)."""
+    with branch.store() as store:
+        _write_week(store)
+
+
+def _write_week(store: Store) -> None:
     weekday = (Period(7 * 60, 12 * 60, "self_service"), Period(12 * 60, 18 * 60, "staffed"), Period(18 * 60, 21 * 60, "self_service"))
     store.set_weekly({d: weekday for d in range(5)} | {5: (Period(10 * 60, 16 * 60, "self_service"),)})
     now = datetime.now(timezone.utc)

@@ -49,7 +49,8 @@ def test_add_a_holiday_exception(page, live_branch):
     assert day.count() == 1
     assert f"{holiday.day}.{holiday.month}." in day.inner_text()
     assert "Suljettu koko päivän" in day.inner_text()
-    assert live_branch.device_store.schedule(live_branch.config.tz).periods_on(holiday) == ()
+    with live_branch.store() as store:
+        assert store.schedule(live_branch.config.tz).periods_on(holiday) == ()
     assert page.console_errors == []
 
 
@@ -74,10 +75,11 @@ def test_pulse_unlock_shows_the_door_unlocked_and_locked_again(page, live_branch
 
 def test_download_the_statistics_csv(page, live_branch):
     now = datetime.now(live_branch.config.tz)
-    live_branch.device_store.record([
-        Event(ts=now - timedelta(minutes=m), door="entrance", type="tap", reason="granted", mode="self_service", card_key=f"{m:064x}")
-        for m in range(1, 4)
-    ])
+    with live_branch.store() as store:
+        store.record([
+            Event(ts=now - timedelta(minutes=m), door="entrance", type="tap", reason="granted", mode="self_service", card_key=f"{m:064x}")
+            for m in range(1, 4)
+        ])
     log_in(page, live_branch, "staff")
     page.goto(live_branch.url + "/stats")
     with page.expect_download() as info:
@@ -103,10 +105,11 @@ def test_import_patrons_and_follow_an_import_on_a_phone(page, live_branch, tmp_p
         page.click("#import button[type=submit]")
     region = page.locator("#import .live-region")
     assert "Viimeisin tuonti: 1\u00a0500 asiakasta" in region.inner_text()
-    assert live_branch.device_store.patron_count() == 1500
     # An import from the console (a timer job) shows up while it runs, without reloading the page.
-    live_branch.device_store.set_status("patron_import", {"state": "running", "by": "console:root", "bytes": 16 * 2**20,
-                                                          "total": 32 * 2**20, "rows": 400_000})
+    with live_branch.store() as store:
+        assert store.patron_count() == 1500
+        store.set_status("patron_import", {"state": "running", "by": "console:root", "bytes": 16 * 2**20,
+                                           "total": 32 * 2**20, "rows": 400_000})
     region.locator("progress").wait_for()
     assert "50 % / 32.0 Mt luettu, 400\u00a0000 riviä." in region.inner_text()
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
