@@ -133,7 +133,7 @@ class PatronCsv:
                     yield patrons
         except csv.Error as exc:
             # A field over the csv module's size limit, say; its message quotes no data.
-            self._problem(f"line {reader.line_num if reader else 1}: {exc}")
+            self._problem(f"line {reader.line_num if reader else 1}: {_csv_error_text(exc)}")
         except _NotUtf8 as exc:
             raise NotUtf8Error(self.source, [f"byte {exc.offset}: the file must be UTF-8 text"]) from None
         if self._problem_count:
@@ -367,6 +367,13 @@ class _Reporter:
     def _write(self) -> None:
         self._last_written = time.monotonic()
         self.store.set_status(PROGRESS_KEY, self._state)
+
+
+def _csv_error_text(exc: csv.Error) -> str:
+    """The csv module's complaint, with its field limit written so that the masking of long
+    digit runs (which could be card numbers) leaves the number readable."""
+    limit = csv.field_size_limit()
+    return str(exc).replace(f"({limit})", f"({limit:,} characters)")
 
 
 def _card_number(value: str) -> str:

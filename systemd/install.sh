@@ -174,7 +174,7 @@ relocate() {
 
 # -- the virtualenv -----------------------------------------------------------
 source_hash() {
-    (cd "$SRC" && find pyproject.toml README.md device admin_web sync -type f \
+    (cd "$SRC" && find pyproject.toml README.md device admin_web sync central -type f \
         ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1
 }
 
@@ -195,7 +195,7 @@ if [ "$MAKE_VENV" = yes ]; then
         # Build from a copy, so the checkout gets no build/ or egg-info litter.
         build=$(mktemp -d)
         trap 'rm -rf "$build"' EXIT
-        (cd "$SRC" && tar -cf - --exclude=__pycache__ pyproject.toml README.md device admin_web sync) | tar -xf - -C "$build"
+        (cd "$SRC" && tar -cf - --exclude=__pycache__ pyproject.toml README.md device admin_web sync central) | tar -xf - -C "$build"
         "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$build"
         if is_pi5; then
             # The mfrc522 package drives the RC522's reset pin through RPi.GPIO,

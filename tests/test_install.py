@@ -26,7 +26,7 @@ def checkout(tmp_path_factory) -> Path:
     copy = tmp_path_factory.mktemp("checkout")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, copy / name)
-    for name in ("device", "admin_web", "sync", "examples", "systemd"):
+    for name in ("device", "admin_web", "sync", "central", "examples", "systemd"):
         shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
     return copy
 

@@ -301,5 +301,5 @@ def test_a_file_with_no_line_end_is_refused_without_gathering_it_whole(monkeypat
     monkeypatch.setattr(patrons_csv.io, "StringIO", Watching)
     with pytest.raises(PatronCsvError) as caught:
         parse("card_number,blocked_reason\n12345678," + "x" * (3 * 2**20))
-    assert [problem.split(": ", 1)[1] for problem in caught.value.problems] == ["field larger than field limit (131072)"]
+    assert [problem.split(": ", 1)[1] for problem in caught.value.problems] == ["field larger than field limit (131,072 characters)"]
     assert max(longest) <= patrons_csv._LONGEST_LINE + patrons_csv._READ_BYTES

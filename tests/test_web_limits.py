@@ -23,6 +23,7 @@ import requests
 
 from admin_web import accounts, bodies
 from admin_web.serve import make_server
+from device import config as config_mod
 from webclient import PASSWORDS
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -81,6 +82,17 @@ def test_a_login_that_waits_too_long_for_its_turn_is_answered_busy_in_the_users_
 
 
 # -- request bodies held to their sender's limit ---------------------------------------
+@pytest.fixture
+def branch_config(tmp_path):
+    """Served over plain HTTP on 127.0.0.1 below, so the session cookie may not be Secure-only."""
+    from webclient import BRANCH_CONFIG
+
+    (tmp_path / "consortium.key").write_text("k" * 32 + "\n")
+    path = tmp_path / "omaovi.toml"
+    path.write_text(BRANCH_CONFIG.replace("[web]\n", "[web]\nsecure_cookies = false\n", 1))
+    return config_mod.load(path)
+
+
 @pytest.fixture
 def served(web_app, web_store):
     """The app behind the real waitress server, in this process, on a free port."""

@@ -53,7 +53,7 @@ def staff_page_in_cgroup(tmp_path, name: str):
     """``omaovi web`` with 2 workers inside a fresh 256 MB memory cgroup; killed, and the group removed, at the end."""
     port = _free_port()
     config = write_branch(tmp_path)
-    config.path.write_text(config.path.read_text().replace("[web]\n", f'[web]\nhost = "127.0.0.1"\nport = {port}\nworkers = 2\n'))
+    config.path.write_text(config.path.read_text().replace("[web]\n", f'[web]\nhost = "127.0.0.1"\nport = {port}\nworkers = 2\nsecure_cookies = false  # plain HTTP on 127.0.0.1 here\n'))
     store = Store(config.database)
     for role, password in PASSWORDS.items():
         accounts.add_user(store, role, password, role)
