@@ -20,7 +20,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from device.cards import UID_FORMATS
-from sync.sip2 import CARD_NUMBER_FORMS, DEFAULT_BLOCKING_STATUS, PROFILES, STATUS_BITS
+from sync.sip2 import CARD_NUMBER_FORMS, DEFAULT_BLOCKING_STATUS, PROFILE_ALIASES, PROFILES, STATUS_BITS
 
 DEFAULT_PATH = "/etc/omaovi/omaovi.toml"
 #: The door id of events about the building as a whole (announcements, people left inside).
@@ -912,7 +912,9 @@ def _sip2(table: dict, a_path: Callable[[Any], Path], problems: list[Problem]) -
         "institution": s.get("institution", _sip2_text, "must be a non-empty string without '|'"),
         "location": s.get("location", _sip2_field, "must be a string without '|'", ""),
         "terminal_password": s.get("terminal_password", _sip2_field, "must be a string without '|'", ""),
-        "profile": s.choice("profile", tuple(PROFILES)),
+        "profile": s.get(
+            "profile", lambda v: _one_of(PROFILE_ALIASES.get(v, v), tuple(PROFILES)), "must be one of " + ", ".join(PROFILES)
+        ),
         "allowed_classes": s.get(
             "allowed_classes", lambda v: _list_of(v, _text), "must be a list of patron class codes, such as [\"AIKUINEN\"]", ()
         ),

@@ -114,6 +114,9 @@ PROFILES = {
     "lenient": Profile("lenient", "any other SIP2 server: standard fields only, a status position other than Y is not set",
                        lenient_status=True),
 }
+#: Profile names of earlier versions, read as today's: a branch's config keeps working after an upgrade.
+#: ``generic`` read ``PA`` as the expiry date, as ``evergreen`` does now.
+PROFILE_ALIASES = {"generic": "evergreen"}
 
 
 @dataclass(frozen=True)

@@ -308,7 +308,7 @@ def test_every_problem_in_the_sip2_section_is_reported(tmp_path, capsys):
     path = tmp_path / "omaovi.toml"
     bad = (
         SIP2.replace('"sip2.kirjasto.example"', '"sip2.kirjasto.example:6001"').replace("6001\n", "70000\n")
-        .replace('profile = "koha-suomi"', 'profile = "generic"')
+        .replace('profile = "koha-suomi"', 'profile = "generik"')
         + 'tls = "yes"\nallowed_classes = "AIKUINEN"\nblocking_status = ["fines"]\ntimeout = 5\n'
         + 'breaker_failures = 0\nbreaker_cooldown = 0\nlocation = "A|B"\npasword_file = "x"\n'
     )
@@ -321,7 +321,7 @@ def test_every_problem_in_the_sip2_section_is_reported(tmp_path, capsys):
         f"{path}: sip2.port = 70000: must be a whole number from 1 to 65535",
         f'{path}: sip2.tls = "yes": must be true or false',
         f'{path}: sip2.location = "A|B": must be a string without \'|\'',
-        f'{path}: sip2.profile = "generic": must be one of koha, koha-suomi, evergreen, lenient',
+        f'{path}: sip2.profile = "generik": must be one of koha, koha-suomi, evergreen, lenient',
         f'{path}: sip2.allowed_classes = "AIKUINEN": must be a list of patron class codes, such as ["AIKUINEN"]',
         f'{path}: sip2.blocking_status = ["fines"]: must be a list of status bit names from '
         "charge_privileges_denied, renewal_privileges_denied, recall_privileges_denied, hold_privileges_denied, "
@@ -529,3 +529,10 @@ def test_the_device_reports_its_own_last_sip2_success_and_error(branch):
     assert state["last_error"].startswith(f"cannot connect to 127.0.0.1:{branch.server.port}")
     assert state["last_error_at"] > state["last_success"]
     assert CACHED_OK not in json.dumps(state)
+
+
+def test_a_config_from_before_the_profiles_were_renamed_still_loads(tmp_path):
+    """``generic`` read PA as the expiry date, as ``evergreen`` does: an upgraded branch keeps its door."""
+    path = tmp_path / "omaovi.toml"
+    path.write_text(HEAD + SIP2.replace('profile = "koha-suomi"', 'profile = "generic"'))
+    assert load_sections(path)[1].sip2.profile == "evergreen"
