@@ -78,8 +78,17 @@ def _leave(_exc) -> None:
 
 
 def _authenticated(branch: str, token: str) -> bool:
-    with db.writing(service().engine) as connection:
-        return tokens.authenticate(connection, branch, token, now())
+    """Checked in a read; the write of ``last_used`` comes once a minute, so that on SQLite
+    a branch's request does not queue for the one write lock just to be let in."""
+    with db.reading(service().engine) as connection:
+        found = tokens.active_token(connection, branch, token)
+    if found is None:
+        return False
+    token_id, last_used = found
+    if tokens.use_is_stale(last_used, now()):
+        with db.writing(service().engine) as connection:
+            tokens.note_use(connection, token_id, now())
+    return True
 
 
 @bp.get("/patrons")

@@ -48,19 +48,24 @@ def listing(connection: Connection) -> list:
     ).all()
 
 
-def authenticate(connection: Connection, branch: str, token: str, now: datetime) -> bool:
-    """Whether ``token`` is an active token of ``branch``; notes its use."""
+def active_token(connection: Connection, branch: str, token: str) -> tuple[int, datetime | None] | None:
+    """(id, last used) of ``token`` if it is an active token of ``branch``, else None. Only reads."""
     tokens = schema.branch_tokens
     row = connection.execute(
         select(tokens.c.id, tokens.c.last_used).where(
             tokens.c.token_sha256 == _hash(token), tokens.c.branch_id == branch, tokens.c.revoked.is_(None)
         )
     ).first()
-    if row is None:
-        return False
-    if row.last_used is None or now - row.last_used >= LAST_USED_RESOLUTION:
-        connection.execute(update(tokens).where(tokens.c.id == row.id).values(last_used=now))
-    return True
+    return (row.id, row.last_used) if row is not None else None
+
+
+def use_is_stale(last_used: datetime | None, now: datetime) -> bool:
+    """Whether the token's ``last_used`` is worth writing again: at most once a minute, not at every request."""
+    return last_used is None or now - last_used >= LAST_USED_RESOLUTION
+
+
+def note_use(connection: Connection, token_id: int, now: datetime) -> None:
+    connection.execute(update(schema.branch_tokens).where(schema.branch_tokens.c.id == token_id).values(last_used=now))
 
 
 def _hash(token: str) -> str:
