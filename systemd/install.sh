@@ -336,8 +336,10 @@ done
 # a venv there is no omaovi to read the config, so the drop-in is left as it is.
 DROPIN=$UNIT_DIR/omaovi-device.service.d/sip2.conf
 if [ -x "$VENV/bin/omaovi" ]; then
-    if ! dropin=$("$VENV/bin/omaovi" sip2-dropin --config "$ETC/omaovi.toml" 2>&1); then
-        say "cannot write $DROPIN: $dropin"
+    # Only standard output is the drop-in: a warning on standard error must not end up in the unit.
+    complaint=$(mktemp)
+    if ! dropin=$("$VENV/bin/omaovi" sip2-dropin --config "$ETC/omaovi.toml" 2>"$complaint"); then
+        say "cannot write $DROPIN: $(cat "$complaint")"
         say "  fix the [sip2] section (omaovi check-config $ETC/omaovi.toml) and run the installer again"
     elif [ -n "$dropin" ]; then
         printf '%s\n' "$dropin" | put "$DROPIN" 0644
@@ -345,6 +347,7 @@ if [ -x "$VENV/bin/omaovi" ]; then
         rm -f "$DROPIN"
         say "removed $DROPIN (no [sip2] section)"
     fi
+    rm -f "$complaint"
 fi
 
 NGINX=$ROOT/etc/nginx
