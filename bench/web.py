@@ -26,12 +26,13 @@ PASSWORD = "bench-password-123"
 START_SECONDS = 15
 
 
-def config(ws, database: Path) -> tuple[Path, str]:
-    """A branch config with a ``[web]`` section on a free port, and the base URL."""
+def config(ws, database: Path, central_url: str | None = None) -> tuple[Path, str]:
+    """A branch config with a ``[web]`` section on a free port (and a ``[central]`` one
+    when given its URL), and the base URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    path = ws.config_file(database)
+    path = ws.config_file(database, central_url)
     with path.open("a") as toml:
         # The load client talks plain HTTP to the page itself, not through the HTTPS proxy.
         toml.write(f'\n[web]\nhost = "127.0.0.1"\nport = {port}\nsecure_cookies = false\n')

@@ -16,7 +16,7 @@ from bench.central_load import EVENTS_PER_BATCH
 
 REPO = Path(__file__).resolve().parent.parent
 ENGINES = ("SQLite", "PostgreSQL")
-FIGURES = [f"P{n}" for n in range(1, 9)] + ["P10"] + [f"{c} {engine}" for c in ("C1", "C2") for engine in ENGINES]
+FIGURES = [f"P{n}" for n in range(1, 11)] + [f"{c} {engine}" for c in ("C1", "C2") for engine in ENGINES]
 
 
 def test_quick_benchmarks_run_and_report_every_figure(tmp_path):
