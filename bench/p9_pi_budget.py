@@ -49,7 +49,9 @@ def run(ws) -> Figure:
     server = sync = None
     try:
         server = web.start(config_path, url, ws.dir / "p9-web.log")
-        clients.start(url, web.staff_cookie(url, config_path), web.api_token(config_path), CLIENTS)
+        # Names of its own: P6 has made the default ones in this run's database already.
+        clients.start(url, web.staff_cookie(url, config_path, "bench-staff-p9"), web.api_token(config_path, "bench-p9"),
+                      CLIENTS)
         with CpuBudget("p9") as budget:
             budget.add(server.pid, workers=True)
             budget.add(os.getpid())
@@ -62,7 +64,7 @@ def run(ws) -> Figure:
                 latencies, missed = taps.run(device, until=sync.poll, before=bare_tap.once, deadline=GIVE_UP_SECONDS)
                 requests_during = clients.count() - requests_before
                 pages_during = central.pages() - pages_before
-            done = sync.wait(GIVE_UP_SECONDS)
+            done = sync.wait(30)  # the taps ran until it ended, or gave up on it
             throttled = budget.throttled()
         staff = clients.finish()
     finally:

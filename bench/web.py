@@ -57,21 +57,22 @@ def start(config_path: Path, url: str, log: Path) -> Child:
     raise RuntimeError(f"omaovi web did not answer at {url} within {START_SECONDS} s; see {log}")
 
 
-def staff_cookie(url: str, config_path: Path) -> str:
-    """The Cookie header of a signed-in staff member."""
-    _cli("user", "add", STAFF, "--password-stdin", "-c", str(config_path), stdin=PASSWORD + "\n")
+def staff_cookie(url: str, config_path: Path, name: str = STAFF) -> str:
+    """The Cookie header of staff member ``name``, made and signed in (a name once per database)."""
+    _cli("user", "add", name, "--password-stdin", "-c", str(config_path), stdin=PASSWORD + "\n")
     session = _session()
     login_page = session.get(url + "/login", timeout=10).text
     token = re.search(r'name="csrf_token" value="([^"]+)"', login_page).group(1)
-    answer = session.post(url + "/login", data={"csrf_token": token, "username": STAFF, "password": PASSWORD}, timeout=10)
+    answer = session.post(url + "/login", data={"csrf_token": token, "username": name, "password": PASSWORD}, timeout=10)
     answer.raise_for_status()
     if "/login" in answer.url:
         raise RuntimeError("the benchmark's staff user could not log in")
     return "; ".join(f"{name}={value}" for name, value in session.cookies.items())
 
 
-def api_token(config_path: Path) -> str:
-    return _cli("token", "add", "bench", "-c", str(config_path)).strip()
+def api_token(config_path: Path, name: str = "bench") -> str:
+    """A new API token named ``name`` (a name once per database)."""
+    return _cli("token", "add", name, "-c", str(config_path)).strip()
 
 
 def idle_rss(ws, database: Path, seconds: float) -> dict:
