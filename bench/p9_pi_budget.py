@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import sqlite3
 
 from bench import web
 from bench.baseline import BareTap
@@ -45,7 +46,7 @@ def run(ws) -> Figure:
     central = ws.central()
     config_path, url = web.config(ws, database, central.url)
     _forget_patron_cursor(database)
-    taps = Taps(ws.scale.patrons, seed=29)
+    taps = Taps(ws.scale.patrons, seed=29, blocked=_blocked(database))
     clients = StaffClients()
     server = sync = None
     try:
@@ -108,3 +109,12 @@ def _forget_patron_cursor(database) -> None:
     store = Store(database)
     store.forget_sync_cursor("patrons")
     store.close()
+
+
+def _blocked(database) -> frozenset[str]:
+    """The cards blocked now, P4's changes among them: the snapshot brings the same state again."""
+    conn = sqlite3.connect(database)
+    try:
+        return frozenset(key for (key,) in conn.execute("SELECT card_key FROM patrons WHERE blocked_reason IS NOT NULL"))
+    finally:
+        conn.close()
