@@ -1,4 +1,4 @@
-"""The staff web app (``omaovi web``) for P6 and P7, started as a branch starts it.
+"""The staff web app (``omaovi web``) for P6, P7 and P9, started as a branch starts it.
 
 The one place that knows how the app is started and how its clients sign in:
 ``omaovi user add NAME --password-stdin`` makes a staff user, who signs in with a
