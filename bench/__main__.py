@@ -26,6 +26,7 @@ FIGURES = {
     "P6": "bench.p6_web",
     "P7": "bench.p7_idle",
     "P8": "bench.p8_push",
+    "P9": "bench.p9_pi_budget",
     "P10": "bench.p10_csv_import",
     # The central service (central/), each on SQLite and on PostgreSQL: one figure per engine.
     "C1": "bench.c1_branch_sync",

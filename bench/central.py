@@ -36,6 +36,10 @@ class CentralProcess:
         self.proc.stdin.flush()
         return self._answer()
 
+    def pages(self) -> int:
+        """Patron pages (snapshot or changes) served so far."""
+        return int(self.command("pages"))
+
     def events(self) -> dict:
         """What the central service has received: unique uuids, accepted and duplicate counts."""
         return json.loads(self.command("events"))
@@ -64,7 +68,7 @@ class CentralProcess:
 def main() -> None:
     """``python -m bench.central PATRONS TOKEN``: print the URL, then answer commands:
     ``delta P R`` (P changed patrons and R new booth reservations), ``down 1|0``
-    (an outage), ``events`` (what was received, as JSON). Ends when stdin closes."""
+    (an outage), ``pages`` (patron pages served so far), ``events`` (what was received, as JSON). Ends when stdin closes."""
     from tests.central_server import CentralServer, Feed
 
     class SnapshotFeed(Feed):
@@ -105,6 +109,8 @@ def main() -> None:
             elif command == "down":
                 server.down = args[0] == "1"
                 answer = "ok"
+            elif command == "pages":
+                answer = str(len(server.gets("patrons")))
             elif command == "events":
                 answer = json.dumps({
                     "unique": len(server.events),

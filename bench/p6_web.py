@@ -43,14 +43,7 @@ def run(ws) -> Figure:
     config_path, url = web.config(ws, database)
     server = web.start(config_path, url, ws.dir / "p6-web.log")
     try:
-        cookie = web.staff_cookie(url, config_path)
-        token = web.api_token(config_path)
-        end = date.today()
-        stats = f"/api/v1/stats?from={end - timedelta(days=30)}&to={end}&by=day"
-
-        def today_or_stats(n: int) -> tuple[str, dict]:
-            return ("/", {"Cookie": cookie}) if n % 2 else (stats, {"Authorization": f"Bearer {token}"})
-
+        today_or_stats = staff_requests(web.staff_cookie(url, config_path), web.api_token(config_path))
         latencies, errors = load(today_or_stats, url, ws.scale.web_seconds)
         polled, polled_errors = load(today_or_stats, url, ws.scale.web_seconds, think=POLL_SECONDS)
     finally:
@@ -66,13 +59,25 @@ def run(ws) -> Figure:
     return figure
 
 
+def staff_requests(cookie: str, token: str) -> Callable[[int], tuple[str, dict]]:
+    """A staff client's ``n``th request: the Today page and a month of the stats API in turn."""
+    end = date.today()
+    stats = f"/api/v1/stats?from={end - timedelta(days=30)}&to={end}&by=day"
+
+    def today_or_stats(n: int) -> tuple[str, dict]:
+        return ("/", {"Cookie": cookie}) if n % 2 else (stats, {"Authorization": f"Bearer {token}"})
+
+    return today_or_stats
+
+
 def load(
-    request: Callable[[int], tuple[str, dict]], base_url: str, seconds: float, think: float = 0
+    request: Callable[[int], tuple[str, dict]], base_url: str, seconds: float, think: float = 0,
+    clients: int = CLIENTS, stop: threading.Event | None = None,
 ) -> tuple[list[float], int]:
-    """``CLIENTS`` threads, each on its own kept-alive connection, asking ``request(n)``
+    """``clients`` threads, each on its own kept-alive connection, asking ``request(n)``
     (a path and headers) again ``think`` seconds after an answer is read, for
-    ``seconds``. Thinking clients start at random moments within one pause (or
-    the run, if shorter), as browsers opened at different times do.
+    ``seconds`` or until ``stop`` is set. Thinking clients start at random moments
+    within one pause (or the run, if shorter), as browsers opened at different times do.
 
     http.client, not requests: requests costs the load generator itself a
     millisecond or two of CPU a request, which on two cores would be measured as
@@ -83,13 +88,14 @@ def load(
     errors = 0
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
+    stop = stop or threading.Event()
 
     def client() -> None:
         nonlocal errors
         connection = HTTPConnection(address.hostname, address.port, timeout=5)
         n = 0
         time.sleep(random.uniform(0, min(think, seconds)))
-        while time.monotonic() < stop_at:
+        while time.monotonic() < stop_at and not stop.is_set():
             n += 1
             path, headers = request(n)
             started = time.perf_counter()
@@ -108,7 +114,7 @@ def load(
             time.sleep(think)
         connection.close()
 
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    threads = [threading.Thread(target=client) for _ in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -18,7 +18,7 @@ from typing import Callable
 
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from bench.data import DOORS, KEY, LOCK_PINS, allowed, card_number
+from bench.data import DOORS, KEY, LOCK_PINS, allowed, card_number, patron_key
 from device.config import Config, DoorConfig, ReaderConfig
 from device.controller import Controller
 from device.store import Store
@@ -115,16 +115,20 @@ class BenchDevice:
 
 
 class Taps:
-    """Patrons who may come in, tapping at random doors after random short gaps."""
+    """Patrons who may come in, tapping at random doors after random short gaps.
 
-    def __init__(self, patrons: int, seed: int = 7):
+    ``blocked`` are card keys blocked since the data was built (P4's changes, which a
+    later snapshot brings in again): their taps would be refused and counted as missed."""
+
+    def __init__(self, patrons: int, seed: int = 7, blocked: frozenset[str] = frozenset()):
         self.patrons = patrons
         self.rng = random.Random(seed)
+        self.blocked = blocked
 
     def number(self) -> str:
         while True:
             i = self.rng.randrange(self.patrons)
-            if allowed(i):
+            if allowed(i) and not (self.blocked and patron_key(i) in self.blocked):
                 return card_number(i)
 
     def run(self, device: BenchDevice, count: int | None = None, *, until: Callable[[], object] | None = None,

@@ -16,7 +16,7 @@ from bench.central_load import EVENTS_PER_BATCH
 
 REPO = Path(__file__).resolve().parent.parent
 ENGINES = ("SQLite", "PostgreSQL")
-FIGURES = [f"P{n}" for n in range(1, 9)] + ["P10"] + [f"{c} {engine}" for c in ("C1", "C2") for engine in ENGINES]
+FIGURES = [f"P{n}" for n in range(1, 11)] + [f"{c} {engine}" for c in ("C1", "C2") for engine in ENGINES]
 
 
 def test_quick_benchmarks_run_and_report_every_figure(tmp_path):
@@ -32,6 +32,11 @@ def test_quick_benchmarks_run_and_report_every_figure(tmp_path):
     for figure in results["figures"].values():
         assert figure["error"] is None
         assert figure["result"]
+    # P9's taps ran inside the CPU budget while the staff web was loaded and the snapshot came in.
+    pi = results["figures"]["P9"]["values"]
+    assert pi["budget"]["periods"] > 0 and pi["taps"]["n"] > 0 and pi["baseline_sqlite"]["n"] == pi["taps"]["n"]
+    assert pi["staff_requests_during_taps"] > 0 and pi["snapshot_pages_during_taps"] == pi["snapshot_pages"]
+    assert pi["sync_exit_code"] == 0 and pi["patrons_after"] == pi["patrons"]
     for engine in ENGINES:
         sync_rounds = results["figures"][f"C1 {engine}"]["values"]
         assert sync_rounds["errors"] == 0, sync_rounds["first_errors"]
