@@ -20,7 +20,6 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from device.cards import UID_FORMATS
-from sync.sip2 import CARD_NUMBER_FORMS, DEFAULT_BLOCKING_STATUS, PROFILE_ALIASES, PROFILES, STATUS_BITS
 
 DEFAULT_PATH = "/etc/omaovi/omaovi.toml"
 #: The door id of events about the building as a whole (announcements, people left inside).
@@ -28,6 +27,24 @@ BUILDING = "building"
 
 DOOR_KINDS = ("entrance", "booth")
 READER_TYPES = ("mfrc522", "serial", "evdev", "stdin")
+
+#: The SIP2 profiles ``sync.sip2`` knows (what each one reads is there); a test keeps the two in step.
+SIP2_PROFILE_NAMES = ("koha", "koha-suomi", "evergreen", "lenient")
+#: Profile names of earlier versions, read as today's: a branch's config keeps working after an upgrade.
+#: ``generic`` read ``PA`` as the expiry date, as ``evergreen`` does now.
+PROFILE_ALIASES = {"generic": "evergreen"}
+#: The 14 positions of the patron status field in SIP2 24/64 replies, in order.
+STATUS_BITS = (
+    "charge_privileges_denied", "renewal_privileges_denied", "recall_privileges_denied",
+    "hold_privileges_denied", "card_reported_lost", "too_many_items_charged",
+    "too_many_items_overdue", "too_many_renewals", "too_many_claims_of_items_returned",
+    "too_many_items_lost", "excessive_outstanding_fines", "excessive_outstanding_fees",
+    "recall_overdue", "too_many_items_billed",
+)
+DEFAULT_BLOCKING_STATUS = ("charge_privileges_denied", "card_reported_lost")
+#: How the card number is sent in ``AA``: the library system may look ids up
+#: case-sensitively, or store them without leading zeros.
+CARD_NUMBER_FORMS = ("as_read", "upper", "lower", "strip_leading_zeros")
 SERIAL_FRAMINGS = ("line", "rdm6300")
 STAFFED_ENTRANCE = ("card", "unlocked")
 #: BCM GPIO numbers on the 40-pin header of every Raspberry Pi since the B+.
@@ -913,7 +930,7 @@ def _sip2(table: dict, a_path: Callable[[Any], Path], problems: list[Problem]) -
         "location": s.get("location", _sip2_field, "must be a string without '|'", ""),
         "terminal_password": s.get("terminal_password", _sip2_field, "must be a string without '|'", ""),
         "profile": s.get(
-            "profile", lambda v: _one_of(PROFILE_ALIASES.get(v, v), tuple(PROFILES)), "must be one of " + ", ".join(PROFILES)
+            "profile", lambda v: _one_of(PROFILE_ALIASES.get(v, v), SIP2_PROFILE_NAMES), "must be one of " + ", ".join(SIP2_PROFILE_NAMES)
         ),
         "allowed_classes": s.get(
             "allowed_classes", lambda v: _list_of(v, _text), "must be a list of patron class codes, such as [\"AIKUINEN\"]", ()

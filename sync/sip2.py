@@ -32,6 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
+from device.config import (
+    CARD_NUMBER_FORMS, DEFAULT_BLOCKING_STATUS, STATUS_BITS,
+)
 from sync.breaker import BreakerOpen, CircuitBreaker
 
 log = logging.getLogger(__name__)
@@ -41,22 +44,8 @@ MAX_FRAME = 64 * 1024
 #: How often a ``96`` (please resend) reply is honoured for one request.
 MAX_RESENDS = 2
 
-#: The 14 positions of the patron status field in 24/64 replies, in order.
-STATUS_BITS = (
-    "charge_privileges_denied", "renewal_privileges_denied", "recall_privileges_denied",
-    "hold_privileges_denied", "card_reported_lost", "too_many_items_charged",
-    "too_many_items_overdue", "too_many_renewals", "too_many_claims_of_items_returned",
-    "too_many_items_lost", "excessive_outstanding_fines", "excessive_outstanding_fees",
-    "recall_overdue", "too_many_items_billed",
-)
-DEFAULT_BLOCKING_STATUS = ("charge_privileges_denied", "card_reported_lost")
-
 #: The blocked reason besides the status bit names.
 BRANCH_BLOCK = "branch_block"
-
-#: How the card number is sent in ``AA``: the library system may look ids up
-#: case-sensitively, or store them without leading zeros.
-CARD_NUMBER_FORMS = ("as_read", "upper", "lower", "strip_leading_zeros")
 
 #: Fields this client reads from a 64 reply; any other field is skipped undecoded.
 _READ_FIELDS = frozenset({"AA", "BL", "CQ", "PA", "PC"})
@@ -114,9 +103,7 @@ PROFILES = {
     "lenient": Profile("lenient", "any other SIP2 server: standard fields only, a status position other than Y is not set",
                        lenient_status=True),
 }
-#: Profile names of earlier versions, read as today's: a branch's config keeps working after an upgrade.
-#: ``generic`` read ``PA`` as the expiry date, as ``evergreen`` does now.
-PROFILE_ALIASES = {"generic": "evergreen"}
+
 
 
 @dataclass(frozen=True)

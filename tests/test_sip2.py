@@ -559,3 +559,10 @@ def test_the_notes_say_how_the_profile_read_each_field_without_personal_values(p
         "PC: 'AIKUINEN' in allowed_classes",
         "result: refused: charge_privileges_denied",
     ]
+
+
+def test_the_config_offers_exactly_the_profiles_the_client_knows():
+    """The config model names the profiles so that the door needs no SIP2 client to read its file."""
+    from device.config import SIP2_PROFILE_NAMES
+
+    assert tuple(PROFILES) == SIP2_PROFILE_NAMES
